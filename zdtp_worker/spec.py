@@ -1,0 +1,131 @@
+"""WorkerSpec: the one contract between the planner (Airflow side) and the worker (container side).
+
+The planner builds it, the operator passes it to the pod as JSON (env ``ZDTP_WORKER_SPEC`` or a
+mounted file), the worker validates it on start. It never holds credentials: those come from a
+Secret as ``ZDTP_SOURCE_DSN`` / ``ZDTP_TARGET_DSN`` (or ``*_FILE``). Versioned so an old worker
+image refuses a spec it does not understand instead of misreading it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SPEC_VERSION = 1
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_ident(value: str, what: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError(f"{what} {value!r} is not a plain SQL identifier (letters, digits, _; max 63)")
+    return value
+
+
+class TableName(_Model):
+    """A schema-qualified table; parsed from ``"schema.table"`` or ``"table"`` (schema public)."""
+
+    schema_: str = Field("public", alias="schema")
+    name: str
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            schema, _, name = value.rpartition(".")
+            return {"schema": schema or "public", "name": name}
+        return value
+
+    @field_validator("schema_", "name")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        return _check_ident(v, "identifier")
+
+    @property
+    def qualified(self) -> str:
+        return f'"{self.schema_}"."{self.name}"'
+
+    def __str__(self) -> str:
+        return f"{self.schema_}.{self.name}"
+
+
+class KeyRange(_Model):
+    """Half-open primary-key range ``[lower, upper)``; ``None`` means unbounded on that side.
+
+    Values are lists (one item per PK column) of JSON scalars; the worker casts them to the
+    column types. Unbounded ends are only ever given by a planner that knows the table's extent
+    at snapshot time; the worker bounds its own chunks.
+    """
+
+    lower: list[Any] | None = None
+    upper: list[Any] | None = None
+
+
+class TableSpec(_Model):
+    source: TableName
+    target: TableName | None = None
+    key_range: KeyRange | None = None
+    # Copy a table without a primary key as one chunk (no resume inside it).
+    allow_single_chunk: bool = False
+
+    @property
+    def target_name(self) -> TableName:
+        return self.target or self.source
+
+
+class FullOptions(_Model):
+    copy_mode: Literal["resume", "restart", "swap"] = "resume"
+    chunk_rows: Annotated[int, Field(gt=0)] = 250_000
+    chunk_bytes: Annotated[int, Field(gt=0)] | None = None
+    verify: Literal["none", "count", "checksum"] = "count"
+    # Work-queue patterns: take one item and exit, or drain until the queue is empty.
+    queue: str | None = None
+    queue_mode: Literal["one", "drain"] = "drain"
+    # Exported snapshot id (pg_export_snapshot) to copy under, for a gap-free CDC hand-off.
+    snapshot: str | None = None
+    progress_interval_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+
+class IncrementalOptions(_Model):
+    slot: str | None = None  # default derived from task name
+    publication: str | None = None  # default derived from task name
+    batch_max_changes: Annotated[int, Field(gt=0)] = 10_000
+    batch_max_seconds: Annotated[float, Field(gt=0)] = 0.5
+    health_port: Annotated[int, Field(gt=0, lt=65536)] = 8080
+    ready_max_lag_seconds: Annotated[float, Field(gt=0)] = 60.0
+    initial_snapshot: bool = False
+
+
+class WorkerSpec(_Model):
+    version: Literal[1] = SPEC_VERSION
+    mode: Literal["full", "incremental"]
+    task: str  # sync task name, DNS-1123 label
+    run_id: str = Field(min_length=1, max_length=200)
+    worker: str = "w0"
+    tables: list[TableSpec] = Field(default_factory=list)
+    full: FullOptions = Field(default_factory=FullOptions)
+    incremental: IncrementalOptions = Field(default_factory=IncrementalOptions)
+
+    @field_validator("task")
+    @classmethod
+    def _task_name(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v):
+            raise ValueError(f"task {v!r} must be a DNS-1123 label (lowercase letters, digits, '-'; max 63)")
+        return v
+
+    @model_validator(mode="after")
+    def _needs_work(self) -> WorkerSpec:
+        if not self.tables and not (self.mode == "full" and self.full.queue):
+            raise ValueError("spec lists no tables (and names no queue)")
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_defaults=False)
