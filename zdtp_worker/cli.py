@@ -1,0 +1,101 @@
+"""``zdtp-worker`` command line: parse args, load the spec and credentials, run one mode, exit
+with a documented code. Every failure ends as one line on stderr (passwords redacted) plus the
+result summary; no stack traces for expected errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from zdtp_worker.credentials import redact
+from zdtp_worker.exit_codes import ConfigError, WorkerError
+from zdtp_worker.result import WorkerResult, write_result
+from zdtp_worker.spec import WorkerSpec
+
+
+def load_spec(spec_file: str | None, *, mode: str) -> WorkerSpec:
+    if spec_file:
+        try:
+            raw = Path(spec_file).read_text()
+        except OSError as exc:
+            raise ConfigError(f"--spec {spec_file}: {exc.strerror}") from None
+        origin = spec_file
+    elif os.environ.get("ZDTP_WORKER_SPEC_FILE"):
+        origin = os.environ["ZDTP_WORKER_SPEC_FILE"]
+        try:
+            raw = Path(origin).read_text()
+        except OSError as exc:
+            raise ConfigError(f"ZDTP_WORKER_SPEC_FILE {origin}: {exc.strerror}") from None
+    elif os.environ.get("ZDTP_WORKER_SPEC"):
+        raw, origin = os.environ["ZDTP_WORKER_SPEC"], "ZDTP_WORKER_SPEC"
+    else:
+        raise ConfigError("no worker spec: pass --spec FILE or set ZDTP_WORKER_SPEC")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: malformed JSON: {exc}") from None
+    if isinstance(data, dict):
+        data.setdefault("mode", mode)
+    try:
+        spec = WorkerSpec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "spec"
+        raise ConfigError(f"{origin}: {field}: {first['msg']}") from None
+    if spec.mode != mode:
+        raise ConfigError(f"{origin}: spec is for mode {spec.mode!r}, not {mode!r}")
+    return spec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zdtp-worker", description="zdtp sync worker")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    full = sub.add_parser("full", help="copy a snapshot of the spec's tables, then exit")
+    full.add_argument("--spec", help="WorkerSpec JSON file (default: $ZDTP_WORKER_SPEC)")
+    full.add_argument("--queue", help="take chunks from this work queue instead of the spec's tables")
+    full.add_argument("--queue-mode", choices=["one", "drain"], help="one item then exit, or drain")
+    inc = sub.add_parser("incremental", help="stream changes forever (logical replication)")
+    inc.add_argument("--spec", help="WorkerSpec JSON file (default: $ZDTP_WORKER_SPEC)")
+    inc.add_argument("--initial-snapshot", action="store_true", help="copy a snapshot first, then stream")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.monotonic()
+    spec: WorkerSpec | None = None
+    try:
+        spec = load_spec(args.spec, mode=args.mode)
+        if args.mode == "full":
+            from zdtp_worker.full.main import run_full_cli
+
+            result = run_full_cli(spec, args)
+        else:
+            from zdtp_worker.incremental.main import run_incremental_cli
+
+            result = run_incremental_cli(spec, args)
+    except WorkerError as exc:
+        message = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"zdtp-worker: error: {message}", file=sys.stderr, flush=True)
+        result = WorkerResult(
+            status="error",
+            exit_code=int(exc.exit_code),
+            mode=args.mode,
+            run_id=spec.run_id if spec else "",
+            worker=spec.worker if spec else "",
+            seconds=round(time.monotonic() - started, 3),
+            message=message,
+        )
+    write_result(result)
+    return int(result.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
