@@ -11,16 +11,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
 
 fail() { echo "zdtp cluster build: $*" >&2; exit 1; }
-command -v go >/dev/null 2>&1 || fail "Go toolchain not found on PATH (need Go >= 1.25 to build Kubernetes ${K8S_VERSION})"
 
 cache_root=${ZDTP_CACHE:-$HOME/.cache/zdtp}
 dest="$cache_root/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
 bin="$dest/bin"
 wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl)
 
-have_all() { for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
+stages="$dest/kwok-default-stages"
+have_all() {
+  for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || return 1; done
+  [ -s "$stages/pod-ready.yaml" ]
+}
 if have_all; then echo "$bin"; exit 0; fi
 
+command -v go >/dev/null 2>&1 || fail "Go toolchain not found on PATH (need Go >= 1.25 to build Kubernetes ${K8S_VERSION} into $dest)"
 mkdir -p "$bin"
 work="$dest/src"
 mkdir -p "$work"
@@ -81,8 +85,22 @@ build_kwok() {
     "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" "sigs.k8s.io/kwok/cmd/kwokctl@${KWOK_VERSION}"
 }
 
-for b in etcd; do [ -x "$bin/$b" ] || build_etcd; done
+# kwok's default stages, kept beside the binaries: dev/cluster/up.sh adds the ones it needs to
+# zdtp's own stages (a config that names any Stage gets none of the defaults).
+copy_default_stages() {
+  local src
+  src="$(go env GOMODCACHE)/sigs.k8s.io/kwok@${KWOK_VERSION}/kustomize/stage"
+  [ -d "$src" ] || (cd "$work" && go mod download "sigs.k8s.io/kwok@${KWOK_VERSION}" >/dev/null 2>&1 || true)
+  [ -d "$src" ] || (mkdir -p "$work/kwokmod" && cd "$work/kwokmod" && { [ -f go.mod ] || go mod init zdtp.local/kwokmod >/dev/null 2>&1; } && go mod download "sigs.k8s.io/kwok@${KWOK_VERSION}")
+  mkdir -p "$stages"
+  cp "$src/node/fast/node-initialize.yaml" "$src/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+     "$src/pod/fast/pod-ready.yaml" "$src/pod/fast/pod-delete.yaml" "$stages/"
+  chmod 644 "$stages"/*.yaml
+}
+
+[ -x "$bin/etcd" ] || build_etcd
 { [ -x "$bin/kwok" ] && [ -x "$bin/kwokctl" ]; } || build_kwok
 { [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/kube-scheduler" ] && [ -x "$bin/kube-controller-manager" ]; } || build_kubernetes
+[ -s "$stages/pod-ready.yaml" ] || copy_default_stages
 have_all || fail "build finished but binaries are missing in $bin"
 echo "$bin"

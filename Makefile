@@ -1,0 +1,43 @@
+# zdtp developer entry points. A newcomer needs two: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+VENV := .venv
+export UV_LINK_MODE ?= copy
+
+.PHONY: help venv cluster-up cluster-down lint test test-unit demo clean
+
+help:
+	@echo "make demo         run an example sync end to end on the dev cluster"
+	@echo "make test         install everything, lint, run the whole test suite"
+	@echo "make cluster-up   start (or reuse) the KWOK dev cluster (.zdtp/kubeconfig)"
+	@echo "make cluster-down stop it and remove its state"
+
+$(VENV)/.synced: pyproject.toml uv.lock
+	@command -v $(PYTHON) >/dev/null || { echo "zdtp: $(PYTHON) not found on PATH (need Python >= 3.11)" >&2; exit 1; }
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	$(UV) sync --frozen --extra dev --python $(PYTHON)
+	@touch $@
+
+venv: $(VENV)/.synced
+
+cluster-up:
+	@dev/cluster/up.sh
+
+cluster-down:
+	@dev/cluster/down.sh
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# pytest exits 5 when it collected nothing; make treats any non-zero exit as failure.
+test: venv lint cluster-up
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+clean: cluster-down
+	rm -rf .zdtp $(VENV)
