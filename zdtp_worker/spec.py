@@ -89,6 +89,8 @@ class FullOptions(_Model):
     # Work-queue patterns: take one item and exit, or drain until the queue is empty.
     queue: str | None = None
     queue_mode: Literal["one", "drain"] = "drain"
+    # Seconds a taken queue item stays leased; after that a dead worker's item returns to the queue.
+    lease_seconds: Annotated[float, Field(gt=0)] = 60.0
     # Exported snapshot id (pg_export_snapshot) to copy under, for a gap-free CDC hand-off.
     snapshot: str | None = None
     progress_interval_seconds: Annotated[float, Field(gt=0)] = 5.0

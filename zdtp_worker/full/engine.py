@@ -1,0 +1,151 @@
+"""One chunk, one transaction: the unit that makes a full copy resumable and exactly-once.
+
+In a single target transaction the engine (optionally) re-checks its queue lease, deletes the
+chunk's key range, streams the rows in, verifies them, records the chunk in ``zdtp.full_chunks``
+(and marks the queue item done), then commits. A crash at any point rolls all of it back, so a
+rerun redoes at most that chunk and never leaves a duplicate. ``main`` drives tables and queues
+on top of this.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+import asyncpg
+
+from zdtp_worker.exit_codes import DataError
+from zdtp_worker.full import checkpoints, queue
+from zdtp_worker.full.catalog import TableInfo
+from zdtp_worker.full.copy import copy_range
+from zdtp_worker.full.planner import Chunk
+from zdtp_worker.full.progress import Progress, log_event
+from zdtp_worker.full.schema import CopyFormat
+from zdtp_worker.full.sqlparts import range_clause
+from zdtp_worker.full.verify import range_checksum
+from zdtp_worker.spec import TableName
+
+Verify = Literal["none", "count", "checksum"]
+
+
+@dataclass
+class Context:
+    """What every chunk needs: the two sessions and the run's options."""
+
+    source: asyncpg.Connection  # inside a REPEATABLE READ READ ONLY transaction (the snapshot)
+    target: asyncpg.Connection
+    worker: str  # unique per process: recorded with each chunk and used as queue lease owner
+    verify: Verify
+    progress: Progress
+
+
+@dataclass
+class TableJob:
+    """One source table copied into one target (or staging) table within a run."""
+
+    run_id: str
+    source: TableInfo
+    target: TableName  # the table readers see (checkpoints are keyed by it)
+    copy_into: TableName  # target, or the staging table in swap mode
+    fmt: CopyFormat
+    rows: int = 0
+    bytes: int = 0
+    chunks: int = 0
+    skipped: int = 0
+    checksums: dict[int, Decimal] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    rows: int
+    nbytes: int
+    checksum: Decimal | None
+
+
+async def copy_chunk(
+    ctx: Context, job: TableJob, chunk: Chunk, *, item: queue.Item | None = None
+) -> ChunkOutcome | None:
+    """Copy one chunk in one transaction; ``None`` when it turned out to be done or not ours."""
+    pk = job.source.pk_columns
+    read_where = range_clause(pk, chunk.lower, chunk.upper, upper_inclusive=chunk.upper_inclusive)
+    delete_where = range_clause(
+        pk, chunk.del_lower, chunk.del_upper, upper_inclusive=chunk.del_upper_inclusive
+    )
+    columns = [c.name for c in job.source.columns]
+    select_sql = f"SELECT {job.source.column_list} FROM {job.source.name.qualified} WHERE {read_where}"
+    target_key = str(job.target)
+    started = time.monotonic()
+    tgt = ctx.target
+    async with tgt.transaction():
+        if item is not None and not await queue.hold(tgt, item, owner=ctx.worker):
+            log_event("chunk_skip", table=target_key, chunk=chunk.no, reason="lease lost or item done")
+            return None
+        if await checkpoints.is_done(tgt, job.run_id, target_key, chunk.no):
+            if item is not None:
+                await queue.complete(tgt, item)
+            log_event("chunk_skip", table=target_key, chunk=chunk.no, reason="already done")
+            job.skipped += 1
+            return None
+        log_event("chunk_start", table=target_key, chunk=chunk.no, worker=ctx.worker)
+        ctx.progress.start_chunk(target_key, chunk.no)
+        await tgt.execute(f"DELETE FROM {job.copy_into.qualified} WHERE {delete_where}")
+        rows = nbytes = 0
+        if not chunk.empty:
+            stats = await copy_range(
+                ctx.source,
+                tgt,
+                select_sql=select_sql,
+                target_table=job.copy_into,
+                columns=columns,
+                fmt=job.fmt,
+                on_bytes=ctx.progress.add_bytes,
+            )
+            if ctx.verify != "none" and stats.source_rows != stats.target_rows:
+                raise DataError(
+                    f"table {target_key} chunk {chunk.no}: source sent {stats.source_rows} rows, "
+                    f"target stored {stats.target_rows}"
+                )
+            rows, nbytes = stats.target_rows, stats.nbytes
+        checksum: Decimal | None = None
+        if ctx.verify == "checksum":
+            src_rows, checksum = await range_checksum(
+                ctx.source, job.source.name.qualified, columns, read_where if not chunk.empty else "FALSE"
+            )
+            tgt_rows, tgt_sum = await range_checksum(tgt, job.copy_into.qualified, columns, delete_where)
+            if (src_rows, checksum) != (tgt_rows, tgt_sum):
+                raise DataError(
+                    f"table {target_key} chunk {chunk.no}: checksum mismatch "
+                    f"(source {src_rows} rows, target {tgt_rows} rows)"
+                )
+        seconds = time.monotonic() - started
+        await checkpoints.record_chunk(
+            tgt,
+            run_id=job.run_id,
+            target=target_key,
+            chunk_no=chunk.no,
+            rows=rows,
+            nbytes=nbytes,
+            checksum=checksum,
+            worker=ctx.worker,
+            seconds=seconds,
+        )
+        if item is not None:
+            await queue.complete(tgt, item)
+    ctx.progress.finish_chunk(rows, nbytes)
+    job.rows += rows
+    job.bytes += nbytes
+    job.chunks += 1
+    if checksum is not None:
+        job.checksums[chunk.no] = checksum
+    log_event(
+        "chunk_done",
+        table=target_key,
+        chunk=chunk.no,
+        rows=rows,
+        bytes=nbytes,
+        seconds=round(seconds, 3),
+        rows_per_s=round(rows / seconds) if seconds > 0 else None,
+    )
+    return ChunkOutcome(rows, nbytes, checksum)
