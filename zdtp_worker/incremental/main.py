@@ -1,0 +1,153 @@
+"""``zdtp-worker incremental``: wire credentials, signals, the health server and the stream.
+
+Runs until SIGTERM/SIGINT (exit 0 after committing or rolling back the current batch) or an
+error (exit code from :mod:`zdtp_worker.exit_codes`). With ``--initial-snapshot`` (or
+``spec.incremental.initial_snapshot``) and no stream state on the target yet, it first creates the
+slot with an exported snapshot, runs the full-sync copy under that snapshot, then streams from the
+slot: changes committed before the slot's consistent point are in the copy, later ones come from
+the stream, none in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from psycopg2.extras import ReplicationCursor
+
+from zdtp_worker.credentials import load_dsn
+from zdtp_worker.exit_codes import ConfigError, TemporaryError
+from zdtp_worker.incremental import source
+from zdtp_worker.incremental.health import HealthServer, Metrics
+from zdtp_worker.incremental.names import slot_name
+from zdtp_worker.incremental.pgoutput import format_lsn
+from zdtp_worker.incremental.stream import Stream
+from zdtp_worker.incremental.target import Target
+from zdtp_worker.result import TableResult, WorkerResult
+from zdtp_worker.spec import WorkerSpec
+
+log = logging.getLogger("zdtp_worker.incremental")
+
+
+def initial_snapshot_handoff(spec: WorkerSpec, *, source_dsn: str, target_dsn: str):  # type: ignore[no-untyped-def]
+    """Build the stream's snapshot hand-off: slot with exported snapshot → full copy → state."""
+
+    def handoff(cur: ReplicationCursor, target: Target) -> int:
+        slot = slot_name(spec)
+        src = source.connect(source_dsn)
+        try:
+            # No state on the target means no completed hand-off: a slot left over from a crashed
+            # attempt has a consistent point the copy did not use, so start over.
+            source.drop_slot(src, slot)
+        finally:
+            src.close()
+        consistent_point, snapshot = source.create_slot_exporting_snapshot(cur, slot)
+        log.info(
+            "created slot %s at %s, copying under snapshot %s", slot, format_lsn(consistent_point), snapshot
+        )
+        from zdtp_worker.full.main import run_full
+
+        full_spec = spec.model_copy(
+            update={
+                "mode": "full",
+                "full": spec.full.model_copy(update={"snapshot": snapshot, "copy_mode": "restart"}),
+            }
+        )
+        result = run_full(full_spec, source_dsn=source_dsn, target_dsn=target_dsn)
+        if result.exit_code != 0:
+            raise TemporaryError(f"initial snapshot copy failed: {result.message or result.status}")
+        # Everything committed before the consistent point is in the copy: mark it applied.
+        # (commit LSNs in the stream are >= the consistent point, so store one less.)
+        stored = max(consistent_point - 1, 0)
+        target.commit(
+            commit_lsn=stored, end_lsn=stored, commit_time=None, transactions=0, changes=result.rows
+        )
+        log.info("initial copy done: %s rows; streaming from %s", result.rows, format_lsn(consistent_point))
+        return consistent_point
+
+    return handoff
+
+
+def run_incremental(
+    spec: WorkerSpec,
+    *,
+    source_dsn: str,
+    target_dsn: str,
+    stop: threading.Event,
+    initial_snapshot: bool = False,
+    metrics: Metrics | None = None,
+    health_port: int | None = None,
+) -> WorkerResult:
+    """Stream until ``stop`` is set; raise WorkerError on failure. Usable in-process (tests)."""
+    started = time.monotonic()
+    metrics = metrics or Metrics(
+        task=spec.task, slot=slot_name(spec), ready_max_lag_seconds=spec.incremental.ready_max_lag_seconds
+    )
+    server: HealthServer | None = None
+    port = spec.incremental.health_port if health_port is None else health_port
+    if port >= 0:
+        try:
+            server = HealthServer(metrics, port=port).start()
+        except OSError as exc:
+            raise ConfigError(f"health port {port}: {exc.strerror}") from None
+    handoff = (
+        initial_snapshot_handoff(spec, source_dsn=source_dsn, target_dsn=target_dsn)
+        if initial_snapshot or spec.incremental.initial_snapshot
+        else None
+    )
+    try:
+        stats = Stream(
+            spec,
+            source_dsn=source_dsn,
+            target_dsn=target_dsn,
+            metrics=metrics,
+            stop=stop,
+            snapshot_handoff=handoff,
+        ).run()
+    finally:
+        if server is not None:
+            server.stop()
+    return WorkerResult(
+        mode="incremental",
+        run_id=spec.run_id,
+        worker=spec.worker,
+        rows=stats.changes,
+        chunks=stats.batches,
+        seconds=round(time.monotonic() - started, 3),
+        tables=[TableResult(table=str(t.source)) for t in spec.tables],
+        message=f"stopped after {stats.transactions} transactions",
+    )
+
+
+def _configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=os.environ.get("ZDTP_LOG_LEVEL", "INFO").upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+def run_incremental_cli(spec: WorkerSpec, args: argparse.Namespace) -> WorkerResult:
+    _configure_logging()
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    return run_incremental(
+        spec,
+        source_dsn=load_dsn("source"),
+        target_dsn=load_dsn("target"),
+        stop=stop,
+        initial_snapshot=bool(getattr(args, "initial_snapshot", False)),
+    )

@@ -1,0 +1,218 @@
+"""Decoder for the ``pgoutput`` logical replication protocol, version 1 (text tuple format).
+
+Pure functions over ``bytes``: no I/O, no database types. Column values stay as the server's text
+output (``bytes``), ``None`` for SQL NULL, or :data:`UNCHANGED` for a TOASTed column the update
+did not touch (the server does not resend it; the target must keep its current value).
+
+Reference: PostgreSQL docs, "Logical Replication Message Formats".
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+
+class _Unchanged:
+    """Marker for an unchanged TOASTed column value (tuple kind ``u``)."""
+
+    _instance: _Unchanged | None = None
+
+    def __new__(cls) -> _Unchanged:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = _Unchanged()
+Value = bytes | None | _Unchanged
+PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+_I16 = struct.Struct("!h")
+_I32 = struct.Struct("!i")
+_U32 = struct.Struct("!I")
+_BEGIN = struct.Struct("!QqI")
+_COMMIT = struct.Struct("!bQQq")
+_COL = struct.Struct("!Ii")
+
+
+class DecodeError(ValueError):
+    """The stream carried a message this decoder does not understand."""
+
+
+def pg_timestamp(micros: int) -> datetime:
+    return PG_EPOCH + timedelta(microseconds=micros)
+
+
+def format_lsn(lsn: int) -> str:
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def parse_lsn(text: str) -> int:
+    hi, _, lo = text.partition("/")
+    return (int(hi, 16) << 32) | int(lo, 16)
+
+
+@dataclass(slots=True, frozen=True)
+class Begin:
+    final_lsn: int  # LSN of the commit record: the transaction's position in the stream
+    commit_time: int  # microseconds since 2000-01-01 UTC
+    xid: int
+
+
+@dataclass(slots=True, frozen=True)
+class Commit:
+    commit_lsn: int
+    end_lsn: int
+    commit_time: int
+
+
+@dataclass(slots=True, frozen=True)
+class Column:
+    name: str
+    type_oid: int
+    type_modifier: int
+    is_key: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Relation:
+    oid: int
+    namespace: str
+    name: str
+    replica_identity: str  # d(efault) n(othing) f(ull) i(ndex)
+    columns: tuple[Column, ...]
+
+    @property
+    def key_indexes(self) -> tuple[int, ...]:
+        return tuple(i for i, c in enumerate(self.columns) if c.is_key)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+
+@dataclass(slots=True, frozen=True)
+class Insert:
+    relation_oid: int
+    new: list[Value]
+
+
+@dataclass(slots=True, frozen=True)
+class Update:
+    relation_oid: int
+    new: list[Value]
+    # Old key ('K', sent when the key changed) or old row ('O', REPLICA IDENTITY FULL); else None.
+    old: list[Value] | None
+
+
+@dataclass(slots=True, frozen=True)
+class Delete:
+    relation_oid: int
+    old: list[Value]  # key columns set, others None (or the full old row with REPLICA IDENTITY FULL)
+
+
+@dataclass(slots=True, frozen=True)
+class Truncate:
+    relation_oids: tuple[int, ...]
+    cascade: bool
+    restart_identity: bool
+
+
+@dataclass(slots=True, frozen=True)
+class Ignored:
+    """Origin, Type and logical Message: nothing to apply."""
+
+    kind: str
+
+
+Message = Begin | Commit | Relation | Insert | Update | Delete | Truncate | Ignored
+
+
+def _string(buf: bytes, pos: int) -> tuple[str, int]:
+    end = buf.index(0, pos)
+    return buf[pos:end].decode(), end + 1
+
+
+def _tuple(buf: bytes, pos: int) -> tuple[list[Value], int]:
+    (ncols,) = _I16.unpack_from(buf, pos)
+    pos += 2
+    values: list[Value] = []
+    append = values.append
+    unpack_len = _I32.unpack_from
+    for _ in range(ncols):
+        kind = buf[pos]
+        pos += 1
+        if kind == 0x74 or kind == 0x62:  # 't' text, 'b' binary
+            (length,) = unpack_len(buf, pos)
+            pos += 4
+            append(buf[pos : pos + length])
+            pos += length
+        elif kind == 0x6E:  # 'n'
+            append(None)
+        elif kind == 0x75:  # 'u'
+            append(UNCHANGED)
+        else:
+            raise DecodeError(f"unknown tuple column kind {chr(kind)!r}")
+    return values, pos
+
+
+def decode(buf: bytes) -> Message:
+    """Decode one pgoutput message (the payload of one XLogData)."""
+    kind = buf[0]
+    if kind == 0x49:  # 'I'
+        (oid,) = _U32.unpack_from(buf, 1)
+        if buf[5] != 0x4E:
+            raise DecodeError("insert without new tuple")
+        new, _ = _tuple(buf, 6)
+        return Insert(oid, new)
+    if kind == 0x55:  # 'U'
+        (oid,) = _U32.unpack_from(buf, 1)
+        pos = 5
+        old: list[Value] | None = None
+        if buf[pos] in (0x4B, 0x4F):  # 'K' / 'O'
+            old, pos = _tuple(buf, pos + 1)
+        if buf[pos] != 0x4E:
+            raise DecodeError("update without new tuple")
+        new, _ = _tuple(buf, pos + 1)
+        return Update(oid, new, old)
+    if kind == 0x44:  # 'D'
+        (oid,) = _U32.unpack_from(buf, 1)
+        if buf[5] not in (0x4B, 0x4F):
+            raise DecodeError("delete without key or old tuple")
+        old_row, _ = _tuple(buf, 6)
+        return Delete(oid, old_row)
+    if kind == 0x42:  # 'B'
+        final_lsn, ts, xid = _BEGIN.unpack_from(buf, 1)
+        return Begin(final_lsn, ts, xid)
+    if kind == 0x43:  # 'C'
+        _flags, commit_lsn, end_lsn, ts = _COMMIT.unpack_from(buf, 1)
+        return Commit(commit_lsn, end_lsn, ts)
+    if kind == 0x52:  # 'R'
+        (oid,) = _U32.unpack_from(buf, 1)
+        namespace, pos = _string(buf, 5)
+        name, pos = _string(buf, pos)
+        ident = chr(buf[pos])
+        (ncols,) = _I16.unpack_from(buf, pos + 1)
+        pos += 3
+        columns = []
+        for _ in range(ncols):
+            flags = buf[pos]
+            col_name, pos = _string(buf, pos + 1)
+            type_oid, typmod = _COL.unpack_from(buf, pos)
+            pos += 8
+            columns.append(Column(col_name, type_oid, typmod, bool(flags & 1)))
+        return Relation(oid, namespace or "pg_catalog", name, ident, tuple(columns))
+    if kind == 0x54:  # 'T'
+        (nrels,) = _I32.unpack_from(buf, 1)
+        options = buf[5]
+        oids = struct.unpack_from(f"!{nrels}I", buf, 6)
+        return Truncate(tuple(oids), bool(options & 1), bool(options & 2))
+    if kind in (0x4F, 0x59, 0x4D):  # 'O' origin, 'Y' type, 'M' message
+        return Ignored(chr(kind))
+    raise DecodeError(f"unknown pgoutput message type {chr(kind)!r}")
