@@ -286,7 +286,7 @@ class Stream:
                 self.skip = False
                 self.metrics.transactions_skipped += 1
                 if not self.pending_txns:
-                    cur.send_feedback(flush_lsn=m.end_lsn)
+                    self._feedback(cur, m.end_lsn)
                 return
             self.pending_txns += 1
             self.last_commit = m
@@ -370,7 +370,7 @@ class Stream:
         for shape in self.shapes.values():
             if shape is not None:
                 shape.used_in_txn = False
-        cur.send_feedback(flush_lsn=last.end_lsn)
+        self._feedback(cur, last.end_lsn)
         m = self.metrics
         m.changes_applied += self.pending_changes
         m.transactions_applied += self.pending_txns
@@ -385,6 +385,10 @@ class Stream:
         self.batch_started = None
         self.oldest_pending = None
         self._update_lag(cur, idle=False, commit_time=commit_time)
+
+    def _feedback(self, cur: ReplicationCursor, flush_lsn: int) -> None:
+        """Tell the slot it may forget WAL up to ``flush_lsn`` (only after the target committed)."""
+        cur.send_feedback(flush_lsn=flush_lsn)
 
     def _rollback(self) -> None:
         self.target.rollback()
