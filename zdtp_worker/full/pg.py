@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import socket
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
-from psycopg.conninfo import conninfo_to_dict
 
 from zdtp_worker.credentials import redact
 from zdtp_worker.exit_codes import ConfigError, DataError, TemporaryError, WorkerError
@@ -35,9 +35,34 @@ _TEMPORARY_CLASSES = ("08", "53", "57", "58")  # connection, resources, operator
 _TEMPORARY_CODES = {"40001", "40P01", "55P03", "55006", "25P03"}  # serialization, deadlock, lock
 
 
+def _parse_dsn(dsn: str) -> dict[str, Any]:
+    """libpq parameters of a URI or ``key=value`` DSN.
+
+    URIs are parsed here (the common case, and it keeps psycopg out of the worker's start-up);
+    ``key=value`` strings go through libpq's own parser via psycopg.
+    """
+    if dsn.startswith(("postgresql://", "postgres://")):
+        parts = urlsplit(dsn)
+        params: dict[str, Any] = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        if parts.hostname:
+            params["host"] = unquote(parts.hostname)
+        if parts.port:
+            params["port"] = parts.port
+        if parts.username:
+            params["user"] = unquote(parts.username)
+        if parts.password is not None:
+            params["password"] = unquote(parts.password)
+        if parts.path.strip("/"):
+            params["dbname"] = unquote(parts.path.lstrip("/"))
+        return params
+    from psycopg.conninfo import conninfo_to_dict
+
+    return dict(conninfo_to_dict(dsn))
+
+
 def _connect_kwargs(dsn: str, role: str) -> dict[str, Any]:
     try:
-        params = conninfo_to_dict(dsn)
+        params = _parse_dsn(dsn)
     except Exception:
         raise ConfigError(f"{role} DSN is malformed") from None
     kwargs: dict[str, Any] = {}
@@ -57,7 +82,7 @@ def _connect_kwargs(dsn: str, role: str) -> dict[str, Any]:
 def describe_target(dsn: str) -> str:
     """``user@host:port/db`` for messages: names the endpoint, never the password."""
     try:
-        p = conninfo_to_dict(dsn)
+        p = _parse_dsn(dsn)
     except Exception:
         return "?"
     return f"{p.get('user', '')}@{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
