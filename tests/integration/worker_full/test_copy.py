@@ -16,7 +16,8 @@ PAYLOAD_COLS = "n numeric(20,6), ts timestamptz, doc jsonb, blob bytea, tags tex
 PAYLOAD_EXPR = (
     "CASE WHEN g % 7 = 0 THEN NULL ELSE g * 1.000001 END, "
     "timestamptz '2024-02-29 12:00:00+05' + g * interval '1 minute', "
-    "CASE WHEN g % 5 = 0 THEN NULL ELSE jsonb_build_object('g', g, 'ü', 'ñ', 'arr', jsonb_build_array(g, 'x')) END, "
+    "CASE WHEN g % 5 = 0 THEN NULL "
+    "ELSE jsonb_build_object('g', g, 'ü', 'ñ', 'arr', jsonb_build_array(g, 'x')) END, "
     "CASE WHEN g % 3 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END, "
     "ARRAY['a' || g, NULL, 'Grüße €'], ARRAY[g, -g], "
     "CASE WHEN g % 11 = 0 THEN NULL ELSE 'Zoë 日本語 🚀 ' || g || E' tab\\t quote'' bs\\\\' END"

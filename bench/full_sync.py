@@ -1,0 +1,160 @@
+"""Benchmark: ``zdtp-worker full`` against a ``psql COPY binary | psql COPY`` pipe, same server,
+same run.
+
+Both copy the same source table (default 5M rows of bigint, text, timestamptz, numeric, int) into
+a fresh target table with the same primary key. The worker runs as a real subprocess
+(``python -m zdtp_worker full``: 1 worker, default chunking, checkpoints on, verify=count), so its
+figure includes interpreter start-up, planning and per-chunk commits. Runs are interleaved
+(psql, zdtp, psql, zdtp, ...) to share the machine's noise. Prints each run and
+``ratio = zdtp rows/s / psql-pipe rows/s`` over the medians.
+
+Usage: ``.venv/bin/python bench/full_sync.py [--rows 5000000] [--runs 3] [--chunk-rows 250000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from devtools.postgres import ensure_server, pg_bin_dir  # noqa: E402
+
+DDL = (
+    "CREATE TABLE public.bench (id bigint PRIMARY KEY, name text NOT NULL, created timestamptz NOT NULL, "
+    "amount numeric(12,2), qty integer)"
+)
+FILL = (
+    "INSERT INTO public.bench SELECT g, 'customer ' || md5(g::text), "
+    "timestamptz '2024-01-01' + g * interval '1 second', (g %% 100000) / 100.0, g %% 1000 "
+    "FROM generate_series(1, %s) g"
+)
+
+
+def _db(admin: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def _drop(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def psql_pipe(src_dsn: str, tgt_dsn: str) -> float:
+    with psycopg.connect(tgt_dsn, autocommit=True) as conn:
+        conn.execute(DDL)
+    psql = str(pg_bin_dir() / "psql")
+    env = {**os.environ, "PGPASSWORD": urlsplit(src_dsn).password or ""}
+    t0 = time.perf_counter()
+    out = subprocess.Popen(
+        [psql, "-X", "-q", "-d", src_dsn, "-c", "COPY public.bench TO STDOUT (FORMAT binary)"],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    inp = subprocess.run(
+        [psql, "-X", "-q", "-d", tgt_dsn, "-c", "COPY public.bench FROM STDIN (FORMAT binary)"],
+        stdin=out.stdout,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout is not None
+    out.stdout.close()
+    out.wait()
+    elapsed = time.perf_counter() - t0
+    if out.returncode or inp.returncode:
+        raise SystemExit(f"psql pipe failed: {inp.stderr.strip()}")
+    return elapsed
+
+
+def zdtp_worker(src_dsn: str, tgt_dsn: str, *, chunk_rows: int) -> tuple[float, dict]:
+    spec = {
+        "mode": "full",
+        "task": "bench",
+        "run_id": f"bench-{uuid.uuid4().hex[:8]}",
+        "tables": [{"source": "public.bench"}],
+        "full": {"chunk_rows": chunk_rows, "verify": "count", "progress_interval_seconds": 60},
+    }
+    env = {
+        **os.environ,
+        "ZDTP_WORKER_SPEC": json.dumps(spec),
+        "ZDTP_SOURCE_DSN": src_dsn,
+        "ZDTP_TARGET_DSN": tgt_dsn,
+        "ZDTP_TERMINATION_LOG": "/dev/null",
+    }
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "zdtp_worker", "full"], env=env, capture_output=True, text=True, cwd=REPO
+    )
+    elapsed = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"zdtp-worker failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return elapsed, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--chunk-rows", type=int, default=250_000)
+    args = ap.parse_args()
+
+    server = ensure_server(REPO / ".zdtp" / "pg")
+    admin = server.dsn()
+    src = _db(admin, "bench_src")
+    try:
+        src_dsn = server.dsn(src)
+        t0 = time.perf_counter()
+        with psycopg.connect(src_dsn, autocommit=True) as conn:
+            conn.execute(DDL)
+            conn.execute(FILL % int(args.rows))
+            conn.execute("VACUUM ANALYZE public.bench")
+            size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('public.bench'))").fetchone()
+        loaded = time.perf_counter() - t0
+        print(f"source: {args.rows:,} rows, {size[0] if size else '?'}, loaded in {loaded:.1f}s")
+        psql_rates: list[float] = []
+        zdtp_rates: list[float] = []
+        for i in range(args.runs):
+            tgt = _db(admin, "bench_psql")
+            try:
+                secs = psql_pipe(src_dsn, server.dsn(tgt))
+            finally:
+                _drop(admin, tgt)
+            psql_rates.append(args.rows / secs)
+            print(f"run {i + 1}: psql pipe   {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s")
+            tgt = _db(admin, "bench_zdtp")
+            try:
+                secs, result = zdtp_worker(src_dsn, server.dsn(tgt), chunk_rows=args.chunk_rows)
+            finally:
+                _drop(admin, tgt)
+            assert result["rows"] == args.rows, result
+            zdtp_rates.append(args.rows / secs)
+            print(
+                f"run {i + 1}: zdtp-worker {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s"
+                f"  ({result['chunks']} chunks, worker-internal {result['seconds']:.2f}s)"
+            )
+        p, z = statistics.median(psql_rates), statistics.median(zdtp_rates)
+        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+        print(f"median psql pipe: {p:,.0f} rows/s; median zdtp-worker: {z:,.0f} rows/s")
+        print(f"ratio = zdtp rows/s / psql-pipe rows/s = {z / p:.2f}")
+    finally:
+        _drop(admin, src)
+
+
+if __name__ == "__main__":
+    main()
