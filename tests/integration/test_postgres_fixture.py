@@ -6,9 +6,10 @@ import psycopg
 def test_source_and_target_are_separate_databases(source_dsn: str, target_dsn: str) -> None:
     with psycopg.connect(source_dsn) as src, psycopg.connect(target_dsn) as tgt:
         src.execute("CREATE TABLE only_here (id int primary key)")
-        assert src.execute("SELECT current_database()").fetchone() != tgt.execute(
-            "SELECT current_database()"
-        ).fetchone()
+        assert (
+            src.execute("SELECT current_database()").fetchone()
+            != tgt.execute("SELECT current_database()").fetchone()
+        )
         assert tgt.execute("SELECT to_regclass('public.only_here')").fetchone() == (None,)
 
 
