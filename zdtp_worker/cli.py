@@ -20,7 +20,7 @@ from zdtp_worker.result import WorkerResult, write_result
 from zdtp_worker.spec import WorkerSpec
 
 
-def load_spec(spec_file: str | None, *, mode: str) -> WorkerSpec:
+def load_spec(spec_file: str | None, *, mode: str, queue: str | None = None) -> WorkerSpec:
     if spec_file:
         try:
             raw = Path(spec_file).read_text()
@@ -43,6 +43,9 @@ def load_spec(spec_file: str | None, *, mode: str) -> WorkerSpec:
         raise ConfigError(f"{origin}: malformed JSON: {exc}") from None
     if isinstance(data, dict):
         data.setdefault("mode", mode)
+        if queue and isinstance(data.get("full", {}), dict):
+            # `full --queue NAME` with a table-less spec: the queue is the work, validate it so.
+            data["full"] = {**data.get("full", {}), "queue": queue}
     try:
         spec = WorkerSpec.model_validate(data)
     except ValidationError as exc:
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     spec: WorkerSpec | None = None
     try:
-        spec = load_spec(args.spec, mode=args.mode)
+        spec = load_spec(args.spec, mode=args.mode, queue=getattr(args, "queue", None))
         if args.mode == "full":
             from zdtp_worker.full.main import run_full_cli
 

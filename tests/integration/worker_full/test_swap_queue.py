@@ -1,0 +1,111 @@
+"""Swap mode never shows readers an empty or partial table; the work queue hands every chunk to
+exactly one worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import psycopg
+import pytest
+
+from tests.integration.worker_full.helpers import (
+    REPO,
+    execute,
+    fingerprint,
+    make_spec,
+    scalar,
+    spec_dict,
+    worker_env,
+)
+from zdtp_worker.full import enqueue_chunks, run_full
+
+pytestmark = pytest.mark.postgres
+
+
+def test_swap_readers_never_see_partial_table(source_dsn: str, target_dsn: str) -> None:
+    execute(source_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    execute(source_dsn, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 200000) g")
+    execute(target_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    execute(target_dsn, "INSERT INTO t SELECT g, 'old' FROM generate_series(1, 50000) g")
+    seen: list[int] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        with psycopg.connect(target_dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                try:
+                    seen.append(conn.execute("SELECT count(*) FROM t").fetchone()[0])  # type: ignore[index]
+                except psycopg.Error as exc:  # pragma: no cover - a failure is the finding
+                    errors.append(str(exc))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        result = run_full(
+            make_spec(["t"], copy_mode="swap", chunk_rows=20000), source_dsn=source_dsn, target_dsn=target_dsn
+        )
+    finally:
+        stop.set()
+        thread.join()
+    assert result.chunks >= 10
+    assert not errors
+    assert set(seen) <= {50000, 200000}, sorted(set(seen))
+    assert seen.count(50000) > 5 and seen[-1] == 200000
+    assert fingerprint(source_dsn, "t") == fingerprint(target_dsn, "t")
+    # The staging table is gone, the PK kept its usual name, and a rerun changes nothing.
+    assert scalar(target_dsn, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 't__zdtp_%'") == 0
+    assert (
+        scalar(
+            target_dsn, "SELECT conname FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'p'"
+        )
+        == "t_pkey"
+    )
+    again = run_full(make_spec(["t"], copy_mode="swap"), source_dsn=source_dsn, target_dsn=target_dsn)
+    assert again.rows == 0
+
+
+def _queue_spec(**full: object) -> dict:
+    spec = spec_dict(["t"], run_id="q-run", **full)
+    spec["tables"] = []
+    return spec
+
+
+def test_queue_one_item_then_drain_with_three_workers(source_dsn: str, target_dsn: str) -> None:
+    execute(source_dsn, "CREATE TABLE t (id uuid PRIMARY KEY, v int)")
+    execute(source_dsn, "INSERT INTO t SELECT md5(g::text)::uuid, g FROM generate_series(1, 30000) g")
+    spec = make_spec(["t"], run_id="q-run", chunk_rows=1000, queue="chunks")
+    added = enqueue_chunks(spec, source_dsn=source_dsn, target_dsn=target_dsn)
+    assert added == 30
+    assert enqueue_chunks(spec, source_dsn=source_dsn, target_dsn=target_dsn) == 0  # idempotent
+
+    one = run_full(
+        make_spec(["t"], run_id="q-run"),
+        source_dsn=source_dsn,
+        target_dsn=target_dsn,
+        queue_name="chunks",
+        queue_mode="one",
+    )
+    assert one.chunks == 1 and one.rows == 1000
+
+    env = worker_env(_queue_spec(progress_interval_seconds=30), source_dsn, target_dsn)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "zdtp_worker", "full", "--queue", "chunks"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-500:] for o in outputs]
+    starts = sum(o[1].count('"event": "chunk_start"') for o in outputs)
+    assert starts == 29  # every remaining chunk copied exactly once
+    assert scalar(target_dsn, "SELECT count(*) FROM zdtp.full_chunks WHERE run_id = 'q-run'") == 30
+    assert scalar(target_dsn, "SELECT count(*) FROM zdtp.work_queue WHERE state <> 'done'") == 0
+    assert fingerprint(source_dsn, "t") == fingerprint(target_dsn, "t")
