@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 PG_EPOCH_UNIX = PG_EPOCH.timestamp()
 IDLE_WAIT_SECONDS = 0.5
 LEASE_POLL_SECONDS = 1.0
+# On SIGTERM, how long to keep reading so the source transaction in progress can be committed
+# rather than rolled back; well inside Kubernetes' default 30 s grace period.
+STOP_FINISH_SECONDS = 5.0
 
 # Called with the replication cursor when the stream must start from an exported snapshot;
 # returns the LSN up to which the snapshot already covers the source (see main.initial_snapshot).
@@ -225,17 +228,22 @@ class Stream:
         max_seconds = self.opts.batch_max_seconds
         metrics = self.metrics
         read = cur.read_message
+        stop_deadline: float | None = None
         while True:
             if self.stop.is_set():
-                self._graceful_stop(cur)
-                return
+                # Let the source transaction in progress arrive (briefly), then commit and exit.
+                if stop_deadline is None:
+                    stop_deadline = time.monotonic() + STOP_FINISH_SECONDS
+                if not self.in_txn or time.monotonic() > stop_deadline:
+                    self._graceful_stop(cur)
+                    return
             msg = read()
             if msg is None:
                 metrics.beat()
                 if self.pending_txns and not self.in_txn:
                     self._commit(cur)
                 self._update_lag(cur, idle=not self.in_txn and not self.pending_txns)
-                select.select([cur], [], [], IDLE_WAIT_SECONDS)
+                select.select([cur], [], [], 0.05 if stop_deadline else IDLE_WAIT_SECONDS)
                 continue
             self._handle(decode(msg.payload), cur)
             if self.in_txn:
