@@ -416,6 +416,7 @@ class Stream:
             log.info("stopping: committed the last batch up to %s", format_lsn(self.target.end_lsn))
         else:
             self.target.rollback()
+            log.info("stopping: nothing pending; applied up to %s", format_lsn(self.target.end_lsn))
 
     def _update_lag(self, cur: ReplicationCursor, *, idle: bool, commit_time: datetime | None = None) -> None:
         m = self.metrics
