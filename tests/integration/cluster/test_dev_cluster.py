@@ -202,3 +202,54 @@ def test_cluster_up_with_port_in_use_fails_with_one_line(tmp_path: Path) -> None
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"127.0.0.1:{port} is in use" in lines[0], proc.stderr
+
+
+def test_indexed_job_index_fates_apply_to_first_attempt_only(cluster: Cluster, namespace: str) -> None:
+    annotations = {
+        "sim.zdtp.io/delay": "1s",
+        "sim.zdtp.io/exit-code-index-1": "75",
+        "sim.zdtp.io/exit-code-index-3": "78",
+        "sim.zdtp.io/message-index-3": "bad spec",
+    }
+    policy = client.V1PodFailurePolicy(
+        rules=[
+            client.V1PodFailurePolicyRule(
+                action="FailIndex",
+                on_exit_codes=client.V1PodFailurePolicyOnExitCodesRequirement(operator="In", values=[65, 78]),
+            )
+        ]
+    )
+    cluster.batch.create_namespaced_job(
+        namespace,
+        client.V1Job(
+            metadata=client.V1ObjectMeta(name="indexed"),
+            spec=client.V1JobSpec(
+                completions=5,
+                parallelism=5,
+                completion_mode="Indexed",
+                backoff_limit_per_index=2,
+                pod_failure_policy=policy,
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(annotations=annotations), spec=restricted_pod_spec()
+                ),
+            ),
+        ),
+    )
+
+    def finished() -> client.V1JobStatus | None:
+        status = cluster.batch.read_namespaced_job_status("indexed", namespace).status
+        done = any(c.type in ("Complete", "Failed") and c.status == "True" for c in status.conditions or [])
+        return status if done else None
+
+    status = wait_for(finished, timeout=90, what="indexed Job finished")
+    assert status.completed_indexes == "0-2,4"
+    assert status.failed_indexes == "3"
+    pods = cluster.core.list_namespaced_pod(namespace, label_selector="job-name=indexed").items
+    by_index: dict[str, list[int]] = {}
+    for p in pods:
+        index = p.metadata.annotations["batch.kubernetes.io/job-completion-index"]
+        by_index.setdefault(index, []).append(p.status.container_statuses[0].state.terminated.exit_code)
+    assert sorted(by_index["1"]) == [0, 75]  # retried once, then succeeded
+    assert by_index["3"] == [78]  # failed its index without retry
+    failed = next(p for p in pods if p.status.container_statuses[0].state.terminated.exit_code == 78)
+    assert failed.status.container_statuses[0].state.terminated.message == "bad spec"

@@ -1,0 +1,74 @@
+"""Pure planning: balanced workers, bounded key-range splits that cover the whole key space."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zdtp_provider.config import SyncTaskConfig
+from zdtp_provider.planner import PlanningError, TableEstimate, pack, plan_workers, split_units
+
+CFG = SyncTaskConfig(name="shop", source_conn_id="s", target_conn_id="t", include=["public.*"], workers=4)
+
+
+def test_small_tables_are_packed_whole_and_balanced() -> None:
+    est = [
+        TableEstimate(f"public.t{i}", rows, 0, ("id",)) for i, rows in enumerate([100, 90, 50, 40, 30, 20])
+    ]
+    specs = plan_workers(CFG, est, run_id="r1", workers=2)
+    assert len(specs) == 2
+    loads = [sum(next(e.rows for e in est if e.name == str(t.source)) for t in s.tables) for s in specs]
+    assert sorted(loads) == [160, 170]
+    assert sorted(str(t.source) for s in specs for t in s.tables) == sorted(e.name for e in est)
+    assert all(s.run_id == "r1" and s.task == "shop" and s.mode == "full" for s in specs)
+
+
+def test_big_integer_table_is_split_into_adjacent_ranges() -> None:
+    est = [
+        TableEstimate("public.big", 1_000_000, 0, ("id",), 1, 1_000_000),
+        TableEstimate("public.s", 10, 0, ("k",)),
+    ]
+    specs = plan_workers(CFG, est, run_id="r")
+    inf = float("inf")
+    ranges = sorted(
+        ((t.key_range.lower or [-inf])[0], (t.key_range.upper or [inf])[0])
+        for s in specs
+        for t in s.tables
+        if t.key_range is not None
+    )
+    assert len(ranges) == 4
+    assert ranges[0][0] == -inf and ranges[-1][1] == inf
+    for (_, upper), (lower, _) in zip(ranges, ranges[1:], strict=False):
+        assert upper == lower  # adjacent: no gap, no overlap
+
+
+def test_swap_mode_never_splits() -> None:
+    cfg = CFG.model_copy(update={"copy_mode": "swap"})
+    est = [TableEstimate("public.big", 1_000_000, 0, ("id",), 1, 1_000_000)]
+    specs = plan_workers(cfg, est, run_id="r")
+    assert len(specs) == 1 and specs[0].tables[0].key_range is None
+
+
+def test_no_tables_is_an_error() -> None:
+    with pytest.raises(PlanningError, match="selects no tables"):
+        plan_workers(CFG, [], run_id="r")
+
+
+@given(
+    rows=st.lists(st.integers(0, 10_000_000), min_size=1, max_size=30),
+    workers=st.integers(1, 16),
+)
+def test_every_table_is_planned_exactly_once(rows: list[int], workers: int) -> None:
+    est = [TableEstimate(f"public.t{i}", r, 0, ("id",), 0, r) for i, r in enumerate(rows)]
+    units = split_units(est, workers=workers, allow_split=True)
+    bins = pack(units, workers=workers)
+    assert 1 <= len(bins) <= workers
+    for e in est:
+        pieces = sorted(
+            ((u.key_range.lower or [-1])[0] if u.key_range else -1)
+            for b in bins
+            for u in b
+            if u.table == e.name
+        )
+        assert pieces and pieces[0] == -1  # the first piece is open below

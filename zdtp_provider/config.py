@@ -1,0 +1,192 @@
+"""Sync-task configuration: one YAML file declares one sync task; this module validates it.
+
+The model is the single source of truth for the file format: the DAG factory, the ``zdtp`` CLI
+and the generated config reference in ``docs/`` all read it. Errors name the file, the field
+path and the offending value, because they surface as Airflow import errors in the UI.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_TABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$")
+_CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+# Task names end up in Kubernetes object names with a suffix; keep room for it.
+MAX_NAME = 40
+
+
+class ConfigError(ValueError):
+    """A sync-task file is invalid. ``str()`` is one line: file, field, value, reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(_Strict):
+    """Container resources for each worker pod (Kubernetes quantity strings)."""
+
+    requests: dict[Literal["cpu", "memory", "ephemeral-storage"], str] = Field(
+        default_factory=lambda: {"cpu": "250m", "memory": "256Mi"}
+    )
+    limits: dict[Literal["cpu", "memory", "ephemeral-storage"], str] = Field(
+        default_factory=lambda: {"memory": "1Gi"}
+    )
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, quantity in value.items():
+            if not _QUANTITY.match(str(quantity)):
+                raise ValueError(f"{key}={quantity!r} is not a Kubernetes quantity (e.g. 250m, 512Mi)")
+        return value
+
+
+class SyncTaskConfig(_Strict):
+    """One sync task: which tables move from which source to which target, and how."""
+
+    name: Annotated[str, Field(description="Task name; DAG id is zdtp_<name>. DNS label, max 40.")]
+    description: str = Field("", description="Shown as the DAG's documentation.")
+    source_conn_id: str = Field(description="Airflow connection id of the source PostgreSQL.")
+    target_conn_id: str = Field(description="Airflow connection id of the target PostgreSQL.")
+    tables: list[str] = Field(default_factory=list, description="Explicit tables, 'schema.table'.")
+    include: list[str] = Field(
+        default_factory=list, description="Glob patterns of 'schema.table' to add from the catalog."
+    )
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns to drop.")
+    mode: Literal["full", "incremental", "full+incremental"] = Field(
+        "full", description="full: copy and exit; incremental: stream changes; both: copy, then stream."
+    )
+    workers: Annotated[int, Field(ge=1, le=1000, description="Maximum parallel full-sync workers.")] = 4
+    chunk_rows: Annotated[int, Field(ge=1, description="Rows per resumable chunk.")] = 250_000
+    fanout: Literal["tasks", "indexed-job"] = Field(
+        "tasks", description="tasks: one mapped Airflow task per worker; indexed-job: one Indexed Job."
+    )
+    schedule: str | None = Field(None, description="Cron expression or preset; none = on demand only.")
+    namespace: str = Field("zdtp", description="Kubernetes namespace of the workers.")
+    image: str = Field("zdtp/worker:0.1.0", description="Worker container image.")
+    resources: Resources = Field(default_factory=Resources)
+    verify: Literal["none", "count", "checksum"] = Field(
+        "count", description="Check after the copy: row counts or checksums, source vs target."
+    )
+    copy_mode: Literal["resume", "restart", "swap"] = Field(
+        "resume", description="resume a run's chunks, restart clean, or swap in a staging copy."
+    )
+    kubernetes_conn_id: str = Field("kubernetes_default", description="Airflow Kubernetes connection id.")
+    owner: str = Field("zdtp", description="DAG owner.")
+    tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if len(value) > MAX_NAME or not _DNS_LABEL.match(value):
+            raise ValueError(
+                f"must be a DNS-1123 label of at most {MAX_NAME} chars (lowercase letters, digits, '-')"
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if len(value) > 63 or not _DNS_LABEL.match(value):
+            raise ValueError("must be a DNS-1123 label (lowercase letters, digits, '-'; max 63)")
+        return value
+
+    @field_validator("source_conn_id", "target_conn_id", "kubernetes_conn_id")
+    @classmethod
+    def _conn_id(cls, value: str) -> str:
+        if not _CONN_ID.match(value):
+            raise ValueError("must be an Airflow connection id (letters, digits, '_', '-', '.')")
+        return value
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, value: list[str]) -> list[str]:
+        for table in value:
+            if not _TABLE.match(table):
+                raise ValueError(f"{table!r} is not 'schema.table' or 'table'")
+        return [t if "." in t else f"public.{t}" for t in value]
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is None or value.startswith("@"):
+            return value
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid cron expression")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value):
+            raise ValueError("must be a container image reference")
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_sync(self) -> SyncTaskConfig:
+        if not self.tables and not self.include:
+            raise ValueError("names no tables: give 'tables' and/or 'include' patterns")
+        if self.source_conn_id == self.target_conn_id:
+            raise ValueError("source_conn_id and target_conn_id must differ")
+        return self
+
+    @property
+    def dag_id(self) -> str:
+        return f"zdtp_{self.name.replace('-', '_')}"
+
+    def select_tables(self, catalog: list[str]) -> list[str]:
+        """Tables to sync given the source catalog ('schema.table' names), explicit ones first."""
+        chosen = list(self.tables)
+        for table in sorted(catalog):
+            if any(fnmatch.fnmatchcase(table, p) for p in self.include) and table not in chosen:
+                chosen.append(table)
+        return [t for t in chosen if not any(fnmatch.fnmatchcase(t, p) for p in self.exclude)]
+
+
+def _describe(error: dict[str, Any], raw: Any) -> str:
+    loc = [str(p) for p in error["loc"]]
+    field = ".".join(loc) or "(file)"
+    value: Any = raw
+    for part in error["loc"]:
+        try:
+            value = value[int(part)] if isinstance(value, list) else value[part]
+        except (KeyError, IndexError, TypeError, ValueError):
+            value = error.get("input")
+            break
+    msg = error["msg"].removeprefix("Value error, ")
+    shown = "" if error["type"] == "missing" else f" = {value!r}"
+    return f"{field}{shown}: {msg}"
+
+
+def parse_config(data: Any, *, origin: str) -> SyncTaskConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping of settings, got {type(data).__name__}")
+    try:
+        return SyncTaskConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e, data) for e in exc.errors())
+        raise ConfigError(f"{origin}: {problems}") from None
+
+
+def load_config(path: str | Path) -> SyncTaskConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, origin=str(path))
