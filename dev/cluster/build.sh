@@ -15,7 +15,8 @@ fail() { echo "zdtp cluster build: $*" >&2; exit 1; }
 cache_root=${ZDTP_CACHE:-$HOME/.cache/zdtp}
 dest="$cache_root/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}"
 bin="$dest/bin"
-wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl)
+# kubelet serves the optional real node (dev/node/up.sh); it comes from the same wrapper module.
+wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok kwokctl)
 
 stages="$dest/kwok-default-stages"
 have_all() {
@@ -31,8 +32,10 @@ mkdir -p "$work"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 log() { echo "zdtp cluster build: $*" >&2; }
 
+# build_kubernetes [cmd...]: builds the named k8s.io/kubernetes/cmd/* binaries (default: all five).
 build_kubernetes() {
-  local mod="$work/kubernetes" minor gomod
+  local mod="$work/kubernetes" minor gomod cmds=("$@")
+  [ ${#cmds[@]} -gt 0 ] || cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
   mkdir -p "$mod"
   minor=$(echo "$K8S_VERSION" | cut -d. -f2)
   local staging_version="v0.${K8S_VERSION#v1.}"
@@ -57,17 +60,16 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
   local pkg=k8s.io/component-base/version cpkg=k8s.io/client-go/pkg/version ld=""
   for p in $pkg $cpkg; do
     ld+=" -X $p.gitVersion=${K8S_VERSION} -X $p.gitMajor=1 -X $p.gitMinor=${minor} -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  log "building Kubernetes ${K8S_VERSION} (cold: ~15-25 min on 2 cores)"
+  log "building Kubernetes ${K8S_VERSION}: ${cmds[*]} (cold: ~15-25 min on 2 cores; kubelet alone ~2 min warm)"
   (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true
-   go build -trimpath -pgo=off -ldflags "-s -w$ld" -o "$bin/" \
-     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+   go build -trimpath -pgo=off -ldflags "-s -w$ld" -o "$bin/" "${cmds[@]/#/k8s.io/kubernetes/cmd/}")
 }
 
 build_etcd() {
@@ -100,7 +102,12 @@ copy_default_stages() {
 
 [ -x "$bin/etcd" ] || build_etcd
 { [ -x "$bin/kwok" ] && [ -x "$bin/kwokctl" ]; } || build_kwok
-{ [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/kube-scheduler" ] && [ -x "$bin/kube-controller-manager" ]; } || build_kubernetes
+if { [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kubectl" ] && [ -x "$bin/kube-scheduler" ] && [ -x "$bin/kube-controller-manager" ]; }; then
+  # A cache made before kubelet was added: build just kubelet (same module, warm Go cache).
+  [ -x "$bin/kubelet" ] || build_kubernetes kubelet
+else
+  build_kubernetes
+fi
 [ -s "$stages/pod-ready.yaml" ] || copy_default_stages
 have_all || fail "build finished but binaries are missing in $bin"
 echo "$bin"
