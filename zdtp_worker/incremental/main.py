@@ -27,7 +27,7 @@ from zdtp_worker.incremental import source
 from zdtp_worker.incremental.health import HealthServer, Metrics
 from zdtp_worker.incremental.names import slot_name
 from zdtp_worker.incremental.pgoutput import format_lsn
-from zdtp_worker.incremental.stream import Stream
+from zdtp_worker.incremental.stream import SnapshotHandoff, Stream
 from zdtp_worker.incremental.target import Target
 from zdtp_worker.result import TableResult, WorkerResult
 from zdtp_worker.spec import WorkerSpec
@@ -35,11 +35,19 @@ from zdtp_worker.spec import WorkerSpec
 log = logging.getLogger("zdtp_worker.incremental")
 
 
-def initial_snapshot_handoff(spec: WorkerSpec, *, source_dsn: str, target_dsn: str):  # type: ignore[no-untyped-def]
-    """Build the stream's snapshot hand-off: slot with exported snapshot → full copy → state."""
+def initial_snapshot_handoff(spec: WorkerSpec, *, source_dsn: str, target_dsn: str) -> SnapshotHandoff:
+    """Build the stream's snapshot hand-off: slot with exported snapshot → full copy → state.
+
+    Runs only while ``zdtp.cdc_state`` has no applied LSN for the stream (first start, or a start
+    after a hand-off that did not finish); afterwards the worker just streams.
+    """
 
     def handoff(cur: ReplicationCursor, target: Target) -> int:
         slot = slot_name(spec)
+        # The copy defines the target's content: start from empty tables so rows left by an
+        # earlier, unfinished attempt (under another snapshot) cannot survive.
+        target.truncate([t.target_name for t in spec.tables])
+        target.c.commit()
         src = source.connect(source_dsn)
         try:
             # No state on the target means no completed hand-off: a slot left over from a crashed
