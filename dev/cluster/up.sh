@@ -50,6 +50,13 @@ options:
   kubeSchedulerBinary: $bin/kube-scheduler
   kwokControllerBinary: $bin/kwok
   kubectlBinary: $bin/kubectl
+# kwokctl's binary runtime starts kwok with --manage-all-nodes=true; a real kubelet node
+# (dev/node/up.sh) must stay out of its hands, so kwok manages only the fake nodes below.
+componentsPatches:
+- name: kwok-controller
+  extraArgs:
+  - {key: manage-all-nodes, value: "false", override: true}
+  - {key: manage-nodes-with-annotation-selector, value: kwok.x-k8s.io/node=fake}
 YAML
     for f in "$(dirname "$bin")"/kwok-default-stages/*.yaml "$here"/stages/zdtp-pod-fates.yaml; do
       echo "---"; cat "$f"
