@@ -1,0 +1,1 @@
+"""Hooks: the only layer that talks to the Kubernetes API."""

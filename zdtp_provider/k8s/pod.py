@@ -1,0 +1,202 @@
+"""The worker container and pod spec, shared by the bare Pod, Job and Deployment builders.
+
+One function decides how the WorkerSpec reaches the container (env ``ZDTP_WORKER_SPEC`` when
+small, a mounted ConfigMap file + ``ZDTP_WORKER_SPEC_FILE`` when large) and how credentials do
+(Secret files only). The pod-level choices that differ per workload kind — restart policy,
+deadlines — are parameters, everything security-relevant is fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from kubernetes.client import (
+    V1Container,
+    V1EnvVar,
+    V1EnvVarSource,
+    V1HTTPGetAction,
+    V1ObjectFieldSelector,
+    V1ObjectMeta,
+    V1Pod,
+    V1PodSpec,
+    V1Probe,
+    V1ResourceRequirements,
+    V1Toleration,
+    V1Volume,
+    V1VolumeMount,
+)
+
+from zdtp_provider.k8s.secret import SPEC_DIR, credentials_mount, spec_mount
+from zdtp_provider.k8s.security import container_security_context, pod_security_context, tmp_volume
+
+CONTAINER_NAME = "worker"
+WORKER_COMMAND = ["zdtp-worker"]
+SPEC_ENV = "ZDTP_WORKER_SPEC"
+SPEC_FILE_ENV = "ZDTP_WORKER_SPEC_FILE"
+INDEX_ENV = "ZDTP_JOB_INDEX"
+JOB_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+
+
+def default_resources() -> V1ResourceRequirements:
+    """Requests small enough to pack, a memory limit so one runaway worker cannot take a node."""
+    return V1ResourceRequirements(
+        requests={"cpu": "100m", "memory": "128Mi"},
+        limits={"memory": "1Gi"},
+    )
+
+
+@dataclass(frozen=True)
+class SpecSource:
+    """Where the container finds its WorkerSpec: inline JSON, or a ConfigMap file.
+
+    ``file_name`` may contain ``$(ZDTP_JOB_INDEX)`` for Indexed Jobs: Kubernetes expands it from
+    the env var defined just before it, so each index reads its own spec file.
+    """
+
+    inline_json: str | None = None
+    config_map: str | None = None
+    file_name: str = "spec.json"
+
+    def __post_init__(self) -> None:
+        if (self.inline_json is None) == (self.config_map is None):
+            raise ValueError("SpecSource needs exactly one of inline_json or config_map")
+
+
+@dataclass(frozen=True)
+class CredentialsSource:
+    secret_name: str
+    keys: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class WorkerContainer:
+    """Everything that varies between worker containers; security settings are not among it."""
+
+    image: str
+    args: Sequence[str]
+    spec: SpecSource
+    credentials: CredentialsSource | None = None
+    resources: V1ResourceRequirements | None = None
+    image_pull_policy: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    health_port: int | None = None
+
+
+def build_container(cfg: WorkerContainer) -> tuple[V1Container, list[V1Volume]]:
+    """The worker container plus the volumes it mounts."""
+    tmp_vol, tmp_mount = tmp_volume()
+    volumes: list[V1Volume] = [tmp_vol]
+    mounts: list[V1VolumeMount] = [tmp_mount]
+    env: list[V1EnvVar] = [V1EnvVar(name=k, value=v) for k, v in sorted(cfg.env.items())]
+    if "$(" + INDEX_ENV + ")" in cfg.spec.file_name:
+        env.append(
+            V1EnvVar(
+                name=INDEX_ENV,
+                value_from=V1EnvVarSource(
+                    field_ref=V1ObjectFieldSelector(
+                        field_path=f"metadata.annotations['{JOB_INDEX_ANNOTATION}']"
+                    )
+                ),
+            )
+        )
+    if cfg.spec.inline_json is not None:
+        env.append(V1EnvVar(name=SPEC_ENV, value=cfg.spec.inline_json))
+    else:
+        vol, mount = spec_mount(cfg.spec.config_map)  # type: ignore[arg-type]
+        volumes.append(vol)
+        mounts.append(mount)
+        env.append(V1EnvVar(name=SPEC_FILE_ENV, value=f"{SPEC_DIR}/{cfg.spec.file_name}"))
+    if cfg.credentials is not None:
+        vol, mount, cred_env = credentials_mount(cfg.credentials.secret_name, keys=cfg.credentials.keys)
+        volumes.append(vol)
+        mounts.append(mount)
+        env.extend(cred_env)
+    probes: dict[str, V1Probe] = {}
+    if cfg.health_port is not None:
+        probes = {
+            "liveness_probe": V1Probe(
+                http_get=V1HTTPGetAction(path="/healthz", port=cfg.health_port),
+                period_seconds=10,
+                failure_threshold=3,
+                timeout_seconds=2,
+            ),
+            "readiness_probe": V1Probe(
+                http_get=V1HTTPGetAction(path="/readyz", port=cfg.health_port),
+                period_seconds=5,
+                failure_threshold=3,
+                timeout_seconds=2,
+            ),
+        }
+    container = V1Container(
+        name=CONTAINER_NAME,
+        image=cfg.image,
+        image_pull_policy=cfg.image_pull_policy,
+        command=list(WORKER_COMMAND),
+        args=list(cfg.args),
+        env=env,
+        volume_mounts=mounts,
+        resources=cfg.resources or default_resources(),
+        security_context=container_security_context(),
+        termination_message_path="/dev/termination-log",
+        termination_message_policy="File",
+        **probes,
+    )
+    return container, volumes
+
+
+def build_pod_spec(
+    cfg: WorkerContainer,
+    *,
+    restart_policy: str,
+    active_deadline_seconds: int | None = None,
+    termination_grace_period_seconds: int | None = None,
+    service_account_name: str | None = None,
+    node_selector: Mapping[str, str] | None = None,
+    tolerations: Sequence[V1Toleration] | None = None,
+    priority_class_name: str | None = None,
+) -> V1PodSpec:
+    container, volumes = build_container(cfg)
+    return V1PodSpec(
+        containers=[container],
+        volumes=volumes,
+        restart_policy=restart_policy,
+        security_context=pod_security_context(),
+        automount_service_account_token=False,
+        enable_service_links=False,
+        service_account_name=service_account_name,
+        active_deadline_seconds=active_deadline_seconds,
+        termination_grace_period_seconds=termination_grace_period_seconds,
+        node_selector=dict(node_selector) if node_selector else None,
+        tolerations=list(tolerations) if tolerations else None,
+        priority_class_name=priority_class_name,
+    )
+
+
+def build_pod(
+    cfg: WorkerContainer,
+    *,
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str] | None = None,
+    **spec_kwargs,
+) -> V1Pod:
+    """A one-shot worker Pod: ``restartPolicy: Never``, the retry decision stays with Airflow."""
+    return V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=V1ObjectMeta(
+            name=name, namespace=namespace, labels=dict(labels), annotations=dict(annotations or {})
+        ),
+        spec=build_pod_spec(cfg, restart_policy="Never", **spec_kwargs),
+    )
+
+
+def full_args(*, queue: str | None = None, queue_mode: str | None = None) -> list[str]:
+    args = ["full"]
+    if queue:
+        args += ["--queue", queue]
+    if queue_mode:
+        args += ["--queue-mode", queue_mode]
+    return args

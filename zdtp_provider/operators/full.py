@@ -1,0 +1,283 @@
+"""FullSyncOperator: one full-sync worker as one Pod, via the provider's KubernetesPodOperator.
+
+KPO already does pod lifecycle, deferral, durable re-attachment and log streaming well; this
+subclass only replaces the manifest (zdtp_provider.k8s.pod: restricted security, labels, spec and
+credential wiring), adds the credentials Secret owned by the pod, reads the worker's JSON result
+from the termination message into XCom, and closes KPO's known gaps:
+
+* #73006 — a SIGTERMed KPO deletes its pod in ``on_kill`` and then ends SUCCESS. Here a killed
+  task always raises.
+* Failed pods are kept for debugging, succeeded and still-active ones (schedule timeout) are
+  deleted: neither of KPO's ``on_finish_action`` values does exactly that.
+* Exit codes 65/78 (data/config error) raise AirflowFailException: retrying cannot help.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from kubernetes.client import V1Pod, V1ResourceRequirements
+
+from zdtp_provider.connections import resolve_dsns
+from zdtp_provider.hooks.kubernetes import ZdtpKubernetesHook
+from zdtp_provider.k8s.inputs import workload_inputs
+from zdtp_provider.k8s.labels import worker_labels
+from zdtp_provider.k8s.names import dns_label, short_hash
+from zdtp_provider.k8s.pod import CONTAINER_NAME, WorkerContainer, build_pod, full_args
+from zdtp_provider.k8s.secret import OwnerRef
+from zdtp_provider.k8s.status import pod_exit, pod_result, pod_waiting_reasons
+from zdtp_provider.operators._common import (
+    SpecInput,
+    check,
+    credentials_choice,
+    resolve_spec,
+    user_secret_source,
+    validate_common,
+)
+from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
+from zdtp_worker.exit_codes import ExitCode
+
+XCOM_RETURN_KEY = "return_value"
+
+FATAL = {int(ExitCode.DATA_ERROR), int(ExitCode.CONFIG_ERROR)}
+
+
+class WorkerKilled(AirflowException):
+    """The task was killed (SIGTERM, mark-failed, timeout) and its worker pod deleted."""
+
+
+class FullSyncOperator(KubernetesPodOperator):
+    """Run one full-sync worker (``zdtp-worker full``) as a Pod and push its result summary.
+
+    :param spec: the WorkerSpec (model, dict or JSON; templated). A missing ``run_id`` defaults
+        to the Airflow run id, so a retry resumes the copy its first try started.
+    :param image: worker image.
+    :param source_conn_id: Airflow connection of the source database; becomes a Secret owned by
+        the pod. Alternatively ``credentials_secret`` names an existing Secret.
+    :param target_conn_id: Airflow connection of the target database.
+    :param credentials_secret: existing Secret with ``source-dsn``/``target-dsn`` keys (or the keys
+        given in ``credentials_keys``: ``{"source": "...", "target": "..."}``).
+    :param work_queue: work-queue name: the worker takes items from it (``queue_mode`` one|drain).
+    :param worker_resources: container resources (defaults: 100m CPU, 128Mi request, 1Gi limit).
+    :param keep_failed_pod: keep a failed pod (and its Secret) for debugging; default True.
+    """
+
+    BASE_CONTAINER_NAME = CONTAINER_NAME
+    template_fields: Sequence[str] = (
+        *KubernetesPodOperator.template_fields,
+        "spec",
+        "source_conn_id",
+        "target_conn_id",
+        "credentials_secret",
+        "work_queue",
+    )
+    template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "spec": "json"}
+
+    def __init__(
+        self,
+        *,
+        spec: SpecInput,
+        image: str,
+        source_conn_id: str | None = None,
+        target_conn_id: str | None = None,
+        credentials_secret: str | None = None,
+        credentials_keys: Mapping[str, str] | None = None,
+        work_queue: str | None = None,
+        queue_mode: str | None = None,
+        worker_resources: V1ResourceRequirements | None = None,
+        keep_failed_pod: bool = True,
+        retries: int = 0,
+        schedule_timeout_seconds: int = 300,
+        startup_timeout_seconds: int = 300,
+        active_deadline_seconds: int | None = None,
+        log_events_on_startup: bool = False,
+        log_pod_spec_on_failure: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("on_finish_action", "keep_pod")  # deletion is decided in cleanup()
+        super().__init__(
+            image=image,
+            retries=retries,
+            schedule_timeout_seconds=schedule_timeout_seconds,
+            startup_timeout_seconds=startup_timeout_seconds,
+            active_deadline_seconds=active_deadline_seconds,
+            log_events_on_startup=log_events_on_startup,
+            log_pod_spec_on_failure=log_pod_spec_on_failure,
+            **kwargs,
+        )
+        self.spec = spec
+        self.source_conn_id = source_conn_id
+        self.target_conn_id = target_conn_id
+        self.credentials_secret = credentials_secret
+        self.credentials_keys = dict(credentials_keys) if credentials_keys else None
+        self.work_queue = work_queue
+        self.queue_mode = queue_mode
+        self.worker_resources = worker_resources
+        self.keep_failed_pod = keep_failed_pod
+        self._companions: list[Any] = []
+        self._applied: list[dict] = []
+        self._result: dict | None = None
+
+    @cached_property
+    def hook(self) -> ZdtpKubernetesHook:  # type: ignore[override]
+        return ZdtpKubernetesHook(
+            conn_id=self.kubernetes_conn_id,
+            in_cluster=self.in_cluster,
+            config_file=self.config_file,
+            cluster_context=self.cluster_context,
+        )
+
+    # ------------------------------------------------------------ manifest
+
+    def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> V1Pod:
+        """The worker pod from zdtp's pure builder, plus KPO's task-instance labels."""
+        run_id = context["run_id"] if context else "dry-run"
+        spec = resolve_spec(self.spec, mode="full", run_id=run_id)
+        if self.retries and spec.full.copy_mode != "resume":
+            raise AirflowException(
+                f"retries: {self.retries} retries need spec.full.copy_mode 'resume' "
+                f"(got {spec.full.copy_mode!r}); a non-resumable copy must not be re-run blindly"
+            )
+        validate_common(
+            namespace=self.namespace, image=self.image, labels=self.labels, annotations=self.annotations
+        )
+        if self.queue_mode not in (None, "one", "drain"):
+            raise AirflowException(f"queue_mode: must be 'one' or 'drain', got {self.queue_mode!r}")
+        mode = credentials_choice(
+            source_conn_id=self.source_conn_id,
+            target_conn_id=self.target_conn_id,
+            credentials_secret=self.credentials_secret,
+            credentials_keys=self.credentials_keys,
+        )
+        dsns = (
+            resolve_dsns(source_conn_id=self.source_conn_id, target_conn_id=self.target_conn_id)
+            if mode == "connections" and not dry_run
+            else {}
+        )
+        namespace = self.namespace or (None if dry_run else self.hook.get_namespace()) or "default"
+        base = self.name or dns_label("zdtp", spec.task, spec.worker, max_length=54)
+        name = check(dns_label, base, short_hash(run_id, self.task_id, _try(context)))
+        labels = worker_labels(
+            task=spec.task,
+            worker=spec.worker,
+            component="full-sync",
+            run_id=spec.run_id,
+            extra=self.labels,
+        )
+        inputs = workload_inputs(
+            name=name,
+            namespace=namespace,
+            labels=labels,
+            spec_files={"spec.json": spec.to_json()},
+            dsns=dsns,
+            user_secret=user_secret_source(self.credentials_secret, self.credentials_keys)
+            if mode == "secret"
+            else None,
+        )
+        self._companions = inputs.companions
+        cfg = WorkerContainer(
+            image=self.image,
+            args=full_args(queue=self.work_queue, queue_mode=self.queue_mode),
+            spec=inputs.spec,
+            credentials=inputs.credentials,
+            resources=self.worker_resources,
+            image_pull_policy=self.image_pull_policy,
+        )
+        pod = build_pod(
+            cfg,
+            name=name,
+            namespace=namespace,
+            labels=labels,
+            annotations=self.annotations,
+            active_deadline_seconds=self.active_deadline_seconds,
+            termination_grace_period_seconds=self.termination_grace_period,
+            service_account_name=self.service_account_name,
+            node_selector=self.node_selector,
+            tolerations=self.tolerations,
+            priority_class_name=self.priority_class_name,
+        )
+        # KPO finds its pod again (retry, deferral) by these labels.
+        pod.metadata.labels.update(self._get_ti_pod_labels(context))
+        return pod
+
+    # ------------------------------------------------------------ lifecycle
+
+    def get_or_create_pod(self, pod_request_obj: V1Pod, context: Context) -> V1Pod:
+        self._applied = apply_companions(self.hook, self._companions)
+        try:
+            pod = super().get_or_create_pod(pod_request_obj, context)
+        except Exception:
+            delete_companions(self.hook, self._applied)
+            raise
+        if pod.metadata.name != pod_request_obj.metadata.name:
+            # Re-attached to the pod of an earlier try: it has its own Secret already.
+            delete_companions(self.hook, self._applied)
+            return pod
+        if self._applied:
+            remote = self.hook.get_pod(pod.metadata.name, pod.metadata.namespace)
+            owner = OwnerRef(api_version="v1", kind="Pod", name=remote.metadata.name, uid=remote.metadata.uid)
+            adopt_companions(self.hook, self._applied, owner)
+        return pod
+
+    def execute(self, context: Context) -> Any:
+        try:
+            super().execute(context)
+        except Exception as exc:
+            if self._killed:
+                raise WorkerKilled(f"task was killed; worker pod deleted ({exc})") from exc
+            raise
+        return self._finish(context)
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        super().trigger_reentry(context, event)
+        return self._finish(context)
+
+    def _finish(self, context: Context) -> Any:
+        if self._killed:
+            # apache/airflow#73006: KPO would let this end SUCCESS.
+            raise WorkerKilled("task was killed while the worker ran; its pod was deleted")
+        if self._result is not None:
+            # KPO's do_xcom_push means "xcom sidecar" (off: it needs exec); push the summary here.
+            context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=self._result)
+        return self._result
+
+    def cleanup(self, pod: V1Pod, remote_pod: V1Pod, xcom_result: dict | None = None, context=None) -> None:
+        """Capture the result, then delete unless the pod failed and ``keep_failed_pod``."""
+        if self._killed or not remote_pod:
+            return
+        fresh = self._reread(remote_pod)
+        self._result = pod_result(fresh)
+        phase = fresh.status.phase if fresh.status else None
+        code, message = pod_exit(fresh)
+        failed = phase != "Succeeded"
+        if failed and self.keep_failed_pod and phase == "Failed":
+            self.log.info("Keeping failed pod %s for debugging", fresh.metadata.name)
+            self.patch_already_checked(fresh, reraise=False)
+        else:
+            self.log.info("Deleting pod %s (phase %s)", fresh.metadata.name, phase)
+            self.pod_manager.delete_pod(fresh)
+        if not failed:
+            return
+        detail = (self._result or {}).get("message") or message
+        if phase in (None, "Pending") and not detail:
+            waiting = pod_waiting_reasons([fresh])
+            detail = "never started (schedule/startup timeout): " + ("; ".join(waiting) or "Pending")
+        text = f"worker pod {fresh.metadata.name} failed (phase {phase}, exit code {code}): {detail}"
+        if code in FATAL:
+            raise AirflowFailException(f"{text} — exit {code} is not retryable")
+        raise AirflowException(text)
+
+    def _reread(self, pod: V1Pod) -> V1Pod:
+        try:
+            return self.hook.get_pod(pod.metadata.name, pod.metadata.namespace)
+        except Exception:
+            return pod
+
+
+def _try(context: Context | None) -> int:
+    return int(context["ti"].try_number) if context else 0
