@@ -60,20 +60,19 @@ def _job(
     namespace: str,
     labels: Mapping[str, str],
     pod_annotations: Mapping[str, str] | None,
-    spec: V1JobSpec,
+    spec: dict,
     active_deadline_seconds: int | None,
     pod_kwargs: Mapping | None = None,
 ) -> V1Job:
-    spec.template = V1PodTemplateSpec(
+    template = V1PodTemplateSpec(
         metadata=V1ObjectMeta(labels=dict(labels), annotations=dict(pod_annotations or {}) or None),
         spec=build_pod_spec(cfg, restart_policy="Never", **dict(pod_kwargs or {})),
     )
-    spec.active_deadline_seconds = active_deadline_seconds
     return V1Job(
         api_version="batch/v1",
         kind="Job",
         metadata=V1ObjectMeta(name=name, namespace=namespace, labels=dict(labels)),
-        spec=spec,
+        spec=V1JobSpec(template=template, active_deadline_seconds=active_deadline_seconds, **spec),
     )
 
 
@@ -90,7 +89,7 @@ def worker_job(
 ) -> V1Job:
     """Pattern (a), "template expansion": one Job runs one worker once (plus ``retries``)."""
     _non_negative(retries=retries)
-    spec = V1JobSpec(
+    spec = dict(
         completions=1,
         parallelism=1,
         backoff_limit=retries,
@@ -128,7 +127,7 @@ def indexed_job(
     _non_negative(retries_per_index=retries_per_index)
     if max_failed_indexes is not None:
         _non_negative(max_failed_indexes=max_failed_indexes)
-    spec = V1JobSpec(
+    spec = dict(
         completions=completions,
         parallelism=min(parallelism, completions),
         completion_mode="Indexed",
@@ -171,7 +170,7 @@ def queue_job(
     _non_negative(retries=retries)
     if items is not None:
         _positive(items=items)
-    spec = V1JobSpec(
+    spec = dict(
         completions=items,
         parallelism=min(parallelism, items) if items is not None else parallelism,
         backoff_limit=retries,
