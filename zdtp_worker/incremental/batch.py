@@ -38,7 +38,7 @@ class TableBatch:
     entries: dict[tuple[Value, ...], Entry] = field(default_factory=dict)
 
     def key(self, values: list[Value]) -> tuple[Value, ...]:
-        return tuple(values[i] for i in self.key_indexes)
+        return tuple([values[i] for i in self.key_indexes])
 
 
 @dataclass
@@ -63,8 +63,10 @@ class Batch:
         return bool(tb and tb.entries)
 
     def insert(self, relation: Relation, key_indexes: tuple[int, ...], new: list[Value]) -> None:
-        tb = self.table(relation, key_indexes)
-        tb.entries[tb.key(new)] = new
+        tb = self.tables.get(relation.oid)
+        if tb is None or tb.relation is not relation:
+            tb = self.table(relation, key_indexes)
+        tb.entries[tuple([new[i] for i in key_indexes])] = new
         self.changes += 1
 
     def update(

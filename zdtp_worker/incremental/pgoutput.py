@@ -145,18 +145,25 @@ def _tuple(buf: bytes, pos: int) -> tuple[list[Value], int]:
     values: list[Value] = []
     append = values.append
     unpack_len = _I32.unpack_from
+    # The hot loop of the whole worker: keep it to one branch per column in the common case.
     for _ in range(ncols):
         kind = buf[pos]
-        pos += 1
-        if kind == 0x74 or kind == 0x62:  # 't' text, 'b' binary
-            (length,) = unpack_len(buf, pos)
-            pos += 4
+        if kind == 0x74:  # 't' text
+            (length,) = unpack_len(buf, pos + 1)
+            pos += 5
             append(buf[pos : pos + length])
             pos += length
         elif kind == 0x6E:  # 'n'
             append(None)
+            pos += 1
         elif kind == 0x75:  # 'u'
             append(UNCHANGED)
+            pos += 1
+        elif kind == 0x62:  # 'b' binary (only with the binary option, which we do not request)
+            (length,) = unpack_len(buf, pos + 1)
+            pos += 5
+            append(buf[pos : pos + length])
+            pos += length
         else:
             raise DecodeError(f"unknown tuple column kind {chr(kind)!r}")
     return values, pos

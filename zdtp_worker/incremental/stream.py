@@ -8,6 +8,13 @@ memory stays bounded while atomicity is kept. The batch commits when the stream 
 buffered (low latency at low load), or when it reaches ``batch_max_changes`` /
 ``batch_max_seconds`` (throughput under load).
 
+Pipelining. The target connection belongs to one applier thread: the main thread decodes and
+batches while the applier runs COPY/upsert/commit of the previous batch (psycopg releases the GIL
+while the server works). Work reaches the applier in submission order through a one-thread
+executor, so order is unchanged; at most ``MAX_IN_FLIGHT`` operations queue up. Feedback for a
+commit is sent by the main thread (which owns the replication connection) once the applier
+reports that commit done.
+
 Exactly-once. On start the worker reads the stored commit LSN and skips every source
 transaction whose commit LSN is <= it, whatever the slot replays. Feedback to the slot is sent
 only after the target commit, so the slot never forgets what the target has not stored.
@@ -19,9 +26,12 @@ import logging
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import psycopg
 import psycopg2
@@ -48,6 +58,7 @@ from zdtp_worker.incremental.target import Shape, Target, first_line
 from zdtp_worker.spec import TableName, WorkerSpec
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 PG_EPOCH_UNIX = PG_EPOCH.timestamp()
 IDLE_WAIT_SECONDS = 0.5
@@ -55,6 +66,7 @@ LEASE_POLL_SECONDS = 1.0
 # On SIGTERM, how long to keep reading so the source transaction in progress can be committed
 # rather than rolled back; well inside Kubernetes' default 30 s grace period.
 STOP_FINISH_SECONDS = 5.0
+MAX_IN_FLIGHT = 2
 
 # Called with the replication cursor when the stream must start from an exported snapshot;
 # returns the LSN up to which the snapshot already covers the source (see main.initial_snapshot).
@@ -117,6 +129,10 @@ class Stream:
         self.pending_changes = 0
         self.batch_started: float | None = None
         self.oldest_pending: float | None = None  # source commit time (unix) of the oldest unapplied txn
+        self.skip_upto = 0  # commit LSN stored on the target when streaming started
+        self.cur: ReplicationCursor | None = None
+        self.applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zdtp-apply")
+        self.in_flight: deque[tuple[Future[object], int | None]] = deque()
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> RunStats:
@@ -127,6 +143,7 @@ class Stream:
         finally:
             self.metrics.streaming = False
             self.metrics.lease_held = False
+            self.applier.shutdown(wait=True, cancel_futures=True)
             self._close()
         return self.stats
 
@@ -162,6 +179,8 @@ class Stream:
         else:
             source.ensure_slot(self.src, self.slot)
         self.metrics.applied_lsn = self.target.end_lsn
+        self.skip_upto = self.target.commit_lsn
+        self.cur = cur
         source.start_replication(
             cur, slot=self.slot, publication=self.publication, start_lsn=self.target.end_lsn
         )
@@ -242,8 +261,10 @@ class Stream:
                 metrics.beat()
                 if self.pending_txns and not self.in_txn:
                     self._commit(cur)
-                self._update_lag(cur, idle=not self.in_txn and not self.pending_txns)
-                select.select([cur], [], [], 0.05 if stop_deadline else IDLE_WAIT_SECONDS)
+                self._reap()
+                self._update_lag(cur, idle=not self.in_txn and not self.pending_txns and not self.in_flight)
+                wait = 0.01 if self.in_flight else 0.05 if stop_deadline else IDLE_WAIT_SECONDS
+                select.select([cur], [], [], wait)
                 continue
             self._handle(decode(msg.payload), cur)
             if self.in_txn:
@@ -273,7 +294,8 @@ class Stream:
                 except NeedsTargetRow:
                     assert m.old is not None
                     self._flush()
-                    self.target.move_row(shape, tuple(m.old[i] for i in shape.key_indexes), m.new)
+                    old_key = tuple(m.old[i] for i in shape.key_indexes)
+                    self._submit(lambda: self.target.move_row(shape, old_key, m.new))
                 self.pending_changes += 1
         elif isinstance(m, Delete):
             if self.skip:
@@ -284,7 +306,7 @@ class Stream:
                 self.pending_changes += 1
         elif isinstance(m, Begin):
             self.in_txn = True
-            self.skip = m.final_lsn <= self.target.commit_lsn
+            self.skip = m.final_lsn <= self.skip_upto
             if not self.skip and self.batch_started is None:
                 self.batch_started = time.monotonic()
                 self.oldest_pending = PG_EPOCH_UNIX + m.commit_time / 1e6
@@ -293,7 +315,7 @@ class Stream:
             if self.skip:
                 self.skip = False
                 self.metrics.transactions_skipped += 1
-                if not self.pending_txns:
+                if not self.pending_txns and not self.in_flight:
                     self._feedback(cur, m.end_lsn)
                 return
             self.pending_txns += 1
@@ -310,7 +332,7 @@ class Stream:
                     self.batch.drop_table(oid)
                     names.append(shape.target)
             if names:
-                self.target.truncate(names)
+                self._submit(lambda: self.target.truncate(names))
                 self.pending_changes += 1
 
     def _relation(self, rel: Relation) -> None:
@@ -325,6 +347,10 @@ class Stream:
         if tgt_name is None:
             self.shapes[rel.oid] = None
             return
+        self.keys[rel.oid] = self._sync(lambda: self._relation_on_target(rel, tgt_name))
+
+    def _relation_on_target(self, rel: Relation, tgt_name: TableName) -> tuple[str, ...]:
+        """Check a (new) relation description against the target; add columns. Applier thread."""
         tgt = self.target.table(tgt_name)
         if tgt is None:
             raise DataError(f"target table {tgt_name} disappeared")
@@ -342,7 +368,7 @@ class Stream:
         assert self.src is not None
         types = source.type_names(self.src, [(c.type_oid, c.type_modifier) for c in rel.columns])
         self._reconcile(tgt_name, list(zip(names, types, strict=True)), key)
-        self.keys[rel.oid] = key
+        return key
 
     def _shape(self, oid: int) -> Shape | None:
         try:
@@ -353,41 +379,72 @@ class Stream:
         if rel is None:
             raise DataError(f"change for relation {oid} arrived before its Relation message")
         tgt_name = self.mapping.get(TableName(schema=rel.namespace, name=rel.name))
-        shape = None if tgt_name is None else self.target.shape(rel, tgt_name, self.keys[oid])
+        shape = None
+        if tgt_name is not None:
+            key = self.keys[oid]
+            shape = self._sync(lambda: self.target.shape(rel, tgt_name, key))
         self.shapes[oid] = shape
         return shape
+
+    # -- applier thread -------------------------------------------------------------------
+    def _submit(self, fn: Callable[[], object], *, feedback_lsn: int | None = None) -> None:
+        """Queue target work (runs in order on the applier thread); bound the queue."""
+        self.in_flight.append((self.applier.submit(fn), feedback_lsn))
+        self._reap()
+
+    def _reap(self, *, wait_all: bool = False) -> None:
+        """Collect finished target work in order: raise its errors, send feedback for commits."""
+        while self.in_flight:
+            future, feedback_lsn = self.in_flight[0]
+            if not future.done() and not wait_all and len(self.in_flight) <= MAX_IN_FLIGHT:
+                return
+            future.result()  # waits if needed; re-raises the applier's error in the main thread
+            self.in_flight.popleft()
+            if feedback_lsn is not None and self.cur is not None:
+                self._feedback(self.cur, feedback_lsn)
+
+    def _sync(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn`` on the applier thread after all queued work and return its result."""
+        self._reap(wait_all=True)
+        return self.applier.submit(fn).result()
 
     # -- apply / commit -------------------------------------------------------------------
     def _flush(self) -> None:
         if self.batch.tables:
-            self.target.apply(self.batch, {oid: s for oid, s in self.shapes.items() if s is not None})
+            batch, self.batch = self.batch, Batch()
+            shapes = {oid: s for oid, s in self.shapes.items() if s is not None and oid in batch.tables}
+            self._submit(lambda: self.target.apply(batch, shapes))
 
     def _commit(self, cur: ReplicationCursor) -> None:
         assert self.last_commit is not None
-        started = time.monotonic()
         self._flush()
         last = self.last_commit
+        txns, changes = self.pending_txns, self.pending_changes
         commit_time = PG_EPOCH + timedelta(microseconds=last.commit_time)
-        self.target.commit(
-            commit_lsn=last.commit_lsn,
-            end_lsn=last.end_lsn,
-            commit_time=commit_time,
-            transactions=self.pending_txns,
-            changes=self.pending_changes,
-        )
-        for shape in self.shapes.values():
-            if shape is not None:
+        shapes = [s for s in self.shapes.values() if s is not None]
+        started = self.batch_started or time.monotonic()
+
+        def commit() -> None:
+            self.target.commit(
+                commit_lsn=last.commit_lsn,
+                end_lsn=last.end_lsn,
+                commit_time=commit_time,
+                transactions=txns,
+                changes=changes,
+            )
+            for shape in shapes:
                 shape.used_in_txn = False
-        self._feedback(cur, last.end_lsn)
-        m = self.metrics
-        m.changes_applied += self.pending_changes
-        m.transactions_applied += self.pending_txns
-        m.batches += 1
-        m.batch_seconds_sum += time.monotonic() - started
-        m.applied_lsn = last.end_lsn
-        self.stats.changes += self.pending_changes
-        self.stats.transactions += self.pending_txns
-        self.stats.batches += 1
+            m = self.metrics
+            m.changes_applied += changes
+            m.transactions_applied += txns
+            m.batches += 1
+            m.batch_seconds_sum += time.monotonic() - started
+            m.applied_lsn = last.end_lsn
+            self.stats.changes += changes
+            self.stats.transactions += txns
+            self.stats.batches += 1
+
+        self._submit(commit, feedback_lsn=last.end_lsn)
         self.pending_txns = 0
         self.pending_changes = 0
         self.batch_started = None
@@ -399,7 +456,7 @@ class Stream:
         cur.send_feedback(flush_lsn=flush_lsn)
 
     def _rollback(self) -> None:
-        self.target.rollback()
+        self._sync(self.target.rollback)
         self.batch.clear()
         self.shapes.clear()  # staging tables created in the rolled-back transaction are gone
         self.pending_txns = 0
@@ -413,9 +470,10 @@ class Stream:
             self._rollback()
         elif self.pending_txns:
             self._commit(cur)
+            self._reap(wait_all=True)
             log.info("stopping: committed the last batch up to %s", format_lsn(self.target.end_lsn))
         else:
-            self.target.rollback()
+            self._sync(self.target.rollback)
             log.info("stopping: nothing pending; applied up to %s", format_lsn(self.target.end_lsn))
 
     def _update_lag(self, cur: ReplicationCursor, *, idle: bool, commit_time: datetime | None = None) -> None:

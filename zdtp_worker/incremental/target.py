@@ -118,9 +118,14 @@ def stage_rows(tb: TableBatch) -> tuple[bytes, int, int, int]:
             keep = ",".join(str(i) for i, v in enumerate(entry) if v is UNCHANGED).encode()
             append(b"P\t{" + keep + b"}\t" + b"\t".join([copy_value(v) for v in entry]) + b"\n")
             n_part += 1
-        else:
+            continue
+        # Hot path: one C-level scan of the row decides whether any value needs escaping.
+        probe = b"".join([v if v.__class__ is bytes else b"" for v in entry])  # type: ignore[misc]
+        if b"\\" in probe or b"\t" in probe or b"\n" in probe or b"\r" in probe:
             append(b"U\t\\N\t" + b"\t".join([copy_value(v) for v in entry]) + b"\n")
-            n_up += 1
+        else:
+            append(b"U\t\\N\t" + b"\t".join([v if v.__class__ is bytes else b"\\N" for v in entry]) + b"\n")  # type: ignore[misc]
+        n_up += 1
     return b"".join(lines), n_del, n_up, n_part
 
 
