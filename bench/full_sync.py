@@ -82,13 +82,18 @@ def psql_pipe(src_dsn: str, tgt_dsn: str) -> float:
     return elapsed
 
 
-def zdtp_worker(src_dsn: str, tgt_dsn: str, *, chunk_rows: int) -> tuple[float, dict]:
+def zdtp_worker(src_dsn: str, tgt_dsn: str, *, chunk_rows: int, streams: int = 1) -> tuple[float, dict]:
     spec = {
         "mode": "full",
         "task": "bench",
         "run_id": f"bench-{uuid.uuid4().hex[:8]}",
         "tables": [{"source": "public.bench"}],
-        "full": {"chunk_rows": chunk_rows, "verify": "count", "progress_interval_seconds": 60},
+        "full": {
+            "chunk_rows": chunk_rows,
+            "verify": "count",
+            "progress_interval_seconds": 60,
+            "streams": streams,
+        },
     }
     env = {
         **os.environ,
@@ -112,6 +117,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=5_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--chunk-rows", type=int, default=250_000)
+    ap.add_argument(
+        "--streams", type=int, nargs="+", default=[1], help="zdtp variants: pipelines inside the one worker"
+    )
     args = ap.parse_args()
 
     server = ensure_server(REPO / ".zdtp" / "pg")
@@ -128,7 +136,7 @@ def main() -> None:
         loaded = time.perf_counter() - t0
         print(f"source: {args.rows:,} rows, {size[0] if size else '?'}, loaded in {loaded:.1f}s")
         psql_rates: list[float] = []
-        zdtp_rates: list[float] = []
+        zdtp_rates: dict[int, list[float]] = {s: [] for s in args.streams}
         for i in range(args.runs):
             tgt = _db(admin, "bench_psql")
             try:
@@ -137,21 +145,27 @@ def main() -> None:
                 _drop(admin, tgt)
             psql_rates.append(args.rows / secs)
             print(f"run {i + 1}: psql pipe   {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s")
-            tgt = _db(admin, "bench_zdtp")
-            try:
-                secs, result = zdtp_worker(src_dsn, server.dsn(tgt), chunk_rows=args.chunk_rows)
-            finally:
-                _drop(admin, tgt)
-            assert result["rows"] == args.rows, result
-            zdtp_rates.append(args.rows / secs)
-            print(
-                f"run {i + 1}: zdtp-worker {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s"
-                f"  ({result['chunks']} chunks, worker-internal {result['seconds']:.2f}s)"
-            )
-        p, z = statistics.median(psql_rates), statistics.median(zdtp_rates)
+            for streams in args.streams:
+                tgt = _db(admin, "bench_zdtp")
+                try:
+                    secs, result = zdtp_worker(
+                        src_dsn, server.dsn(tgt), chunk_rows=args.chunk_rows, streams=streams
+                    )
+                finally:
+                    _drop(admin, tgt)
+                assert result["rows"] == args.rows, result
+                zdtp_rates[streams].append(args.rows / secs)
+                print(
+                    f"run {i + 1}: zdtp s={streams}   {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s"
+                    f"  ({result['chunks']} chunks, worker-internal {result['seconds']:.2f}s)"
+                )
+        p = statistics.median(psql_rates)
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-        print(f"median psql pipe: {p:,.0f} rows/s; median zdtp-worker: {z:,.0f} rows/s")
-        print(f"ratio = zdtp rows/s / psql-pipe rows/s = {z / p:.2f}")
+        print(f"median psql pipe: {p:,.0f} rows/s")
+        for streams, rates in zdtp_rates.items():
+            z = statistics.median(rates)
+            print(f"median zdtp-worker (1 worker, streams={streams}): {z:,.0f} rows/s")
+            print(f"ratio (streams={streams}) = zdtp rows/s / psql-pipe rows/s = {z / p:.2f}")
     finally:
         _drop(admin, src)
 

@@ -91,6 +91,9 @@ class FullOptions(_Model):
     queue_mode: Literal["one", "drain"] = "drain"
     # Seconds a taken queue item stays leased; after that a dead worker's item returns to the queue.
     lease_seconds: Annotated[float, Field(gt=0)] = 60.0
+    # Concurrent chunk pipelines inside one worker (each a source + target session, all reading
+    # one shared snapshot). Table mode only; a queue is parallelised by running more workers.
+    streams: Annotated[int, Field(gt=0, le=16)] = 1
     # Exported snapshot id (pg_export_snapshot) to copy under, for a gap-free CDC hand-off.
     snapshot: str | None = None
     progress_interval_seconds: Annotated[float, Field(gt=0)] = 5.0

@@ -182,7 +182,32 @@ async def _prepare_table(
     return job, plan
 
 
-async def _run_tables(ctx: Context, spec: WorkerSpec, step: _Step, same_database: bool) -> list[TableResult]:
+async def _copy_chunks(streams: list[Context], job: TableJob, chunks: list[Chunk], step: _Step) -> None:
+    """Copy ``chunks`` over one or more streams; each stream takes the next chunk when free."""
+    todo = iter(chunks)  # shared by the streams; the event loop is single-threaded
+
+    async def stream(ctx: Context) -> None:
+        for chunk in todo:
+            step.what = f"table {job.target} chunk {chunk.no}"
+            await copy_chunk(ctx, job, chunk)
+
+    if len(streams) == 1:
+        await stream(streams[0])
+        return
+    try:
+        async with asyncio.TaskGroup() as group:
+            for ctx in streams:
+                group.create_task(stream(ctx))
+    except BaseExceptionGroup as exc:
+        # Report the first real failure (the other streams were cancelled because of it).
+        first = next((e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)), exc)
+        raise first from None
+
+
+async def _run_tables(
+    streams: list[Context], spec: WorkerSpec, step: _Step, same_database: bool
+) -> list[TableResult]:
+    ctx = streams[0]
     src, tgt, opts = ctx.source, ctx.target, spec.full
     step.what = "checking tables"
     checked = await _check_tables(src, tgt, spec.tables, same_database=same_database)
@@ -199,13 +224,14 @@ async def _run_tables(ctx: Context, spec: WorkerSpec, step: _Step, same_database
             job.skipped = len(plan.chunks)
         else:
             done = await checkpoints.done_chunks(tgt, spec.run_id, key)
+            pending = []
             for chunk in plan.chunks:
                 if chunk.no in done:
                     job.skipped += 1
                     log_event("chunk_skip", table=key, chunk=chunk.no, reason="already done")
-                    continue
-                step.what = f"table {key} chunk {chunk.no}"
-                await copy_chunk(ctx, job, chunk)
+                else:
+                    pending.append(chunk)
+            await _copy_chunks(streams, job, pending, step)
             if opts.copy_mode == "swap":
                 step.what = f"table {key} swap"
                 async with tgt.transaction():
@@ -292,11 +318,20 @@ async def run_full_async(
         raise ConfigError("full.copy_mode swap cannot be used with a work queue")
     step = _Step()
     src = tgt = None
+    extra: list[Context] = []
     progress = Progress(interval=opts.progress_interval_seconds)
     reporter: asyncio.Task[None] | None = None
     try:
         src, tgt = await _connect_pair(source_dsn, target_dsn, snapshot=opts.snapshot)
         ctx = Context(source=src, target=tgt, worker=_worker_id(spec), verify=opts.verify, progress=progress)
+        if opts.streams > 1 and not queue_name:
+            # Every stream reads the same snapshot: the one given, or one exported by this run.
+            shared = opts.snapshot or await src.fetchval("SELECT pg_export_snapshot()")
+            for _ in range(opts.streams - 1):
+                s, t = await _connect_pair(source_dsn, target_dsn, snapshot=shared)
+                extra.append(
+                    Context(source=s, target=t, worker=ctx.worker, verify=opts.verify, progress=progress)
+                )
         log_event("start", run_id=spec.run_id, worker=ctx.worker, mode=opts.copy_mode, queue=queue_name)
         reporter = asyncio.create_task(progress.run())
         if queue_name:
@@ -305,7 +340,7 @@ async def run_full_async(
             )
         else:
             same_db = describe_target(source_dsn) == describe_target(target_dsn)
-            tables = await _run_tables(ctx, spec, step, same_db)
+            tables = await _run_tables([ctx, *extra], spec, step, same_db)
     except WorkerError:
         raise
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
@@ -314,6 +349,7 @@ async def run_full_async(
         if reporter is not None:
             reporter.cancel()
         conns = [c for c in (src, tgt) if c is not None]
+        conns += [c for e in extra for c in (e.source, e.target)]
         if conns:
             await _close(*conns)
     result = WorkerResult(

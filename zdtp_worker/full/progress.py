@@ -34,7 +34,7 @@ class Progress:
         self._started = time.monotonic()
 
     def start_chunk(self, table: str, chunk: int) -> None:
-        self.table, self.chunk, self._inflight_bytes = table, chunk, 0
+        self.table, self.chunk = table, chunk
 
     def add_bytes(self, n: int) -> None:
         self._inflight_bytes += n
@@ -42,7 +42,8 @@ class Progress:
     def finish_chunk(self, rows: int, nbytes: int) -> None:
         self.rows += rows
         self.bytes += nbytes
-        self._inflight_bytes = 0
+        # Several chunks may be in flight (streams > 1): retire only this chunk's bytes.
+        self._inflight_bytes = max(0, self._inflight_bytes - nbytes)
 
     def snapshot(self) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self._started, 1e-6)

@@ -164,3 +164,14 @@ def test_ensure_target_table_helper(source_dsn: str, target_dsn: str) -> None:
     )
     # Idempotent, and checks compatibility of an existing table.
     ensure_target_table(source_dsn=source_dsn, target_dsn=target_dsn, source="s.t", target="x.t2")
+
+
+def test_parallel_streams(source_dsn: str, target_dsn: str) -> None:
+    execute(source_dsn, "CREATE TABLE t (id uuid PRIMARY KEY, v text)")
+    execute(source_dsn, "INSERT INTO t SELECT md5(g::text)::uuid, 'v' || g FROM generate_series(1, 20000) g")
+    spec = make_spec(["t"], chunk_rows=1000, streams=3, verify="checksum")
+    result = run_full(spec, source_dsn=source_dsn, target_dsn=target_dsn)
+    assert result.chunks == 20 and result.rows == 20000
+    assert fingerprint(source_dsn, "t") == fingerprint(target_dsn, "t")
+    workers = scalar(target_dsn, "SELECT count(DISTINCT worker) FROM zdtp.full_chunks")
+    assert workers == 1  # one worker process, several streams
