@@ -1,0 +1,1 @@
+"""Sensors over running zdtp workers."""
