@@ -25,4 +25,22 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["software"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "zdtp",
+                "python-modules": [
+                    "zdtp_provider.operators.full",
+                    "zdtp_provider.operators.job",
+                    "zdtp_provider.operators.incremental",
+                ],
+            }
+        ],
+        "sensors": [{"integration-name": "zdtp", "python-modules": ["zdtp_provider.sensors.incremental"]}],
+        "hooks": [{"integration-name": "zdtp", "python-modules": ["zdtp_provider.hooks.kubernetes"]}],
+        "triggers": [
+            {
+                "integration-name": "zdtp",
+                "python-modules": ["zdtp_provider.triggers.job", "zdtp_provider.triggers.deployment"],
+            }
+        ],
     }
