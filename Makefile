@@ -6,13 +6,14 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 export UV_LINK_MODE ?= copy
 
-.PHONY: help venv cluster-up cluster-down lint test test-unit demo clean
+.PHONY: help venv cluster-up cluster-down real-node lint test test-unit demo clean
 
 help:
 	@echo "make demo         run an example sync end to end on the dev cluster"
 	@echo "make test         install everything, lint, run the whole test suite"
 	@echo "make cluster-up   start (or reuse) the KWOK dev cluster (.zdtp/kubeconfig)"
-	@echo "make cluster-down stop it and remove its state"
+	@echo "make cluster-up REAL_NODE=1   ... plus a real kubelet node that runs pods (dev/node/)"
+	@echo "make cluster-down stop it (and the real node) and remove its state"
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@command -v $(PYTHON) >/dev/null || { echo "zdtp: $(PYTHON) not found on PATH (need Python >= 3.11)" >&2; exit 1; }
@@ -22,10 +23,16 @@ $(VENV)/.synced: pyproject.toml uv.lock
 
 venv: $(VENV)/.synced
 
+# REAL_NODE=1 also starts a real kubelet + containerd node beside the KWOK nodes (dev/node/).
 cluster-up:
 	@dev/cluster/up.sh
+	@if [ "$(REAL_NODE)" = 1 ]; then dev/node/up.sh; fi
+
+real-node: cluster-up
+	@dev/node/up.sh
 
 cluster-down:
+	@dev/node/down.sh
 	@dev/cluster/down.sh
 
 lint: venv
