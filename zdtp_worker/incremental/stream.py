@@ -139,6 +139,7 @@ class Stream:
         try:
             self._run()
         except (psycopg.Error, psycopg2.Error) as exc:
+            self.metrics.connections_ok = False
             raise classify(exc) from None
         finally:
             self.metrics.streaming = False
