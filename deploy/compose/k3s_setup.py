@@ -150,7 +150,8 @@ def main() -> int:
 
     def node_ready() -> bool:
         nodes = core.list_node().items
-        return bool(nodes) and all(
+        # any: k3s has one node; a cluster with extra NotReady nodes can still run workers.
+        return any(
             any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or [])) for n in nodes
         )
 

@@ -40,15 +40,15 @@ FROM generate_series(1, 50000) AS i;
 INSERT INTO public.products (sku, title, price, attributes)
 SELECT 'SKU-' || lpad(i::text, 5, '0'),
        'Product ' || i,
-       round((1 + (i * 7919) % 50000 / 100.0)::numeric, 2),
+       round((1 + (i::bigint * 7919) % 50000 / 100.0)::numeric, 2),
        jsonb_build_object('colour', (ARRAY['red', 'green', 'blue'])[1 + i % 3], 'weight_g', 50 + i % 950)
 FROM generate_series(1, 2000) AS i;
 
 INSERT INTO public.orders (customer_id, sku, quantity, amount, status, note, ordered_at)
-SELECT 1 + (i * 104729) % 50000,
+SELECT 1 + (i::bigint * 104729) % 50000,
        'SKU-' || lpad((1 + (i * 31) % 2000)::text, 5, '0'),
        1 + i % 5,
-       round(((1 + i % 5) * (1 + (i * 7919) % 50000 / 100.0))::numeric, 2),
+       round(((1 + i % 5) * (1 + (i::bigint * 7919) % 50000 / 100.0))::numeric, 2),
        (ARRAY['new', 'paid', 'shipped', 'delivered', 'returned'])[1 + i % 5],
        CASE WHEN i % 10 = 0 THEN repeat('gift wrap please. ', 1 + i % 40) END,
        timestamptz '2025-06-01' + i * interval '37 seconds'
