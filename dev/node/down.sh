@@ -25,6 +25,10 @@ stop_pid() { # stop_pid <pidfile> <name>: TERM, then KILL after 10 s
   sleep 0.2
 }
 
+# Ids of every pod sandbox and container this node's containerd made (live or crashed).
+cri_dir="$NODE_ROOT/containerd/io.containerd.grpc.v1.cri"
+ids=$(ls "$cri_dir/sandboxes" "$cri_dir/containers" 2>/dev/null | grep -E '^[0-9a-f]{64}$' | sort -u)
+
 # 1. kubelet first, so nothing restarts containers while they go.
 stop_pid "$NODE_RUN/kubelet.pid" kubelet
 
@@ -52,10 +56,10 @@ for p in /proc/[0-9]*; do
     *containerd-shim*"$NODE_RUN/containerd.sock"*) kill -KILL "${p#/proc/}" 2>/dev/null ;;
   esac
 done
-# Stale netns files of pods (from state a crash left) are named in the CRI sandbox state too.
-if [ -d "$NODE_ROOT/containerd" ]; then
+# Pods' netns files that a crash left behind are named in containerd's metadata store too.
+if [ -d "$NODE_ROOT/containerd/io.containerd.metadata.v1.bolt" ]; then
   while read -r ns; do netns+=("$ns"); done < <(grep -rhoa '/var/run/netns/cni-[0-9a-f-]*' \
-    "$NODE_ROOT/containerd/io.containerd.grpc.v1.cri" 2>/dev/null | sort -u)
+    "$NODE_ROOT/containerd/io.containerd.metadata.v1.bolt" 2>/dev/null | sort -u)
 fi
 
 # 3. Mounts under our folders (pod volumes, container rootfs, netns files), deepest first.
@@ -79,15 +83,24 @@ while read -r root; do
   [ -d "$root/$cgroup_parent" ] && warn "could not remove cgroup $root/$cgroup_parent (processes left in it?)"
 done < <(cgroup_roots)
 
-# 6. Files the runtime writes outside our folders: CNI result cache, kubelet's log links,
-#    containerd's shim socket folder. Only our entries go; folders only if left empty.
+# 6. Files the runtime writes outside our folders: runc state of containers whose shim died
+#    with them, CNI result cache, kubelet's log links, shim sockets nobody listens on. Only our
+#    entries go; folders only if left empty.
+for id in $ids; do
+  [ -d "/run/containerd/runc/k8s.io/$id" ] && runc --root /run/containerd/runc/k8s.io delete --force "$id" >/dev/null 2>&1
+  rm -rf "/run/containerd/runc/k8s.io/$id"
+  rm -f /var/lib/cni/results/*"-$id-"* 2>/dev/null
+done
 rm -f /var/lib/cni/results/zdtp-node-* 2>/dev/null
-rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null
+listening=$(ss -xl 2>/dev/null)
+for sk in /run/containerd/s/*; do
+  [ -S "$sk" ] && ! grep -qF "$sk" <<<"$listening" && rm -f "$sk"
+done
 for l in /var/log/containers/*.log; do
   [ -L "$l" ] && case "$(readlink "$l")" in "$NODE_ROOT"/*) rm -f "$l" ;; esac
 done
-rmdir /var/log/containers 2>/dev/null
-rmdir /run/containerd/s /run/containerd 2>/dev/null
+rmdir /var/lib/cni/results /var/lib/cni /var/log/containers /run/netns 2>/dev/null
+rmdir /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd/fifo /run/containerd/s /run/containerd 2>/dev/null
 
 # 7. State folders — never while something is still mounted below them.
 if [ -n "$(mounts_under)" ]; then
