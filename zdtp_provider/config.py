@@ -50,6 +50,22 @@ class Resources(_Strict):
         return value
 
 
+class Toleration(_Strict):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class PodOptions(_Strict):
+    """Where and how worker pods are placed (passed through to the Pod/Job/Deployment)."""
+
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations.")
+    service_account: str | None = Field(None, description="ServiceAccount of worker pods.")
+
+
 class SyncTaskConfig(_Strict):
     """One sync task: which tables move from which source to which target, and how."""
 
@@ -74,6 +90,7 @@ class SyncTaskConfig(_Strict):
     namespace: str = Field("zdtp", description="Kubernetes namespace of the workers.")
     image: str = Field("zdtp/worker:0.1.0", description="Worker container image.")
     resources: Resources = Field(default_factory=Resources)
+    pod: PodOptions = Field(default_factory=PodOptions)
     verify: Literal["none", "count", "checksum"] = Field(
         "count", description="Check after the copy: row counts or checksums, source vs target."
     )

@@ -1,0 +1,258 @@
+"""Build one Airflow DAG from one sync-task config.
+
+Parse-time work is only: read YAML, validate, wire tasks. Catalog reads, connection look-ups and
+Kubernetes calls all happen inside tasks, so parsing stays fast and works without the databases.
+
+Shape by mode:
+
+* ``full``: ``plan`` → ``copy`` (mapped FullSyncOperator, or one Indexed Job) → ``verify``
+* ``incremental``: ``prepare_stream`` → ``stream`` (IncrementalSyncOperator Deployment)
+* ``full+incremental``: ``prepare_stream`` → ``plan`` → ``copy`` → ``verify`` → ``stream``;
+  the slot exists before the copy, the stream starts after it (see ``run_checks``).
+
+``verify`` carries the target tables as Asset outlets so downstream DAGs can be scheduled on
+fresh data; tables picked by ``include`` patterns are emitted through an AssetAlias.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, Asset, AssetAlias, BaseHook, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from kubernetes.client import V1ResourceRequirements, V1Toleration
+
+from zdtp_provider.config import SyncTaskConfig
+
+START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def table_asset(config: SyncTaskConfig, table: str) -> Asset:
+    schema, name = table.split(".", 1)
+    return Asset(
+        name=f"zdtp.{config.target_conn_id}.{table}", uri=f"zdtp://{config.target_conn_id}/{schema}/{name}"
+    )
+
+
+def _dsn(conn_id: str) -> str:
+    from zdtp_provider.connections import dsn_from_connection
+
+    try:
+        return dsn_from_connection(BaseHook.get_connection(conn_id))
+    except ValueError as exc:
+        raise AirflowFailException(f"connection {conn_id!r} {exc}") from None
+
+
+def _params(config: SyncTaskConfig) -> dict[str, Param]:
+    return {
+        "tables": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Tables",
+            description="Sync only these tables ('schema.table'); empty = the config's selection.",
+        ),
+        "workers": Param(
+            config.workers,
+            type="integer",
+            minimum=1,
+            maximum=1000,
+            title="Workers",
+            description="Maximum parallel full-sync workers for this run.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Plan and print the workers, start nothing.",
+        ),
+    }
+
+
+def _resources(config: SyncTaskConfig) -> V1ResourceRequirements:
+    return V1ResourceRequirements(
+        requests=dict(config.resources.requests), limits=dict(config.resources.limits)
+    )
+
+
+def _pod_kwargs(config: SyncTaskConfig) -> dict[str, Any]:
+    pod = config.pod
+    kwargs: dict[str, Any] = {
+        "namespace": config.namespace,
+        "image": config.image,
+        "kubernetes_conn_id": config.kubernetes_conn_id,
+        "source_conn_id": config.source_conn_id,
+        "target_conn_id": config.target_conn_id,
+        "worker_resources": _resources(config),
+        "annotations": dict(pod.annotations),
+    }
+    if pod.node_selector:
+        kwargs["node_selector"] = dict(pod.node_selector)
+    if pod.tolerations:
+        kwargs["tolerations"] = [V1Toleration(**t.model_dump(exclude_none=True)) for t in pod.tolerations]
+    if pod.service_account:
+        kwargs["service_account_name"] = pod.service_account
+    return kwargs
+
+
+def build_dag(config: SyncTaskConfig, *, source_file: str | Path | None = None) -> DAG:
+    """The DAG ``zdtp_<name>`` for one sync task."""
+    doc = "\n".join(
+        [
+            f"### zdtp sync task `{config.name}`",
+            config.description,
+            "",
+            f"* mode: **{config.mode}**, fan-out: `{config.fanout}`, workers ≤ {config.workers}",
+            f"* source: `{config.source_conn_id}` → target: `{config.target_conn_id}`",
+            f"* tables: {', '.join(config.tables) or '-'}; include: {', '.join(config.include) or '-'}",
+            f"* namespace `{config.namespace}`, image `{config.image}`, verify `{config.verify}`",
+            f"* config file: `{source_file}`" if source_file else "",
+        ]
+    )
+    dag = DAG(
+        dag_id=config.dag_id,
+        schedule=config.schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["zdtp", f"mode:{config.mode}", *config.tags],
+        default_args={"owner": config.owner},
+        doc_md=doc,
+        description=config.description or f"zdtp {config.mode} sync {config.name}",
+        params=_params(config),
+    )
+    with dag:
+        if config.mode == "incremental":
+            prepare = _prepare_stream_task(config)
+            _stream_task(config, prepare)
+            return dag
+        plan = _plan_task(config)
+        copy = _copy_task(config, plan)
+        verify = _verify_task(config)(plan)
+        plan >> copy >> verify
+        if config.mode == "full+incremental":
+            prepare = _prepare_stream_task(config)
+            prepare >> plan
+            verify >> _stream_task(config, prepare)
+    return dag
+
+
+def _selected_tables(config: SyncTaskConfig, params: dict[str, Any]) -> SyncTaskConfig:
+    override = [t for t in params.get("tables") or [] if t]
+    if not override:
+        return config
+    return SyncTaskConfig.model_validate({**config.model_dump(), "tables": override, "include": []})
+
+
+def _plan_task(config: SyncTaskConfig):
+    @task(task_id="plan", multiple_outputs=False)
+    def plan() -> list[dict[str, Any]]:
+        """Read the source catalog and split the work into balanced worker specs."""
+        from zdtp_provider.planner import PlanningError, plan_workers, read_catalog
+
+        context = get_current_context()
+        params = context["params"]
+        cfg = _selected_tables(config, params)
+        try:
+            estimates = read_catalog(_dsn(cfg.source_conn_id), cfg)
+            specs = plan_workers(cfg, estimates, run_id=context["run_id"], workers=params.get("workers"))
+        except PlanningError as exc:
+            raise AirflowFailException(str(exc)) from None
+        lines = [f"plan for {config.name}: {len(specs)} worker(s)"]
+        for spec in specs:
+            parts = [
+                str(t.source) + (f"[{t.key_range.lower}..{t.key_range.upper})" if t.key_range else "")
+                for t in spec.tables
+            ]
+            lines.append(f"  {spec.worker}: {', '.join(parts)}")
+        print("\n".join(lines))
+        if params.get("dry_run"):
+            print("dry run: no worker is started")
+            return []
+        return [spec.model_dump(mode="json", by_alias=True) for spec in specs]
+
+    return plan()
+
+
+def _copy_task(config: SyncTaskConfig, plan):
+    if config.fanout == "indexed-job":
+        from zdtp_provider.operators.job import IndexedFullSyncJobOperator
+
+        return IndexedFullSyncJobOperator(
+            task_id="copy", specs=plan, parallelism=config.workers, **_pod_kwargs(config)
+        )
+    from zdtp_provider.operators.full import FullSyncOperator
+
+    return FullSyncOperator.partial(task_id="copy", **_pod_kwargs(config)).expand(spec=plan)
+
+
+def _verify_task(config: SyncTaskConfig):
+    static = [table_asset(config, t) for t in config.tables]
+    alias = AssetAlias(f"zdtp.{config.name}")
+
+    @task(task_id="verify", outlets=[*static, alias])
+    def verify(plan: list[dict[str, Any]]) -> dict[str, Any]:
+        """Compare source and target per table (``verify`` level) and summarise the run."""
+        from zdtp_provider.run_checks import compare_tables, planned_tables
+        from zdtp_worker.spec import WorkerSpec
+
+        context = get_current_context()
+        if not plan:
+            print("dry run or empty plan: nothing to verify")
+            return {"tables": [], "verified": config.verify, "dry_run": True}
+        tables = planned_tables([WorkerSpec.model_validate(p) for p in plan])
+        results = compare_tables(
+            source_dsn=_dsn(config.source_conn_id),
+            target_dsn=_dsn(config.target_conn_id),
+            tables=tables,
+            level=config.verify,
+        )
+        for r in results:
+            print(
+                f"{r.table}: source {r.source_rows} rows, target {r.target_rows} rows"
+                + (f", checksums {r.source_checksum} / {r.target_checksum}" if r.source_checksum else "")
+            )
+        bad = [r.table for r in results if not r.equal]
+        if bad:
+            raise AirflowException(f"verify ({config.verify}): source and target differ for {', '.join(bad)}")
+        for table in tables:
+            if table not in config.tables:
+                context["outlet_events"][alias].add(table_asset(config, table))
+        return {"tables": [r.to_dict() for r in results] or tables, "verified": config.verify}
+
+    return verify
+
+
+def _prepare_stream_task(config: SyncTaskConfig):
+    @task(task_id="prepare_stream", multiple_outputs=True)
+    def prepare_stream() -> dict[str, Any]:
+        """Check the source can stream and create publication + slot before anything is copied."""
+        from zdtp_provider.planner import read_catalog
+        from zdtp_provider.run_checks import prepare_stream as prepare
+        from zdtp_worker.exit_codes import WorkerError
+
+        source = _dsn(config.source_conn_id)
+        tables = [e.name for e in read_catalog(source, config)]
+        try:
+            names = prepare(source_dsn=source, config=config, tables=tables)
+        except WorkerError as exc:
+            raise AirflowFailException(str(exc)) from None
+        spec = {
+            "mode": "incremental",
+            "task": config.name,
+            "run_id": f"{config.name}-stream",
+            "tables": [{"source": t} for t in tables],
+            "incremental": {"slot": names["slot"], "publication": names["publication"]},
+        }
+        print(f"stream {names['slot']} (publication {names['publication']}) ready for {', '.join(tables)}")
+        return {**names, "spec": spec}
+
+    return prepare_stream()
+
+
+def _stream_task(config: SyncTaskConfig, prepare):
+    from zdtp_provider.operators.incremental import IncrementalSyncOperator
+
+    return IncrementalSyncOperator(task_id="stream", spec=prepare["spec"], **_pod_kwargs(config))
