@@ -42,9 +42,10 @@ def _uv() -> list[str]:
     uv = shutil.which("uv")
     if uv:
         return [uv]
-    probe = subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True)
-    if probe.returncode == 0:
-        return [sys.executable, "-m", "uv"]
+    # The Makefile runs uv as `python3 -m uv` (pip-installed into the system interpreter).
+    for python in (sys.executable, shutil.which("python3")):
+        if python and subprocess.run([python, "-m", "uv", "--version"], capture_output=True).returncode == 0:
+            return [python, "-m", "uv"]
     pytest.skip("uv is not installed (make test installs it)")
 
 
