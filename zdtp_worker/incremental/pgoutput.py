@@ -139,7 +139,7 @@ def _string(buf: bytes, pos: int) -> tuple[str, int]:
     return buf[pos:end].decode(), end + 1
 
 
-def _tuple(buf: bytes, pos: int) -> tuple[list[Value], int]:
+def tuple_data(buf: bytes, pos: int) -> tuple[list[Value], int]:
     (ncols,) = _I16.unpack_from(buf, pos)
     pos += 2
     values: list[Value] = []
@@ -176,23 +176,23 @@ def decode(buf: bytes) -> Message:
         (oid,) = _U32.unpack_from(buf, 1)
         if buf[5] != 0x4E:
             raise DecodeError("insert without new tuple")
-        new, _ = _tuple(buf, 6)
+        new, _ = tuple_data(buf, 6)
         return Insert(oid, new)
     if kind == 0x55:  # 'U'
         (oid,) = _U32.unpack_from(buf, 1)
         pos = 5
         old: list[Value] | None = None
         if buf[pos] in (0x4B, 0x4F):  # 'K' / 'O'
-            old, pos = _tuple(buf, pos + 1)
+            old, pos = tuple_data(buf, pos + 1)
         if buf[pos] != 0x4E:
             raise DecodeError("update without new tuple")
-        new, _ = _tuple(buf, pos + 1)
+        new, _ = tuple_data(buf, pos + 1)
         return Update(oid, new, old)
     if kind == 0x44:  # 'D'
         (oid,) = _U32.unpack_from(buf, 1)
         if buf[5] not in (0x4B, 0x4F):
             raise DecodeError("delete without key or old tuple")
-        old_row, _ = _tuple(buf, 6)
+        old_row, _ = tuple_data(buf, 6)
         return Delete(oid, old_row)
     if kind == 0x42:  # 'B'
         final_lsn, ts, xid = _BEGIN.unpack_from(buf, 1)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import select
+import struct
 import threading
 import time
 from collections import deque
@@ -53,12 +54,14 @@ from zdtp_worker.incremental.pgoutput import (
     Update,
     decode,
     format_lsn,
+    tuple_data,
 )
 from zdtp_worker.incremental.target import Shape, Target, first_line
 from zdtp_worker.spec import TableName, WorkerSpec
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+_OID = struct.Struct("!I")
 
 PG_EPOCH_UNIX = PG_EPOCH.timestamp()
 IDLE_WAIT_SECONDS = 0.5
@@ -67,6 +70,7 @@ LEASE_POLL_SECONDS = 1.0
 # rather than rolled back; well inside Kubernetes' default 30 s grace period.
 STOP_FINISH_SECONDS = 5.0
 MAX_IN_FLIGHT = 2
+PING_SECONDS = 5.0
 
 # Called with the replication cursor when the stream must start from an exported snapshot;
 # returns the LSN up to which the snapshot already covers the source (see main.initial_snapshot).
@@ -129,6 +133,7 @@ class Stream:
         self.pending_changes = 0
         self.batch_started: float | None = None
         self.oldest_pending: float | None = None  # source commit time (unix) of the oldest unapplied txn
+        self.last_ping = time.monotonic()
         self.skip_upto = 0  # commit LSN stored on the target when streaming started
         self.cur: ReplicationCursor | None = None
         self.applier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zdtp-apply")
@@ -263,11 +268,24 @@ class Stream:
                 if self.pending_txns and not self.in_txn:
                     self._commit(cur)
                 self._reap()
-                self._update_lag(cur, idle=not self.in_txn and not self.pending_txns and not self.in_flight)
+                idle = not self.in_txn and not self.pending_txns and not self.in_flight
+                if idle and time.monotonic() - self.last_ping > PING_SECONDS:
+                    # A quiet stream still notices a lost target connection (and with it the lease).
+                    self.last_ping = time.monotonic()
+                    self._submit(self.target.ping)
+                self._update_lag(cur, idle=idle)
                 wait = 0.01 if self.in_flight else 0.05 if stop_deadline else IDLE_WAIT_SECONDS
                 select.select([cur], [], [], wait)
                 continue
-            self._handle(decode(msg.payload), cur)
+            payload = msg.payload
+            if payload[0] == 0x49 and not self.skip:  # Insert: the hot path, no message object
+                (oid,) = _OID.unpack_from(payload, 1)
+                shape = self.shapes.get(oid) or self._shape(oid)
+                if shape is not None:
+                    self.batch.insert(shape.relation, shape.key_indexes, tuple_data(payload, 6)[0])
+                    self.pending_changes += 1
+            else:
+                self._handle(decode(payload), cur)
             if self.in_txn:
                 if self.batch.changes >= max_changes:
                     self._flush()
