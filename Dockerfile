@@ -30,8 +30,11 @@ sys.exit(0 if ok else 'the wheel must hold zdtp_worker and not zdtp_provider')"
 COPY deploy/worker-image/requirements.txt /tmp/requirements.txt
 # The wheel's metadata lists the Airflow-side dependencies too; --no-deps keeps them out and
 # the pinned requirements supply exactly what the worker imports.
+# The wheel also declares the provider's `zdtp` command; its code is not in this image, so the
+# script is removed rather than left to fail with an ImportError.
 RUN pip install --prefix=/install --no-deps --only-binary=:all: -r /tmp/requirements.txt \
- && pip install --prefix=/install --no-deps /dist/zdtp-*.whl
+ && pip install --prefix=/install --no-deps /dist/zdtp-*.whl \
+ && rm -f /install/bin/zdtp
 
 # --- runtime ------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -95,6 +95,7 @@ def test_dockerfile_build_stage_copies_only_the_worker_package():
     assert "pip wheel --no-deps" in runs
     assert "pip install --prefix=/install --no-deps --only-binary=:all: -r /tmp/requirements.txt" in runs
     assert "pip install --prefix=/install --no-deps /dist/zdtp-*.whl" in runs
+    assert "rm -f /install/bin/zdtp" in runs  # the provider CLI's script; its code is not installed
     assert "deploy/worker-image/requirements.txt /tmp/requirements.txt" in copied
 
 
@@ -179,6 +180,7 @@ def image_root(tmp_path_factory) -> Path:
                    check=True, env=env, capture_output=True, timeout=600)  # fmt: skip
     subprocess.run([*uv, "pip", "install", *common, str(wheel)], check=True, env=env,
                    capture_output=True, timeout=300)  # fmt: skip
+    (target / "bin/zdtp").unlink(missing_ok=True)  # the Dockerfile's `rm -f /install/bin/zdtp`
     return target
 
 
@@ -204,6 +206,7 @@ def test_image_distributions_are_exactly_the_pins_and_the_wheel(image_root):
 
 
 def test_entry_point_script_exists_and_runs(image_root):
+    assert sorted(p.name for p in (image_root / "bin").iterdir()) == ["zdtp-worker"]
     script = image_root / "bin/zdtp-worker"
     assert script.is_file()
     result = _run_isolated(image_root, str(script), "--help")
