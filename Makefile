@@ -43,6 +43,10 @@ lint: venv
 test: venv lint cluster-up
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# The README's main job: seed a shop database, sync it through Airflow onto the dev cluster.
+demo: venv cluster-up
+	$(VENV)/bin/python -m devtools.demo
+
 test-unit: venv
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
 

@@ -64,6 +64,11 @@ class PodOptions(_Strict):
     node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations.")
     service_account: str | None = Field(None, description="ServiceAccount of worker pods.")
+    host_network: bool = Field(
+        False,
+        description="Run worker pods in the node's network namespace (dev clusters whose databases "
+        "listen on 127.0.0.1 only); needs a namespace whose Pod Security level allows it.",
+    )
 
 
 class SyncTaskConfig(_Strict):
