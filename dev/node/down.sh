@@ -13,6 +13,7 @@ warn() { echo "zdtp node-down: $*" >&2; }
 
 [ -e "$NODE_ROOT" ] || [ -e "$NODE_RUN" ] || [ -e "$node_state" ] || { say "no node here"; exit 0; }
 [ "$(id -u)" = 0 ] || { warn "needs root"; exit 1; }
+node_lock
 
 stop_pid() { # stop_pid <pidfile> <name>: TERM, then KILL after 10 s
   local f=$1 pid

@@ -25,7 +25,7 @@ sha() { sha256sum | cut -c1-16; }
 mkdir -p "$cache"
 
 # --- pause ------------------------------------------------------------------------------------
-pause_tag=$(cat "$here/pause.c" "$0" | sha)
+pause_tag=$({ cat "$here/pause.c"; sed -n '/^# --- pause/,/^# --- worker base/p' "$0"; } | sha)
 pause_tar="$cache/pause-$pause_tag.tar"
 if [ ! -s "$pause_tar" ]; then
   log "building pause image $pause_tag"
@@ -112,4 +112,6 @@ if [ ! -s "$worker_tar" ]; then
   tar -C "$tmp/L" -cf "$worker_tar.part" . && mv "$worker_tar.part" "$worker_tar"
   rm -rf "$tmp"
 fi
+# Every worker code change makes a new ~85 MB archive: keep the newest three.
+ls -1t "$cache"/worker-????????????????.tar 2>/dev/null | tail -n +4 | xargs -r rm -f
 echo "worker zdtp.local/worker:$app_tag $worker_tar"

@@ -28,6 +28,16 @@ sock="$NODE_RUN/containerd.sock"
 source "$repo/dev/cluster/versions.env"
 k8s_bin="${ZDTP_CACHE:-$HOME/.cache/zdtp}/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}/bin"
 
+# One node per machine: up.sh and down.sh hold this lock, so two test sessions starting the node
+# at once do not both start a containerd. A nested call (up.sh -> down.sh) already holds it.
+node_lock() {
+  [ "${ZDTP_NODE_LOCKED:-}" = 1 ] && return 0
+  mkdir -p "$(dirname "$NODE_RUN")"
+  exec 9>"$NODE_RUN.lock"
+  flock -w 900 9 || { echo "zdtp node: another node start/stop held $NODE_RUN.lock for 15 min" >&2; exit 1; }
+  export ZDTP_NODE_LOCKED=1
+}
+
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 # Every cgroup hierarchy root that is mounted (v1 controllers, name=systemd, the v2 unified one).

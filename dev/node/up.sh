@@ -50,6 +50,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     || fail "apt-get install ${need_pkgs[*]} failed"
 fi
 
+node_lock
+
 # --- the control plane it joins ----------------------------------------------------------------
 "$(dirname "$0")/../cluster/build.sh" >/dev/null || exit 1
 kubectl=("$k8s_bin/kubectl" --kubeconfig "$kubeconfig")
