@@ -28,6 +28,7 @@ PAGES = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
 #   ci         run by `make test`, which is what CI (.ci/run) runs
 #   demo       run by `make demo` (the Makefile must have the rule)
 #   dry-run    the Makefile rule exists and `make -n` resolves it; not run by the suite
+#   test       run by this module, as written (from the repository root)
 #   compose    a Docker command: NOT run anywhere here (no Docker engine on the test machines);
 #              checked statically: services and profiles exist in docker-compose.yaml, and any
 #              `airflow ...` command run inside a container parses with this repo's Airflow CLI
@@ -49,6 +50,8 @@ COMMANDS: dict[str, str] = {
     "docker compose --profile traffic down -v": "compose",
     "docker compose build worker-image": "compose",
     "docker compose exec airflow-scheduler airflow connections list": "compose",
+    "docker compose exec airflow-scheduler zdtp render /opt/airflow/dags/syncs/shop.yaml": "compose",
+    ".venv/bin/zdtp validate dags/syncs/shop.yaml dags/syncs/shop_stream.yaml": "test",
 }
 
 
@@ -126,11 +129,31 @@ def test_compose_commands_name_existing_services_and_profiles(cmd):
             "airflow": "airflow" in image,
             "kubectl": "k3s" in image,
             "psql": image.startswith("postgres:"),
+            "zdtp": "airflow" in image,  # the provider's CLI, installed into the Airflow image
         }
         assert expected.get(program), f"{program} is not expected in {service} ({image})"
     else:
         for service in names:
             assert service in services, service
+
+
+@pytest.mark.parametrize("cmd", sorted(c for c, kind in COMMANDS.items() if kind == "test"))
+def test_local_commands_run_as_documented(cmd):
+    argv = shlex.split(cmd)
+    program = REPO / argv[0]
+    if not program.exists():
+        pytest.skip(f"{argv[0]} not installed (re-sync the venv: make venv)")
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zdtp_cli_is_installed_into_the_compose_airflow_image():
+    import tomllib
+
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts.get("zdtp") == "zdtp_provider.cli:main"
+    dockerfile = (REPO / "deploy/compose/airflow.Dockerfile").read_text()
+    assert '"apache-airflow==${AIRFLOW_VERSION}" /opt/zdtp/src' in dockerfile
 
 
 def test_dag_ids_in_docs_exist():
