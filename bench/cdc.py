@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch-max-changes", type=int, default=10_000)
     parser.add_argument("--profile", help="run the worker under cProfile, write stats here")
+    parser.add_argument("--verbose", action="store_true", help="print apply rate and lag each second")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args()
 
@@ -212,7 +214,22 @@ def main() -> None:
         results["batches"] = int(metric(port, "zdtp_cdc_batches_total"))
         print(f"worker: {total} changes applied in {apply_seconds:.2f}s", flush=True)
 
+        watch = threading.Event()
+
+        def watcher() -> None:
+            # Once a second: applied changes and lag, to see whether the worker keeps up.
+            last = metric(port, "zdtp_cdc_changes_applied_total")
+            while not watch.wait(1.0):
+                now = metric(port, "zdtp_cdc_changes_applied_total")
+                lag = metric(port, "zdtp_cdc_lag_seconds")
+                print(f"  applied {now - last:8.0f}/s  lag {lag:6.2f}s", flush=True)
+                last = now
+
+        watching = threading.Thread(target=watcher, daemon=True)
+        if args.verbose:
+            watching.start()
         n, elapsed = paced_inserts(src_dsn, first_id=10_000_000, rate=args.rate, seconds=args.seconds)
+        watch.set()
         wait_metric(port, "zdtp_cdc_changes_applied_total", total + n, timeout=120)
         with psycopg.connect(tgt_dsn) as tgt:
             row = tgt.execute(
