@@ -8,7 +8,7 @@ is that container itself. This script:
    where the Airflow services mount it (``/opt/airflow/kube/config``);
 2. waits until the node is Ready;
 3. creates the workers' namespaces with Pod Security ``restricted`` enforced, and applies the
-   repository's ``deploy/*.yaml`` (namespace and RBAC) when present;
+   files in ``ZDTP_APPLY`` (the repository's ``deploy/rbac.yaml``, ``deploy/namespace.yaml``) when present;
 4. makes the compose databases reachable from pods by name: a selector-less Service plus an
    EndpointSlice per database in each namespace, pointing at the database container's address.
    Pods cannot use Docker's embedded DNS (127.0.0.11 is not reachable from a pod's network

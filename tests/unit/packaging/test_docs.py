@@ -353,3 +353,25 @@ def test_compose_variables_documented_in_compose_page():
         assert f"| `{var}` |" in page, var
     used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", (REPO / "docker-compose.yaml").read_text()))
     assert used <= variables, f"variables used but not listed in the header: {used - variables}"
+
+
+def test_security_page_rbac_table_matches_deploy_rbac_yaml():
+    rbac = REPO / "deploy/rbac.yaml"
+    if not rbac.exists():
+        pytest.skip("deploy/rbac.yaml not written yet")
+    role = next(d for d in yaml.safe_load_all(rbac.read_text()) if d and d["kind"] == "Role")
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    documented = {}
+    page = (DOCS / "security.md").read_text()
+    table = page.split("| API group | resources | verbs | used for |", 1)[1].split("\n\n", 1)[0]
+    for row in table.strip().splitlines()[1:]:
+        group, resources, verbs = (c.strip() for c in row.strip("|").split("|")[:3])
+        group = "" if group == "core" else group.strip("`")
+        for resource in re.findall(r"`([\w/]+)`", resources):
+            documented[(group, resource)] = {v.strip() for v in verbs.split(",")}
+    assert documented == granted
