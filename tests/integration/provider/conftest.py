@@ -1,0 +1,44 @@
+"""Fixtures for provider integration tests: a DAG folder, a fake-password DB connection."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def dag_folder(tmp_path: Path) -> Path:
+    return tmp_path / "dags"
+
+
+@pytest.fixture
+def db_conns(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Airflow connections ``zt_src``/``zt_tgt`` whose password tests grep for everywhere."""
+    password = f"zt-pw-{uuid.uuid4().hex[:12]}"
+    for conn_id in ("zt_src", "zt_tgt"):
+        uri = json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "db.example",
+                "port": 5432,
+                "login": "sync",
+                "password": password,
+                "schema": conn_id,
+            }
+        )
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", uri)
+    return {"password": password, "source": "zt_src", "target": "zt_tgt"}
+
+
+def wait_for(check: Callable[[], object], *, timeout: float = 60, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

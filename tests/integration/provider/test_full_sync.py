@@ -1,0 +1,140 @@
+"""FullSyncOperator on the real dev cluster under real Airflow (dag.test in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.provider._airflow import finish, run_dag, start_dag, write_dag
+from tests.integration.provider.conftest import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.airflow]
+
+RESULT = {"status": "ok", "exit_code": 0, "mode": "full", "run_id": "r", "worker": "w0", "rows": 42}
+
+IMPORTS = "from zdtp_provider.operators.full import FullSyncOperator\n"
+
+
+def _dag(folder: Path, dag_id: str, **op_kwargs) -> Path:
+    args = ", ".join(f"{k}={v!r}" for k, v in op_kwargs.items())
+    body = (
+        IMPORTS
+        + "\n---\n"
+        + f"FullSyncOperator(task_id='full', namespace=os.environ['ZT_NS'], image='zdtp/worker:dev', "
+        f"spec={{'task': 'orders', 'tables': [{{'source': 'public.orders'}}]}}, get_logs=False, "
+        f"poll_interval=1, {args})\n"
+    )
+    return write_dag(folder, dag_id, body)
+
+
+def _grep_home(home: Path, needle: str) -> list[str]:
+    hits = []
+    for path in home.rglob("*"):
+        if path.is_file() and path.suffix != ".db":
+            try:
+                if needle in path.read_text(errors="ignore"):
+                    hits.append(str(path))
+            except OSError:
+                pass
+    return hits
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["sync", "deferrable"])
+def test_success_pushes_worker_summary_and_cleans_up(
+    cluster, namespace, airflow_k8s, dag_folder, db_conns, deferrable
+) -> None:
+    path = _dag(
+        dag_folder,
+        "zt_full_ok",
+        deferrable=deferrable,
+        source_conn_id="zt_src",
+        target_conn_id="zt_tgt",
+        annotations={"sim.zdtp.io/message": json.dumps(RESULT), "sim.zdtp.io/delay": "1s"},
+    )
+    out = run_dag(path, "zt_full_ok", env={"ZT_NS": namespace})
+    assert out.state("full") == "success", out.output[-3000:]
+    assert out.xcom("full") == RESULT
+    # Succeeded pod deleted; its Secret (owned by the pod) garbage-collected with it.
+    wait_for(lambda: not cluster.core.list_namespaced_pod(namespace).items, what="pod deleted")
+    wait_for(
+        lambda: not cluster.core.list_namespaced_secret(namespace, label_selector="zdtp.io/part").items,
+        what="credentials Secret garbage-collected",
+    )
+    pw = db_conns["password"]
+    assert pw not in out.output
+    assert not _grep_home(airflow_k8s, pw), "password leaked into the Airflow home (logs, rendered fields)"
+
+
+def test_exit_78_fails_at_once_keeps_pod_and_no_credential_in_pod(
+    cluster, namespace, airflow_k8s, dag_folder, db_conns
+) -> None:
+    path = _dag(
+        dag_folder,
+        "zt_full_78",
+        retries=0,
+        source_conn_id="zt_src",
+        target_conn_id="zt_tgt",
+        annotations={"sim.zdtp.io/exit-code": "78", "sim.zdtp.io/message": "spec: bad table name"},
+    )
+    out = run_dag(path, "zt_full_78", env={"ZT_NS": namespace})
+    assert out.state("full") == "failed"
+    assert "spec: bad table name" in out.output and "exit code 78" in out.output
+    pods = cluster.core.list_namespaced_pod(namespace).items
+    assert [p.status.phase for p in pods] == ["Failed"], "failed pod kept for debugging"
+    pod = pods[0]
+    assert db_conns["password"] not in json.dumps(cluster.api.sanitize_for_serialization(pod))
+    secrets = cluster.core.list_namespaced_secret(namespace, label_selector="zdtp.io/part=credentials").items
+    assert len(secrets) == 1
+    (owner,) = secrets[0].metadata.owner_references
+    assert (owner.kind, owner.name, owner.uid) == ("Pod", pod.metadata.name, pod.metadata.uid)
+    assert db_conns["password"] not in out.output
+    assert not _grep_home(airflow_k8s, db_conns["password"])
+
+
+def test_unschedulable_pod_fails_after_schedule_timeout_and_is_deleted(
+    cluster, namespace, airflow_k8s, dag_folder
+) -> None:
+    path = _dag(
+        dag_folder,
+        "zt_full_unsched",
+        node_selector={"zdtp.io/no-such-node": "x"},
+        schedule_timeout_seconds=3,
+    )
+    out = run_dag(path, "zt_full_unsched", env={"ZT_NS": namespace})
+    assert out.state("full") == "failed"
+    assert "never started" in out.output
+    wait_for(lambda: not cluster.core.list_namespaced_pod(namespace).items, what="pending pod deleted")
+
+
+def test_sigterm_fails_the_task_and_deletes_the_pod(cluster, namespace, airflow_k8s, dag_folder) -> None:
+    """apache/airflow#73006: a SIGTERMed KPO task ends SUCCESS. Ours must end FAILED, pod gone."""
+    path = _dag(
+        dag_folder,
+        "zt_full_term",
+        annotations={"sim.zdtp.io/delay": "120s"},
+        startup_check_interval_seconds=1,
+    )
+    proc = start_dag(path, "zt_full_term", env={"ZT_NS": namespace})
+    try:
+        wait_for(
+            lambda: [
+                p for p in cluster.core.list_namespaced_pod(namespace).items if p.status.phase == "Running"
+            ],
+            timeout=90,
+            what="worker pod running",
+        )
+        # Past KPO's start-up wait, into the completion wait (see the report: a SIGTERM inside
+        # KPO's await_pod_start was seen to hang).
+        time.sleep(4)
+        proc.send_signal(signal.SIGTERM)
+        out = finish(proc, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.state("full") == "failed", out.output[-3000:]
+    assert "killed" in out.output
+    wait_for(lambda: not cluster.core.list_namespaced_pod(namespace).items, what="pod deleted after SIGTERM")
