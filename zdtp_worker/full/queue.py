@@ -117,17 +117,6 @@ async def complete(conn: asyncpg.Connection, item: Item) -> None:
     )
 
 
-async def release(conn: asyncpg.Connection, item: Item, *, owner: str) -> None:
-    """Give an item back at once (e.g. on SIGTERM) instead of waiting for its lease to expire."""
-    await conn.execute(
-        f"UPDATE {SCHEMA}.work_queue SET state = 'ready', lease_owner = NULL, lease_expires = NULL "
-        "WHERE queue = $1 AND item_id = $2 AND state = 'leased' AND lease_owner = $3",
-        item.queue,
-        item.item_id,
-        owner,
-    )
-
-
 async def open_items(conn: asyncpg.Connection, queue: str) -> tuple[int, float | None]:
     """Items not done yet, and seconds until the earliest lease among them expires."""
     row = await conn.fetchrow(
