@@ -129,7 +129,7 @@ def sync_config(*, real_image: str | None) -> dict:
             },
         }
     else:
-        cfg |= {"verify": "none", "pod": {"annotations": {"sim.zdtp.io/delay": "2s"}}}
+        cfg |= {"verify": "none", "pod": {"annotations": {"sim.zdtp.io/delay": "2s"}, "stream_logs": False}}
     return cfg
 
 

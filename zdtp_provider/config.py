@@ -64,6 +64,11 @@ class PodOptions(_Strict):
     node_selector: dict[str, str] = Field(default_factory=dict, description="Pod nodeSelector.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Pod tolerations.")
     service_account: str | None = Field(None, description="ServiceAccount of worker pods.")
+    stream_logs: bool = Field(
+        True,
+        description="Follow worker pod logs into the Airflow task log (tasks fan-out). Turn off on "
+        "KWOK-simulated nodes, whose log streams never end.",
+    )
     host_network: bool = Field(
         False,
         description="Run worker pods in the node's network namespace (dev clusters whose databases "

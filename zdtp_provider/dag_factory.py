@@ -185,7 +185,9 @@ def _copy_task(config: SyncTaskConfig, plan):
         )
     from zdtp_provider.operators.full import FullSyncOperator
 
-    return FullSyncOperator.partial(task_id="copy", **_pod_kwargs(config)).expand(spec=plan)
+    return FullSyncOperator.partial(
+        task_id="copy", get_logs=config.pod.stream_logs, **_pod_kwargs(config)
+    ).expand(spec=plan)
 
 
 def _verify_task(config: SyncTaskConfig):
