@@ -93,6 +93,7 @@ class FullOptions(_Model):
     lease_seconds: Annotated[float, Field(gt=0)] = 60.0
     # Concurrent chunk pipelines inside one worker (each a source + target session, all reading
     # one shared snapshot). Table mode only; a queue is parallelised by running more workers.
+    # A crash redoes at most ``streams`` chunks (one per stream), hence the default of 1.
     streams: Annotated[int, Field(gt=0, le=16)] = 1
     # Exported snapshot id (pg_export_snapshot) to copy under, for a gap-free CDC hand-off.
     snapshot: str | None = None
