@@ -143,7 +143,8 @@ cat > "$NODE_ROOT/cni/net.d/10-zdtp.conflist" <<JSON
   ]
 }
 JSON
-setsid containerd --config "$NODE_ROOT/containerd.toml" >"$NODE_ROOT/logs/containerd.log" 2>&1 < /dev/null &
+# 9>&-: the daemons must not inherit the start/stop lock (lib.sh's node_lock).
+setsid containerd --config "$NODE_ROOT/containerd.toml" >"$NODE_ROOT/logs/containerd.log" 2>&1 < /dev/null 9>&- &
 echo $! > "$NODE_RUN/containerd.pid"
 for _ in $(seq 1 100); do
   ctr --address "$sock" version >/dev/null 2>&1 && break
@@ -259,7 +260,7 @@ kubelet_args=(--config "$NODE_ROOT/kubelet/config.yaml" --kubeconfig "$pki/kubel
   # address, which resolves to 127.0.0.1 on this machine.
   --node-labels "zdtp.io/real-node=true" --v=1)
 [ "$node_name" = "$(hostname)" ] || kubelet_args+=(--hostname-override "$node_name")
-setsid "$k8s_bin/kubelet" "${kubelet_args[@]}" >"$NODE_ROOT/logs/kubelet.log" 2>&1 < /dev/null &
+setsid "$k8s_bin/kubelet" "${kubelet_args[@]}" >"$NODE_ROOT/logs/kubelet.log" 2>&1 < /dev/null 9>&- &
 echo $! > "$NODE_RUN/kubelet.pid"
 
 for _ in $(seq 1 120); do

@@ -1,6 +1,6 @@
 """Real pods on the kubelet node: the worker image really copies rows, a failing worker's message
-reaches the pod status through the termination-message file, and kubelet restarts a Deployment's
-container that was killed from outside."""
+reaches the pod status through the termination-message file, kubelet restarts a Deployment's
+container that was killed from outside, and a work-queue Job's pods share a queue exactly once."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from devtools.real_node import RealNode, container_host_pid, pod_placement
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.postgres import PgServer
 from tests.integration.worker_cdc.helpers import free_port, wait_equal
-from tests.integration.worker_full.helpers import execute, fingerprint, spec_dict
+from tests.integration.worker_full.helpers import execute, fingerprint, make_spec, scalar, spec_dict
+from zdtp_worker.full import enqueue_chunks
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.postgres]
 
@@ -248,3 +249,45 @@ def test_killed_incremental_container_is_restarted_by_kubelet(
             lambda: not cluster.core.list_namespaced_pod(node_namespace, label_selector=selector).items,
             timeout=60,
         )
+
+
+def test_three_job_pods_drain_a_50_chunk_queue_exactly_once(
+    cluster: Cluster, real_node: RealNode, node_namespace: str, source_dsn: str, target_dsn: str
+) -> None:
+    execute(source_dsn, "CREATE TABLE t (id uuid PRIMARY KEY, v int)")
+    execute(source_dsn, "INSERT INTO t SELECT md5(g::text)::uuid, g FROM generate_series(1, 50000) g")
+    planned = make_spec(["t"], run_id="q-real", chunk_rows=1000, queue="chunks")
+    assert enqueue_chunks(planned, source_dsn=source_dsn, target_dsn=target_dsn) == 50
+    # The pods get a table-less spec: the queue is their work.
+    spec = spec_dict(["t"], run_id="q-real", progress_interval_seconds=30)
+    spec["tables"] = []
+    secret = dsn_secret(cluster, node_namespace, source=source_dsn, target=target_dsn)
+    pod_spec = worker_pod_spec(
+        real_node, args=["full", "--queue", "chunks"], spec_json=json.dumps(spec), secret=secret
+    )
+    cluster.batch.create_namespaced_job(
+        node_namespace,
+        {
+            "metadata": {"name": "drain"},
+            "spec": {
+                "parallelism": 3,  # work-queue Job: no completions; done when the pods are
+                "backoffLimit": 0,
+                "template": {"spec": {**pod_spec, "restartPolicy": "Never"}},
+            },
+        },
+    )
+
+    def finished() -> Any:
+        job = cluster.batch.read_namespaced_job("drain", node_namespace)
+        conditions = {c.type for c in job.status.conditions or [] if c.status == "True"}
+        return conditions & {"Complete", "Failed"}
+
+    assert wait_for("the queue Job to finish", finished, timeout=240) == {"Complete"}
+    pods = cluster.core.list_namespaced_pod(node_namespace, label_selector="job-name=drain").items
+    assert len(pods) == 3 and {p.spec.node_name for p in pods} == {real_node.name}
+    results = [json.loads(terminated(p).message) for p in pods]
+    assert [r["status"] for r in results] == ["ok"] * 3
+    assert sum(r["chunks"] for r in results) == 50  # every chunk copied by exactly one pod
+    assert sum(r["rows"] for r in results) == 50000
+    assert scalar(target_dsn, "SELECT count(*) FROM zdtp.work_queue WHERE state <> 'done'") == 0
+    assert fingerprint(source_dsn, "t") == fingerprint(target_dsn, "t")
