@@ -39,7 +39,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from devtools.postgres import ensure_server, pg_bin_dir  # noqa: E402
+from devtools.postgres import ensure_server, pg_bin_dir, stop_server  # noqa: E402
 from zdtp_worker.incremental import source as cdc_source  # noqa: E402
 from zdtp_worker.incremental.names import publication_name, slot_name  # noqa: E402
 from zdtp_worker.spec import TableName, WorkerSpec  # noqa: E402
@@ -152,10 +152,22 @@ def main() -> None:
     parser.add_argument("--batch-max-changes", type=int, default=10_000)
     parser.add_argument("--profile", help="run the worker under cProfile, write stats here")
     parser.add_argument("--verbose", action="store_true", help="print apply rate and lag each second")
+    parser.add_argument(
+        "--server",
+        choices=["dev", "private"],
+        default="dev",
+        help="the shared dev server (.zdtp/pg), or a private one in .zdtp/pg-cdc-bench (stopped after)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the databases")
     args = parser.parse_args()
 
-    server = ensure_server(REPO / ".zdtp" / "pg")
+    private_dir = REPO / ".zdtp" / "pg-cdc-bench"
+    if args.server == "private":
+        # Logical decoding reads the whole cluster's WAL: on the shared dev server, other sessions'
+        # bulk loads delay this stream too. A private server isolates WAL (not CPU).
+        server = ensure_server(private_dir, port=free_port())
+    else:
+        server = ensure_server(REPO / ".zdtp" / "pg")
     tag = uuid.uuid4().hex[:8]
     src_db, tgt_db = f"bench_cdc_src_{tag}", f"bench_cdc_tgt_{tag}"
     with psycopg.connect(server.dsn(), autocommit=True) as admin:
@@ -249,6 +261,7 @@ def main() -> None:
             latency_changes=n,
         )
         results.update(
+            server=args.server,
             total_backlog_changes=total,
             postgres=version,
             cpus=os.cpu_count(),
@@ -271,6 +284,8 @@ def main() -> None:
                     )
                 admin.execute(f"DROP DATABASE IF EXISTS {src_db} WITH (FORCE)")
                 admin.execute(f"DROP DATABASE IF EXISTS {tgt_db} WITH (FORCE)")
+            if args.server == "private":
+                stop_server(private_dir)
 
 
 if __name__ == "__main__":
