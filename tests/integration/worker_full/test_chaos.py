@@ -105,6 +105,10 @@ def test_kill9_single_worker_resumes(source_dsn: str, target_dsn: str, tmp_path:
         else:  # pragma: no cover - diagnostic
             pytest.fail(log.read_text()[-2000:])
     assert kills >= KILLS
+    progress = [
+        line for log in logs for line in log.read_text().splitlines() if '"event": "progress"' in line
+    ]
+    assert progress and all(f in progress[-1] for f in ('"rows_per_s"', '"pct"', '"eta_s"', '"table"'))
     chunks = int(scalar(target_dsn, "SELECT jsonb_array_length(chunks) FROM zdtp.full_plans"))
     _assert_equal(source_dsn, target_dsn, chunks, kills, logs)
 
