@@ -5,6 +5,11 @@ settings) is hashed with md5; the first 64 bits are summed as numeric. The sum d
 on row order, and a duplicated or missing row changes both the count and the sum, so equal
 (count, checksum) on source and target means the same multiset of rows. Chunk checksums add up
 to the table checksum. Tests use :func:`checksum_sql` to compare whole tables.
+
+``verify: checksum`` assumes source and target columns print alike; when text COPY moved rows
+into differently typed columns (say ``numeric`` into ``numeric(12,2)``) the text forms can differ,
+so use ``count`` there. ``count`` compares the rows the source sent with the rows the target
+stored for each chunk (both reported by COPY, so it costs nothing).
 """
 
 from __future__ import annotations
