@@ -73,6 +73,29 @@ def wait_metric(port: int, name: str, at_least: float, timeout: float) -> float:
     raise TimeoutError(f"{name} did not reach {at_least} in {timeout}s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process (and its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(admin_dsn: str, *, slot: str, target_db: str) -> dict[str, int]:
+    with psycopg.connect(admin_dsn) as conn:
+        walsender = conn.execute(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+        ).fetchone()
+        target = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name LIKE 'zdtp-cdc%%'",
+            (target_db,),
+        ).fetchone()
+    pids = {}
+    if walsender and walsender[0]:
+        pids["walsender"] = int(walsender[0])
+    if target:
+        pids["target_backend"] = int(target[0])
+    return pids
+
+
 def generate_backlog(dsn: str, changes: int) -> int:
     inserts = changes * 3 // 5
     updates = changes - inserts
@@ -220,8 +243,14 @@ def main() -> None:
             [sys.executable, *profile, "-m", "zdtp_worker", "incremental"], env=env, cwd=REPO
         )
         streaming = wait_metric(port, "zdtp_cdc_streaming", 1, timeout=60)
+        pids = {"worker": proc.pid, **backend_pids(server.dsn(), slot=slot, target_db=tgt_db)}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         done = wait_metric(port, "zdtp_cdc_changes_applied_total", total, timeout=600)
         apply_seconds = done - streaming
+        # Where the CPU went while draining: worker process, its walsender, its target backend.
+        results["drain_cpu_seconds"] = {
+            name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()
+        }
         results["apply_changes_per_s"] = round(total / apply_seconds)
         results["batches"] = int(metric(port, "zdtp_cdc_batches_total"))
         print(f"worker: {total} changes applied in {apply_seconds:.2f}s", flush=True)
