@@ -44,6 +44,11 @@ def ensure_real_node(*, timeout: float = 900) -> RealNode:
     """
     if os.environ.get("ZDTP_REAL_NODE", "1") == "0":
         raise RealNodeUnavailable("ZDTP_REAL_NODE=0")
+    state = Path(os.environ.get("ZDTP_STATE", REPO / ".zdtp"))
+    other = os.environ.get("ZDTP_KUBECONFIG")
+    if other and Path(other).resolve() != (state / "kubeconfig").resolve():
+        # The node's certificate is signed with the CA of the cluster dev/cluster/up.sh made.
+        raise RealNodeUnavailable(f"ZDTP_KUBECONFIG={other} is not the dev cluster the node can join")
     proc = subprocess.run([str(UP)], capture_output=True, text=True, timeout=timeout)
     lines = (proc.stderr or proc.stdout).strip().splitlines()
     reason = lines[-1] if lines else f"exit code {proc.returncode}"
@@ -51,11 +56,11 @@ def ensure_real_node(*, timeout: float = 900) -> RealNode:
         raise RealNodeUnavailable(reason)
     if proc.returncode != 0:
         raise RealNodeError(reason)
-    state = REPO / ".zdtp" / "node"
+    facts = state / "node"
     return RealNode(
-        name=(state / "node-name").read_text().strip(),
-        worker_image=(state / "worker-image").read_text().strip(),
-        pause_image=(state / "pause-image").read_text().strip(),
+        name=(facts / "node-name").read_text().strip(),
+        worker_image=(facts / "worker-image").read_text().strip(),
+        pause_image=(facts / "pause-image").read_text().strip(),
     )
 
 
