@@ -47,6 +47,7 @@ from zdtp_worker.incremental.pgoutput import (
     PG_EPOCH,
     Begin,
     Commit,
+    DecodeError,
     Delete,
     Insert,
     Relation,
@@ -128,7 +129,6 @@ class Stream:
         self.in_txn = False
         self.skip = False
         self.last_commit: Commit | None = None
-        self.last_commit_time: int = 0
         self.pending_txns = 0
         self.pending_changes = 0
         self.batch_started: float | None = None
@@ -146,6 +146,8 @@ class Stream:
         except (psycopg.Error, psycopg2.Error) as exc:
             self.metrics.connections_ok = False
             raise classify(exc) from None
+        except DecodeError as exc:
+            raise DataError(f"cannot decode a replication message: {exc}") from None
         finally:
             self.metrics.streaming = False
             self.metrics.lease_held = False
