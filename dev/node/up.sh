@@ -65,6 +65,7 @@ node_ready() {
 
 # --- images (cached by content hash) -----------------------------------------------------------
 images=$("$here/images.sh") || fail "image build failed"
+t_images=$(date +%s)
 pause_ref=$(awk '$1 == "pause" {print $2}' <<<"$images")
 worker_ref=$(awk '$1 == "worker" {print $2}' <<<"$images")
 ctr=(ctr --address "$sock" -n k8s.io)
@@ -155,6 +156,7 @@ ctr --address "$sock" version >/dev/null 2>&1 || fail "containerd did not answer
 grep -q 'failed to load plugin io.containerd.grpc.v1.cri' "$NODE_ROOT/logs/containerd.log" \
   && fail "containerd's CRI plugin did not load: $(grep -m1 'io.containerd.grpc.v1.cri' "$NODE_ROOT/logs/containerd.log")"
 import_images
+t_runtime=$(date +%s)
 
 # --- certificates: client (system:node:<name>) and serving, signed by the cluster CA ---------
 pki="$NODE_ROOT/pki"
@@ -270,4 +272,6 @@ for _ in $(seq 1 120); do
 done
 node_ready || fail "node $node_name not Ready after 120s (logs: $NODE_ROOT/logs/kubelet.log)"
 write_facts
-echo "zdtp node-up: node $node_name Ready in $(( $(date +%s) - t0 ))s; worker image $worker_ref; logs $NODE_ROOT/logs"
+t_end=$(date +%s)
+echo "zdtp node-up: node $node_name Ready in $((t_end - t0))s (images $((t_images - t0))s," \
+  "containerd + import $((t_runtime - t_images))s, kubelet $((t_end - t_runtime))s); worker image $worker_ref; logs $NODE_ROOT/logs"
