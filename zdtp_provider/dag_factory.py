@@ -94,6 +94,8 @@ def _pod_kwargs(config: SyncTaskConfig) -> dict[str, Any]:
         kwargs["tolerations"] = [V1Toleration(**t.model_dump(exclude_none=True)) for t in pod.tolerations]
     if pod.service_account:
         kwargs["service_account_name"] = pod.service_account
+    if pod.host_network:
+        kwargs["host_network"] = True
     return kwargs
 
 
@@ -185,9 +187,12 @@ def _copy_task(config: SyncTaskConfig, plan):
         )
     from zdtp_provider.operators.full import FullSyncOperator
 
-    return FullSyncOperator.partial(
-        task_id="copy", get_logs=config.pod.stream_logs, **_pod_kwargs(config)
-    ).expand(spec=plan)
+    kwargs = _pod_kwargs(config)
+    # KubernetesPodOperator spells it ``hostnetwork``.
+    kwargs["hostnetwork"] = kwargs.pop("host_network", False)
+    return FullSyncOperator.partial(task_id="copy", get_logs=config.pod.stream_logs, **kwargs).expand(
+        spec=plan
+    )
 
 
 def _verify_task(config: SyncTaskConfig):

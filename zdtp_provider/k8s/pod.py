@@ -155,6 +155,7 @@ def build_pod_spec(
     node_selector: Mapping[str, str] | None = None,
     tolerations: Sequence[V1Toleration] | None = None,
     priority_class_name: str | None = None,
+    host_network: bool = False,
 ) -> V1PodSpec:
     container, volumes = build_container(cfg)
     return V1PodSpec(
@@ -170,6 +171,9 @@ def build_pod_spec(
         node_selector=dict(node_selector) if node_selector else None,
         tolerations=list(tolerations) if tolerations else None,
         priority_class_name=priority_class_name,
+        # Dev clusters whose databases listen on 127.0.0.1 only; refused by Pod Security
+        # baseline/restricted, so a namespace has to allow it explicitly.
+        host_network=True if host_network else None,
     )
 
 

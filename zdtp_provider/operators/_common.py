@@ -7,10 +7,11 @@ AirflowException naming the argument and leaves zero objects in the cluster.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
+from kubernetes.client import V1Toleration
 from pydantic import ValidationError
 
 from zdtp_provider.k8s.names import InvalidName, validate_annotations, validate_dns_label, validate_labels
@@ -110,3 +111,29 @@ def credentials_choice(
 
 def user_secret_source(secret: str, keys: Mapping[str, str] | None) -> CredentialsSource:
     return CredentialsSource(secret_name=secret, keys=dict(keys) if keys else None)
+
+
+def placement_kwargs(
+    *,
+    service_account_name: str | None,
+    node_selector: Mapping[str, str] | None,
+    tolerations: Sequence[Any] | None,
+    host_network: bool,
+) -> dict[str, Any]:
+    """Pod-spec placement fields shared by the Job and Deployment operators."""
+    return {
+        "service_account_name": service_account_name,
+        "node_selector": dict(node_selector) if node_selector else None,
+        "tolerations": [to_toleration(t) for t in tolerations] if tolerations else None,
+        "host_network": host_network,
+    }
+
+
+def to_toleration(value: Any) -> V1Toleration:
+    """A toleration from a V1Toleration or a dict in either snake_case or the API's camelCase."""
+    if isinstance(value, V1Toleration):
+        return value
+    data = dict(value)
+    if "tolerationSeconds" in data:
+        data["toleration_seconds"] = data.pop("tolerationSeconds")
+    return V1Toleration(**data)

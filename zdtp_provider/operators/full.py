@@ -200,6 +200,7 @@ class FullSyncOperator(KubernetesPodOperator):
             node_selector=self.node_selector,
             tolerations=self.tolerations,
             priority_class_name=self.priority_class_name,
+            host_network=bool(self.hostnetwork),
         )
         # KPO finds its pod again (retry, deferral) by these labels.
         pod.metadata.labels.update(self._get_ti_pod_labels(context))

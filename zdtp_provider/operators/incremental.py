@@ -31,6 +31,7 @@ from zdtp_provider.operators._common import (
     SpecInput,
     check,
     credentials_choice,
+    placement_kwargs,
     resolve_spec,
     user_secret_source,
     validate_common,
@@ -86,6 +87,8 @@ class IncrementalSyncOperator(ZdtpBaseOperator):
         image_pull_policy: str | None = None,
         service_account_name: str | None = None,
         node_selector: Mapping[str, str] | None = None,
+        tolerations: Sequence[Any] | None = None,
+        host_network: bool = False,
         progress_deadline_seconds: int = 600,
         deferrable: bool = True,
         wait: bool = True,
@@ -110,6 +113,8 @@ class IncrementalSyncOperator(ZdtpBaseOperator):
         self.image_pull_policy = image_pull_policy
         self.service_account_name = service_account_name
         self.node_selector = dict(node_selector) if node_selector else None
+        self.tolerations = list(tolerations) if tolerations else None
+        self.host_network = host_network
         self.progress_deadline_seconds = progress_deadline_seconds
         self.deferrable = deferrable
         self.wait = wait
@@ -168,10 +173,12 @@ class IncrementalSyncOperator(ZdtpBaseOperator):
             config_hash=content_hash(inputs.content),
             pod_annotations=self.annotations,
             progress_deadline_seconds=self.progress_deadline_seconds,
-            pod_kwargs={
-                "service_account_name": self.service_account_name,
-                "node_selector": self.node_selector,
-            },
+            pod_kwargs=placement_kwargs(
+                service_account_name=self.service_account_name,
+                node_selector=self.node_selector,
+                tolerations=self.tolerations,
+                host_network=self.host_network,
+            ),
         )
         return manifest(dep), inputs.companions
 

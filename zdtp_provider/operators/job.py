@@ -35,6 +35,7 @@ from zdtp_provider.operators._common import (
     SpecInput,
     check,
     credentials_choice,
+    placement_kwargs,
     resolve_spec,
     user_secret_source,
     validate_common,
@@ -82,6 +83,8 @@ class _FullSyncJobBase(ZdtpBaseOperator):
         active_deadline_seconds: int | None = None,
         service_account_name: str | None = None,
         node_selector: Mapping[str, str] | None = None,
+        tolerations: Sequence[Any] | None = None,
+        host_network: bool = False,
         deferrable: bool = True,
         delete_on_success: bool = True,
         **kwargs: Any,
@@ -99,6 +102,8 @@ class _FullSyncJobBase(ZdtpBaseOperator):
         self.active_deadline_seconds = active_deadline_seconds
         self.service_account_name = service_account_name
         self.node_selector = dict(node_selector) if node_selector else None
+        self.tolerations = list(tolerations) if tolerations else None
+        self.host_network = host_network
         self.deferrable = deferrable
         self.delete_on_success = delete_on_success
         self._job_ref: tuple[str, str] | None = None
@@ -360,7 +365,12 @@ class FullSyncJobOperator(_FullSyncJobBase):
         )
 
     def _pod_kwargs(self) -> dict[str, Any]:
-        return {"service_account_name": self.service_account_name, "node_selector": self.node_selector}
+        return placement_kwargs(
+            service_account_name=self.service_account_name,
+            node_selector=self.node_selector,
+            tolerations=self.tolerations,
+            host_network=self.host_network,
+        )
 
 
 class IndexedFullSyncJobOperator(FullSyncJobOperator):

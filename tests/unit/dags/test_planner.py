@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -39,7 +41,7 @@ def test_big_integer_table_is_split_into_adjacent_ranges() -> None:
     )
     assert len(ranges) == 4
     assert ranges[0][0] == -inf and ranges[-1][1] == inf
-    for (_, upper), (lower, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, upper), (lower, _) in itertools.pairwise(ranges):
         assert upper == lower  # adjacent: no gap, no overlap
 
 
