@@ -332,6 +332,7 @@ class Stream:
                 self.batch_started = time.monotonic()
                 self.oldest_pending = PG_EPOCH_UNIX + m.commit_time / 1e6
         elif isinstance(m, Commit):
+            self.metrics.beat()  # a busy stream may never be idle: beat per transaction
             self.in_txn = False
             if self.skip:
                 self.skip = False
@@ -431,6 +432,7 @@ class Stream:
 
     # -- apply / commit -------------------------------------------------------------------
     def _flush(self) -> None:
+        self.metrics.beat()  # also inside one huge source transaction
         if self.batch.tables:
             batch, self.batch = self.batch, Batch()
             shapes = {oid: s for oid, s in self.shapes.items() if s is not None and oid in batch.tables}
