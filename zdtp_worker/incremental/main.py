@@ -36,7 +36,9 @@ from zdtp_worker.spec import WorkerSpec
 log = logging.getLogger("zdtp_worker.incremental")
 
 
-def initial_snapshot_handoff(spec: WorkerSpec, *, source_dsn: str, target_dsn: str) -> SnapshotHandoff:
+def initial_snapshot_handoff(
+    spec: WorkerSpec, *, source_dsn: str, target_dsn: str, metrics: Metrics
+) -> SnapshotHandoff:
     """Build the stream's snapshot hand-off: slot with exported snapshot → full copy → state.
 
     Runs only while ``zdtp.cdc_state`` has no applied LSN for the stream (first start, or a start
@@ -68,7 +70,18 @@ def initial_snapshot_handoff(spec: WorkerSpec, *, source_dsn: str, target_dsn: s
                 "full": spec.full.model_copy(update={"snapshot": snapshot, "copy_mode": "restart"}),
             }
         )
-        result = run_full(full_spec, source_dsn=source_dsn, target_dsn=target_dsn)
+        # The copy can take hours: keep /healthz alive meanwhile (the copy itself reports progress).
+        copying = threading.Event()
+
+        def beat() -> None:
+            while not copying.wait(5.0):
+                metrics.beat()
+
+        threading.Thread(target=beat, name="zdtp-copy-heartbeat", daemon=True).start()
+        try:
+            result = run_full(full_spec, source_dsn=source_dsn, target_dsn=target_dsn)
+        finally:
+            copying.set()
         if result.exit_code != 0:
             raise TemporaryError(f"initial snapshot copy failed: {result.message or result.status}")
         # Everything committed before the consistent point is in the copy: mark it applied.
@@ -106,7 +119,7 @@ def run_incremental(
         except OSError as exc:
             raise ConfigError(f"health port {port}: {exc.strerror}") from None
     handoff = (
-        initial_snapshot_handoff(spec, source_dsn=source_dsn, target_dsn=target_dsn)
+        initial_snapshot_handoff(spec, source_dsn=source_dsn, target_dsn=target_dsn, metrics=metrics)
         if initial_snapshot or spec.incremental.initial_snapshot
         else None
     )
