@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Shared settings of the real node scripts (sourced by up.sh and down.sh).
 #
 # Heavy state (containerd's content and snapshots, kubelet's pod dirs, pod logs, certificates) is

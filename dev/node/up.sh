@@ -70,9 +70,9 @@ pause_ref=$(awk '$1 == "pause" {print $2}' <<<"$images")
 worker_ref=$(awk '$1 == "worker" {print $2}' <<<"$images")
 ctr=(ctr --address "$sock" -n k8s.io)
 import_images() {
-  local kind ref tar have
+  local ref tar have
   have=$("${ctr[@]}" images ls -q)
-  while read -r kind ref tar; do
+  while read -r _ ref tar; do
     grep -qxF "$ref" <<<"$have" && continue
     log "importing $ref"
     "${ctr[@]}" images import --base-name "${ref%:*}" --snapshotter overlayfs "$tar" >/dev/null
