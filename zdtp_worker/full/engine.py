@@ -50,6 +50,7 @@ class TableJob:
     target: TableName  # the table readers see (checkpoints are keyed by it)
     copy_into: TableName  # target, or the staging table in swap mode
     fmt: CopyFormat
+    part: str = ""  # the key range this worker owns (checkpoints.part_key); "" = whole table
     rows: int = 0
     bytes: int = 0
     chunks: int = 0
@@ -82,7 +83,7 @@ async def copy_chunk(
         if item is not None and not await queue.hold(tgt, item, owner=ctx.worker):
             log_event("chunk_skip", table=target_key, chunk=chunk.no, reason="lease lost or item done")
             return None
-        if await checkpoints.is_done(tgt, job.run_id, target_key, chunk.no):
+        if await checkpoints.is_done(tgt, job.run_id, target_key, chunk.no, part=job.part):
             if item is not None:
                 await queue.complete(tgt, item)
             log_event("chunk_skip", table=target_key, chunk=chunk.no, reason="already done")
@@ -129,6 +130,7 @@ async def copy_chunk(
             tgt,
             run_id=job.run_id,
             target=target_key,
+            part=job.part,
             chunk_no=chunk.no,
             rows=rows,
             nbytes=nbytes,

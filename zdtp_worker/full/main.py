@@ -134,8 +134,8 @@ def _table_result(job: TableJob, checksum: Decimal | None) -> TableResult:
     )
 
 
-async def _table_checksum(tgt: asyncpg.Connection, run_id: str, target: str) -> Decimal | None:
-    done = await checkpoints.done_chunks(tgt, run_id, target)
+async def _table_checksum(tgt: asyncpg.Connection, run_id: str, target: str, part: str) -> Decimal | None:
+    done = await checkpoints.done_chunks(tgt, run_id, target, part=part)
     sums = [d.checksum for d in done.values()]
     if not sums or any(s is None for s in sums):
         return None
@@ -154,9 +154,10 @@ async def _prepare_table(
     """Create target/staging table and load or make the plan (reused by a rerun of the run)."""
     target = ts.target_name
     key = str(target)
+    part = checkpoints.part_key(ts.key_range)
     if opts.copy_mode == "restart":
-        await checkpoints.forget_run(tgt, run_id, key)
-    plan = await checkpoints.load_plan(tgt, run_id, key)
+        await checkpoints.forget_run(tgt, run_id, key, part=part)
+    plan = await checkpoints.load_plan(tgt, run_id, key, part=part)
     if opts.copy_mode == "swap":
         copy_into = staging_name(target, run_id)
         if plan is None or not plan.swapped:
@@ -175,10 +176,25 @@ async def _prepare_table(
             else single_chunk()
         )
         plan = await checkpoints.save_plan(
-            tgt, run_id=run_id, target=key, source=str(ts.source), copy_table=str(copy_into), chunks=chunks
+            tgt,
+            run_id=run_id,
+            target=key,
+            part=part,
+            source=str(ts.source),
+            copy_table=str(copy_into),
+            chunks=chunks,
         )
-        log_event("plan", table=key, source=str(ts.source), chunks=len(plan.chunks), copy_into=str(copy_into))
-    job = TableJob(run_id=run_id, source=info, target=target, copy_into=copy_into, fmt=tp.copy_format)
+        log_event(
+            "plan",
+            table=key,
+            part=part,
+            source=str(ts.source),
+            chunks=len(plan.chunks),
+            copy_into=str(copy_into),
+        )
+    job = TableJob(
+        run_id=run_id, source=info, target=target, copy_into=copy_into, fmt=tp.copy_format, part=part
+    )
     return job, plan
 
 
@@ -223,7 +239,7 @@ async def _run_tables(
             log_event("table_skip", table=key, reason="run already swapped in")
             job.skipped = len(plan.chunks)
         else:
-            done = await checkpoints.done_chunks(tgt, spec.run_id, key)
+            done = await checkpoints.done_chunks(tgt, spec.run_id, key, part=job.part)
             pending = []
             for chunk in plan.chunks:
                 if chunk.no in done:
@@ -236,15 +252,17 @@ async def _run_tables(
                 step.what = f"table {key} swap"
                 async with tgt.transaction():
                     await swap_in(tgt, staging=job.copy_into, target=job.target)
-                    await checkpoints.mark_swapped(tgt, spec.run_id, key)
+                    await checkpoints.mark_swapped(tgt, spec.run_id, key, part=job.part)
                 log_event("swap", table=key, staging=str(job.copy_into))
-        checksum = await _table_checksum(tgt, spec.run_id, key) if opts.verify == "checksum" else None
+        checksum = (
+            await _table_checksum(tgt, spec.run_id, key, job.part) if opts.verify == "checksum" else None
+        )
         results.append(_table_result(job, checksum))
     return results
 
 
 async def _queue_job(ctx: Context, payload: dict, cache: dict[str, TableJob]) -> TableJob:
-    key = f"{payload['run_id']}/{payload['target']}"
+    key = f"{payload['run_id']}/{payload['target']}/{payload.get('part', '')}"
     if key in cache:
         return cache[key]
     source = TableName.model_validate(payload["source"])
@@ -255,7 +273,12 @@ async def _queue_job(ctx: Context, payload: dict, cache: dict[str, TableJob]) ->
     copy_into = TableName.model_validate(payload.get("copy_table") or payload["target"])
     tp = await ensure_target_table_async(ctx.target, info, copy_into)
     cache[key] = TableJob(
-        run_id=payload["run_id"], source=info, target=target, copy_into=copy_into, fmt=tp.copy_format
+        run_id=payload["run_id"],
+        source=info,
+        target=target,
+        copy_into=copy_into,
+        fmt=tp.copy_format,
+        part=payload.get("part", ""),
     )
     return cache[key]
 
@@ -484,7 +507,7 @@ def enqueue_chunks(
             for ts, info, _ in checked:
                 step.what = f"table {ts.target_name}"
                 _, plan = await _prepare_table(src, tgt, run_id=spec.run_id, opts=spec.full, ts=ts, info=info)
-                done = await checkpoints.done_chunks(tgt, spec.run_id, plan.target_table)
+                done = await checkpoints.done_chunks(tgt, spec.run_id, plan.target_table, part=plan.part)
                 for chunk in plan.chunks:
                     if chunk.no in done:
                         continue
@@ -493,10 +516,11 @@ def enqueue_chunks(
                         "task": spec.task,
                         "source": plan.source_table,
                         "target": plan.target_table,
+                        "part": plan.part,
                         "copy_table": plan.copy_table,
                         "chunk": chunk.to_json(),
                     }
-                    items.append((f"{spec.run_id}/{plan.target_table}/{chunk.no}", payload))
+                    items.append((f"{spec.run_id}/{plan.target_table}/{plan.part}/{chunk.no}", payload))
             added = await queue.enqueue(tgt, name, items)
             log_event("enqueued", queue=name, items=added, planned=len(items))
             return added

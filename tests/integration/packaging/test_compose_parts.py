@@ -84,13 +84,6 @@ def test_sample_data_loads_and_every_example_sync_plans_against_it(source_dsn):
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the full worker keys its chunk plan by (run_id, target_table) "
-    "(zdtp.full_plans), so when the planner splits one table into key ranges across workers of "
-    "one run, the first worker's plan is reused by the others and their ranges are skipped: "
-    "100k of 300k orders copied, every worker exits 0 (run concurrently: duplicate-key errors)",
-)
 def test_the_example_full_sync_copies_all_sample_rows(source_dsn, target_dsn):
     """The compose demo's data path minus the containers: plan `shop`, run each WorkerSpec."""
     from zdtp_provider.planner import plan_workers, read_catalog
