@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 
 from tests.integration.worker_cdc.helpers import InProcessWorker, make_spec, state, table_rows, wait_equal
 from zdtp_worker.exit_codes import DataError
-from zdtp_worker.incremental import source
+from zdtp_worker.incremental import health, source
 from zdtp_worker.incremental.stream import Stream
 
 pytestmark = pytest.mark.postgres
@@ -170,3 +172,32 @@ def test_incompatible_schema_change_stops_with_65(source_dsn: str, target_dsn: s
     assert worker.error.exit_code == 65
     # Nothing of the incompatible change reached the target.
     assert table_rows(target_dsn, "s", "id, v::text") == [(1, "a")]
+
+
+def test_liveness_holds_while_draining_a_backlog(
+    source_dsn: str, target_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that is never idle still beats: /healthz must not restart a pod that is catching up."""
+    monkeypatch.setattr(health, "HEARTBEAT_STALE_SECONDS", 1.0)
+    with psycopg.connect(source_dsn, autocommit=True) as src:
+        src.execute("CREATE TABLE q (id int PRIMARY KEY, v int)")
+    spec = make_spec(["q"], batch_max_changes=2000)
+    InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming().stop()
+    with psycopg.connect(source_dsn, autocommit=True) as src:
+        for start in range(0, 150_000, 1000):  # backlog while no worker runs
+            src.execute(
+                "INSERT INTO q SELECT g, g FROM generate_series(%s::int, %s::int) g", (start, start + 999)
+            )
+    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
+    unhealthy = []
+    try:
+        assert worker.metrics is not None
+        while worker.metrics.changes_applied < 150_000:
+            worker.check()
+            ok, why = worker.metrics.healthy()
+            if not ok:
+                unhealthy.append(why)
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert unhealthy == []
