@@ -138,3 +138,32 @@ def test_sigterm_fails_the_task_and_deletes_the_pod(cluster, namespace, airflow_
     assert out.state("full") == "failed", out.output[-3000:]
     assert "killed" in out.output
     wait_for(lambda: not cluster.core.list_namespaced_pod(namespace).items, what="pod deleted after SIGTERM")
+
+
+def test_sigterm_while_the_pod_is_still_pending_ends_at_once(
+    cluster, namespace, airflow_k8s, dag_folder
+) -> None:
+    """SIGTERM during KPO's start-up wait must not leave the task polling a deleted pod."""
+    path = _dag(
+        dag_folder,
+        "zt_full_term_pending",
+        node_selector={"zdtp.io/nowhere": "true"},
+        schedule_timeout_seconds=600,
+        startup_check_interval_seconds=1,
+    )
+    proc = start_dag(path, "zt_full_term_pending", env={"ZT_NS": namespace})
+    try:
+        wait_for(
+            lambda: cluster.core.list_namespaced_pod(namespace).items, timeout=90, what="worker pod created"
+        )
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        out = finish(proc, timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.state("full") == "failed", out.output[-3000:]
+    assert took < 60, f"task needed {took:.0f}s to stop after SIGTERM"
+    wait_for(lambda: not cluster.core.list_namespaced_pod(namespace).items, what="pod deleted after SIGTERM")
