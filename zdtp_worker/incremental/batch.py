@@ -36,6 +36,9 @@ class TableBatch:
     relation: Relation
     key_indexes: tuple[int, ...]
     entries: dict[tuple[Value, ...], Entry] = field(default_factory=dict)
+    # Keys whose first change in this batch was an INSERT: absent from the target before the batch
+    # (exactly-once keeps target = source), so their final rows can be COPYed in directly.
+    new_keys: set[tuple[Value, ...]] = field(default_factory=set)
 
     def key(self, values: list[Value]) -> tuple[Value, ...]:
         return tuple([values[i] for i in self.key_indexes])
@@ -66,7 +69,11 @@ class Batch:
         tb = self.tables.get(relation.oid)
         if tb is None or tb.relation is not relation:
             tb = self.table(relation, key_indexes)
-        tb.entries[tuple([new[i] for i in key_indexes])] = new
+        key = tuple([new[i] for i in key_indexes])
+        entries = tb.entries
+        if key not in entries:
+            tb.new_keys.add(key)
+        entries[key] = new
         self.changes += 1
 
     def update(

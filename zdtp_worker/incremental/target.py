@@ -81,6 +81,7 @@ class Shape:
     sql_delete: str
     sql_upsert: str
     sql_partial: str
+    sql_copy_direct: str
     used_in_txn: bool = False
 
 
@@ -98,11 +99,17 @@ def copy_value(value: Value) -> bytes:
     return value
 
 
-def stage_rows(tb: TableBatch) -> tuple[bytes, int, int, int]:
-    """COPY text for the staging table (``_op``, ``_keep``, columns...) and the op counts."""
+def stage_rows(tb: TableBatch, *, direct_new: bool = False) -> tuple[bytes, list[bytes], int, int, int]:
+    """COPY text for the staging table (``_op``, ``_keep``, columns...), and the op counts.
+
+    With ``direct_new``, full rows of keys the batch inserted first come back separately as plain
+    COPY lines for the target table itself (no staging, no ON CONFLICT).
+    """
     width = len(tb.relation.columns)
     key_indexes = tb.key_indexes
+    new_keys = tb.new_keys if direct_new else set()
     lines: list[bytes] = []
+    direct: list[bytes] = []
     append = lines.append
     n_del = n_up = n_part = 0
     for key, entry in tb.entries.items():
@@ -122,11 +129,15 @@ def stage_rows(tb: TableBatch) -> tuple[bytes, int, int, int]:
         # Hot path: one C-level scan of the row decides whether any value needs escaping.
         probe = b"".join([v if v.__class__ is bytes else b"" for v in entry])  # type: ignore[misc]
         if b"\\" in probe or b"\t" in probe or b"\n" in probe or b"\r" in probe:
-            append(b"U\t\\N\t" + b"\t".join([copy_value(v) for v in entry]) + b"\n")
+            row = b"\t".join([copy_value(v) for v in entry]) + b"\n"
         else:
-            append(b"U\t\\N\t" + b"\t".join([v if v.__class__ is bytes else b"\\N" for v in entry]) + b"\n")  # type: ignore[misc]
+            row = b"\t".join([v if v.__class__ is bytes else b"\\N" for v in entry]) + b"\n"  # type: ignore[misc]
+        if key in new_keys:
+            direct.append(row)
+        else:
+            append(b"U\t\\N\t" + row)
         n_up += 1
-    return b"".join(lines), n_del, n_up, n_part
+    return b"".join(lines), direct, n_del, n_up, n_part
 
 
 class Target:
@@ -296,6 +307,7 @@ class Target:
                 f"INSERT INTO {target.qualified} ({cols}) SELECT {cols} FROM {stage} WHERE _op = 'U'"
                 f" ON CONFLICT ({', '.join(ident(k) for k in key_names)}) {on_conflict}"
             ),
+            sql_copy_direct=f"COPY {target.qualified} ({cols}) FROM STDIN",
             sql_partial=(
                 f"UPDATE {target.qualified} t SET {partial_sets} FROM {stage} s"
                 f" WHERE s._op = 'P' AND {keys_match}"
@@ -312,8 +324,17 @@ class Target:
             if not tb.entries:
                 continue
             shape = shapes[oid]
-            data, n_del, n_up, n_part = stage_rows(tb)
+            data, direct, n_del, n_up, n_part = stage_rows(tb, direct_new=True)
             with self.c.cursor() as cur:
+                if direct and not self._copy_direct(cur, shape, direct):
+                    # Some "new" key exists on the target after all (it was loaded outside this
+                    # stream): take the upsert path for those rows too.
+                    data += b"".join([b"U\t\\N\t" + row for row in direct])
+                    direct = []
+                n_staged_up = n_up - len(direct)
+                if not data:
+                    written += n_up
+                    continue
                 if shape.used_in_txn:
                     cur.execute(f"TRUNCATE {shape.stage}")
                 shape.used_in_txn = True
@@ -321,13 +342,28 @@ class Target:
                     cp.write(data)
                 if n_del:
                     cur.execute(shape.sql_delete)
-                if n_up:
+                if n_staged_up:
                     cur.execute(shape.sql_upsert)
                 if n_part and shape.sql_partial:
                     cur.execute(shape.sql_partial)
             written += n_del + n_up + n_part
         batch.clear()
         return written
+
+    def _copy_direct(self, cur: psycopg.Cursor, shape: Shape, rows: list[bytes]) -> bool:
+        """COPY brand-new rows straight into the target under a savepoint; False on a key clash."""
+        # Explicit SAVEPOINT, not conn.transaction(): outside an open transaction that would BEGIN
+        # and COMMIT on its own, i.e. commit these rows without the batch's state row.
+        cur.execute("SAVEPOINT zdtp_direct")
+        try:
+            with cur.copy(shape.sql_copy_direct) as cp:
+                cp.write(b"".join(rows))
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT zdtp_direct")
+            log.info("target %s: inserted keys already present; upserting them instead", shape.target)
+            return False
+        cur.execute("RELEASE SAVEPOINT zdtp_direct")
+        return True
 
     def truncate(self, names: list[TableName]) -> None:
         self.c.execute(f"TRUNCATE {', '.join(n.qualified for n in names)}")

@@ -201,3 +201,21 @@ def test_liveness_holds_while_draining_a_backlog(
     finally:
         worker.stop()
     assert unhealthy == []
+
+
+def test_insert_of_a_key_already_on_the_target_falls_back_to_upsert(source_dsn: str, target_dsn: str) -> None:
+    """Inserted keys are COPYed straight into the target; a clash (row loaded outside the stream)
+    rolls back that COPY to a savepoint and upserts instead."""
+    with psycopg.connect(source_dsn, autocommit=True) as src:
+        src.execute("CREATE TABLE p (id int PRIMARY KEY, v text)")
+    with psycopg.connect(target_dsn, autocommit=True) as tgt:
+        tgt.execute("CREATE TABLE p (id int PRIMARY KEY, v text)")
+        tgt.execute("INSERT INTO p VALUES (5, 'stale')")
+    worker = InProcessWorker(make_spec(["p"]), source_dsn, target_dsn).start().wait_streaming()
+    try:
+        with psycopg.connect(source_dsn, autocommit=True) as src:
+            src.execute("INSERT INTO p SELECT g, 'fresh' FROM generate_series(1, 10) g")
+            src.execute("INSERT INTO p VALUES (11, 'direct')")
+        wait_equal(source_dsn, target_dsn, ["p"], worker=worker)
+    finally:
+        worker.stop()

@@ -54,8 +54,8 @@ def test_stage_rows_copy_text() -> None:
     b.insert(REL, KEY, [b"2", b"plain", b"back\\slash\nnl"])
     b.update(REL, KEY, [b"3", b"p", UNCHANGED], None)
     b.delete(REL, KEY, [b"4", None, None])
-    data, n_del, n_up, n_part = stage_rows(b.tables[1])
-    assert (n_del, n_up, n_part) == (1, 2, 1)
+    data, direct, n_del, n_up, n_part = stage_rows(b.tables[1])
+    assert (n_del, n_up, n_part) == (1, 2, 1) and direct == []
     assert data.split(b"\n")[:-1] == [
         b"U\t\\N\t1\ttab\\there\t\\N",
         b"U\t\\N\t2\tplain\tback\\\\slash\\nnl",
@@ -68,3 +68,16 @@ def test_copy_value_escapes() -> None:
     assert copy_value(None) == b"\\N"
     assert copy_value(b"a\rb") == b"a\\rb"
     assert copy_value(b"\\N") == b"\\\\N"
+
+
+def test_rows_of_keys_first_inserted_in_the_batch_can_skip_staging() -> None:
+    b = Batch()
+    b.insert(REL, KEY, [b"1", b"a", None])  # new
+    b.update(REL, KEY, [b"1", b"b", None], None)  # still new: its first change was the insert
+    b.update(REL, KEY, [b"2", b"c", None], None)  # existed before the batch: upsert
+    b.delete(REL, KEY, [b"3", None, None])
+    b.insert(REL, KEY, [b"3", b"again", None])  # existed before (deleted first): upsert
+    data, direct, n_del, n_up, n_part = stage_rows(b.tables[1], direct_new=True)
+    assert direct == [b"1\tb\t\\N\n"]
+    assert data == b"U\t\\N\t2\tc\t\\N\nU\t\\N\t3\tagain\t\\N\n"
+    assert (n_del, n_up, n_part) == (0, 3, 0)
