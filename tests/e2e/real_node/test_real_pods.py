@@ -1,6 +1,7 @@
 """Real pods on the kubelet node: the worker image really copies rows, a failing worker's message
 reaches the pod status through the termination-message file, kubelet restarts a Deployment's
-container that was killed from outside, and a work-queue Job's pods share a queue exactly once."""
+container that was killed from outside, a work-queue Job's pods share a queue exactly once, and
+memory limits really apply (cgroup v1 on this VM)."""
 
 from __future__ import annotations
 
@@ -291,3 +292,31 @@ def test_three_job_pods_drain_a_50_chunk_queue_exactly_once(
     assert sum(r["rows"] for r in results) == 50000
     assert scalar(target_dsn, "SELECT count(*) FROM zdtp.work_queue WHERE state <> 'done'") == 0
     assert fingerprint(source_dsn, "t") == fingerprint(target_dsn, "t")
+
+
+def test_memory_limit_is_enforced_by_the_cgroup(
+    cluster: Cluster, real_node: RealNode, node_namespace: str
+) -> None:
+    # cgroup v1 (hybrid) on this VM: the limit must still bite, or a runaway worker takes the node.
+    grab = "b = bytearray(300 * 1024 * 1024); print('not killed')"
+    pod = run_pod(
+        cluster,
+        node_namespace,
+        "oom",
+        {
+            **pod_placement(),
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsUser": 10001, "runAsGroup": 10001},
+            "containers": [
+                {
+                    "name": "grab",
+                    "image": real_node.worker_image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-c", grab],
+                    "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
+                }
+            ],
+        },
+    )
+    state = terminated(pod)
+    assert (pod.status.phase, state.exit_code, state.reason) == ("Failed", 137, "OOMKilled")
