@@ -21,7 +21,7 @@ from croniter import croniter
 from devtools.airflow_services import AirflowServices
 from tests.e2e.airflow_live.conftest import ARTIFACTS, LiveSyncs
 
-pytestmark = [pytest.mark.airflow, pytest.mark.cluster, pytest.mark.postgres, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.airflow, pytest.mark.cluster, pytest.mark.postgres]
 
 RUN_TIMEOUT = 240  # s; a loaded 2-core machine parses zdtp_syncs.py in each task process
 
