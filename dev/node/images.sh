@@ -18,6 +18,12 @@ suite=bookworm
 mirror=${ZDTP_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 worker_uid=10001
 py=${PYTHON:-python3}
+# uv as the Makefile installs it (python3 -m uv), else on PATH, else the project's venv.
+if "$py" -m uv --version >/dev/null 2>&1; then uv=("$py" -m uv)
+elif command -v uv >/dev/null 2>&1; then uv=(uv)
+elif [ -x "$repo/.venv/bin/uv" ]; then uv=("$repo/.venv/bin/uv")
+else echo "zdtp node images: uv not found (run make venv)" >&2; exit 1
+fi
 
 log() { echo "zdtp node images: $*" >&2; }
 fail() { echo "zdtp node images: $*" >&2; exit 1; }
@@ -43,7 +49,7 @@ echo "pause zdtp.local/pause:$pause_tag $pause_tar"
 # --- worker base: Debian + Python + the worker's dependencies ----------------------------------
 deps=(asyncpg "psycopg[binary]" psycopg2-binary pydantic)
 # Versions come from uv.lock, so the image runs what the tests run on the host.
-constraints=$(cd "$repo" && $py -m uv export --frozen --no-hashes --no-emit-project --extra worker \
+constraints=$(cd "$repo" && "${uv[@]}" export --frozen --no-hashes --no-emit-project --extra worker \
   --no-header --no-annotate 2>/dev/null) || fail "uv export failed (is uv installed? run make venv)"
 base_tag=$(
   {
@@ -65,7 +71,7 @@ if [ ! -s "$base_dir/index.json" ]; then
   rm -rf "$rootfs"/var/cache/apt/* "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*
   pyver=$(chroot "$rootfs" python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
   echo "$constraints" > "$tmp/constraints.txt"
-  $py -m uv pip install --quiet --target "$tmp/deps/opt/zdtp/site" --python-version "$pyver" \
+  "${uv[@]}" pip install --quiet --target "$tmp/deps/opt/zdtp/site" --python-version "$pyver" \
     --python-platform x86_64-manylinux_2_36 --only-binary :all: --compile-bytecode \
     -c "$tmp/constraints.txt" "${deps[@]}" >&2
   rm -rf "$tmp/deps/opt/zdtp/site/bin"
@@ -90,8 +96,8 @@ worker_tar="$cache/worker-$app_tag.tar"
 if [ ! -s "$worker_tar" ]; then
   log "building worker image $app_tag (wheel layer on base $base_tag)"
   tmp=$(mktemp -d)
-  (cd "$repo" && $py -m uv build --quiet --wheel --out-dir "$tmp/dist" >&2)
-  $py -m uv pip install --quiet --no-deps --target "$tmp/app/opt/zdtp/app" --python-version 3.11 \
+  (cd "$repo" && "${uv[@]}" build --quiet --wheel --out-dir "$tmp/dist" >&2)
+  "${uv[@]}" pip install --quiet --no-deps --target "$tmp/app/opt/zdtp/app" --python-version 3.11 \
     --compile-bytecode "$tmp"/dist/zdtp-*.whl >&2
   rm -rf "$tmp/app/opt/zdtp/app/bin"
   mkdir -p "$tmp/bin"
@@ -112,6 +118,7 @@ if [ ! -s "$worker_tar" ]; then
   tar -C "$tmp/L" -cf "$worker_tar.part" . && mv "$worker_tar.part" "$worker_tar"
   rm -rf "$tmp"
 fi
-# Every worker code change makes a new ~85 MB archive: keep the newest three.
+# Every worker code change makes a new ~85 MB archive: keep the newest three (and two bases).
 ls -1t "$cache"/worker-????????????????.tar 2>/dev/null | tail -n +4 | xargs -r rm -f
+ls -1dt "$cache"/worker-base-* 2>/dev/null | tail -n +3 | xargs -r rm -rf
 echo "worker zdtp.local/worker:$app_tag $worker_tar"
