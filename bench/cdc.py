@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -314,7 +315,9 @@ def main() -> None:
                 admin.execute(f"DROP DATABASE IF EXISTS {src_db} WITH (FORCE)")
                 admin.execute(f"DROP DATABASE IF EXISTS {tgt_db} WITH (FORCE)")
             if args.server == "private":
+                # Fresh each run: a reused data dir would insist on its first (maybe taken) port.
                 stop_server(private_dir)
+                shutil.rmtree(private_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
