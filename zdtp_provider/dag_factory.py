@@ -26,6 +26,13 @@ from kubernetes.client import V1ResourceRequirements, V1Toleration
 
 from zdtp_provider.config import SyncTaskConfig
 
+# Imported at module level on purpose: Airflow's DAG processor pre-imports the modules a DAG file
+# imports (``parsing_pre_import_modules``) once, before it forks per parse, so the heavy
+# Kubernetes client imports behind these operators are not paid again on every parse.
+from zdtp_provider.operators.full import FullSyncOperator
+from zdtp_provider.operators.incremental import IncrementalSyncOperator
+from zdtp_provider.operators.job import IndexedFullSyncJobOperator
+
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
@@ -180,13 +187,9 @@ def _plan_task(config: SyncTaskConfig):
 
 def _copy_task(config: SyncTaskConfig, plan):
     if config.fanout == "indexed-job":
-        from zdtp_provider.operators.job import IndexedFullSyncJobOperator
-
         return IndexedFullSyncJobOperator(
             task_id="copy", specs=plan, parallelism=config.workers, **_pod_kwargs(config)
         )
-    from zdtp_provider.operators.full import FullSyncOperator
-
     kwargs = _pod_kwargs(config)
     # KubernetesPodOperator spells it ``hostnetwork``.
     kwargs["hostnetwork"] = kwargs.pop("host_network", False)
@@ -260,6 +263,4 @@ def _prepare_stream_task(config: SyncTaskConfig):
 
 
 def _stream_task(config: SyncTaskConfig, prepare):
-    from zdtp_provider.operators.incremental import IncrementalSyncOperator
-
     return IncrementalSyncOperator(task_id="stream", spec=prepare["spec"], **_pod_kwargs(config))

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from kubernetes.client import V1Job, V1ResourceRequirements
 
 from zdtp_provider.connections import resolve_dsns
@@ -413,8 +413,11 @@ class IndexedFullSyncJobOperator(FullSyncJobOperator):
                 specs = json.loads(specs)
             except ValueError as exc:
                 raise AirflowException(f"specs: not valid JSON: {exc}") from None
-        if not isinstance(specs, (list, tuple)) or not specs:
-            raise AirflowException("specs: a non-empty list of worker specs is required")
+        if not isinstance(specs, (list, tuple)):
+            raise AirflowException(f"specs: expected a list of worker specs, got {type(specs).__name__}")
+        if not specs:
+            # Like a mapped task expanded over nothing (a dry run's empty plan): nothing to run.
+            raise AirflowSkipException("specs is empty: no worker to start")
         return [
             resolve_spec(s, mode="full", run_id=context["run_id"], field=f"specs[{i}]")
             for i, s in enumerate(specs)
