@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.e2e.dags.conftest import SyncEnv
+from tests.e2e.conftest import SyncEnv
 from tests.fixtures.cluster import Cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]

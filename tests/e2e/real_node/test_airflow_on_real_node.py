@@ -1,0 +1,85 @@
+"""Generated sync DAGs whose worker pods really run on the kubelet node (not simulated)."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from devtools.real_node import RealNode, pod_placement
+from tests.e2e.conftest import SyncEnv, conn_json
+from tests.fixtures.cluster import Cluster
+
+pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
+
+
+def _config(name: str, namespace: str, node: RealNode, **overrides) -> dict:
+    placement = pod_placement()
+    return {
+        "name": name,
+        "source_conn_id": "zt_source",
+        "target_conn_id": "zt_target",
+        "tables": ["public.accounts"],
+        "workers": 2,
+        "chunk_rows": 5000,
+        "namespace": namespace,
+        "image": node.worker_image,
+        "verify": "checksum",
+        "pod": {
+            "host_network": True,
+            "node_selector": placement["nodeSelector"],
+            "tolerations": placement["tolerations"],
+        },
+        **overrides,
+    }
+
+
+def _seed(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE accounts (id bigint PRIMARY KEY, owner text, balance numeric(12,2))")
+        conn.execute(
+            "INSERT INTO accounts SELECT g, 'owner ' || g, g * 0.01 FROM generate_series(1, 20000) g"
+        )
+        conn.execute("ANALYZE")
+
+
+def test_full_sync_dag_copies_through_real_pods(
+    sync_env: SyncEnv,
+    source_dsn: str,
+    target_dsn: str,
+    cluster: Cluster,
+    node_namespace: str,
+    real_node: RealNode,
+) -> None:
+    _seed(source_dsn)
+    dag_id = sync_env.write(_config("zt-real", node_namespace, real_node))
+    run = sync_env.dags_test(dag_id)
+    assert run.state == "success", run.output[-4000:]
+    assert run.tasks == {"plan": "success", "copy[0]": "success", "copy[1]": "success", "verify": "success"}
+    # verify (checksum) already compared both sides inside the DAG; check the target directly too.
+    with psycopg.connect(source_dsn) as src, psycopg.connect(target_dsn) as tgt:
+        q = "SELECT count(*), sum(balance), md5(string_agg(owner, ',' ORDER BY id)) FROM accounts"
+        assert src.execute(q).fetchone() == tgt.execute(q).fetchone()
+
+
+def test_worker_exit_78_fails_the_task_at_once_with_its_message(
+    sync_env: SyncEnv,
+    pg_server,
+    source_dsn: str,
+    target_dsn: str,
+    cluster: Cluster,
+    node_namespace: str,
+    real_node: RealNode,
+) -> None:
+    _seed(source_dsn)
+    wrong = target_dsn.replace(f":{pg_server.password}@", ":not-the-password@")
+    sync_env.env["AIRFLOW_CONN_ZT_TARGET"] = conn_json(wrong)
+    dag_id = sync_env.write(_config("zt-real-78", node_namespace, real_node, workers=1))
+    run = sync_env.dags_test(dag_id)
+    assert run.state == "failed"
+    assert run.tasks["copy[0]"] == "failed", run.tasks
+    assert "exit code 78" in run.output and "not retryable" in run.output, run.output[-4000:]
+    assert "password authentication failed" in run.output
+    assert "not-the-password" not in run.output and pg_server.password not in run.output
+    failed = [p for p in cluster.core.list_namespaced_pod(node_namespace).items if p.status.phase == "Failed"]
+    assert len(failed) == 1  # kept for debugging
+    assert failed[0].status.container_statuses[0].state.terminated.exit_code == 78
