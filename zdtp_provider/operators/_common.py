@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 from kubernetes.client import V1Toleration
 from pydantic import ValidationError
 
+from zdtp_provider.connections import resolve_dsns
 from zdtp_provider.k8s.names import InvalidName, validate_annotations, validate_dns_label, validate_labels
 from zdtp_provider.k8s.pod import CredentialsSource
 from zdtp_worker.spec import WorkerSpec
@@ -111,6 +113,37 @@ def credentials_choice(
 
 def user_secret_source(secret: str, keys: Mapping[str, str] | None) -> CredentialsSource:
     return CredentialsSource(secret_name=secret, keys=dict(keys) if keys else None)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What ``workload_inputs`` needs: DSNs for a new Secret, or the user's existing Secret."""
+
+    dsns: dict[str, str]
+    user_secret: CredentialsSource | None
+
+
+def resolve_credentials(
+    *,
+    source_conn_id: str | None,
+    target_conn_id: str | None,
+    credentials_secret: str | None,
+    credentials_keys: Mapping[str, str] | None,
+    lookup: bool = True,
+) -> Credentials:
+    """Validate the credentials arguments; look the connections up unless ``lookup`` is off
+    (dry runs and ``zdtp render`` must not read passwords)."""
+    mode = credentials_choice(
+        source_conn_id=source_conn_id,
+        target_conn_id=target_conn_id,
+        credentials_secret=credentials_secret,
+        credentials_keys=credentials_keys,
+    )
+    if mode == "secret":
+        return Credentials({}, user_secret_source(credentials_secret, credentials_keys))
+    if mode == "connections" and lookup:
+        return Credentials(resolve_dsns(source_conn_id=source_conn_id, target_conn_id=target_conn_id), None)
+    return Credentials({}, None)
 
 
 def placement_kwargs(

@@ -23,7 +23,6 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import V1Pod, V1ResourceRequirements
 
-from zdtp_provider.connections import resolve_dsns
 from zdtp_provider.hooks.kubernetes import ZdtpKubernetesHook
 from zdtp_provider.k8s.inputs import workload_inputs
 from zdtp_provider.k8s.labels import worker_labels
@@ -34,9 +33,8 @@ from zdtp_provider.k8s.status import pod_exit, pod_result, pod_waiting_reasons
 from zdtp_provider.operators._common import (
     SpecInput,
     check,
-    credentials_choice,
+    resolve_credentials,
     resolve_spec,
-    user_secret_source,
     validate_common,
 )
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
@@ -148,16 +146,12 @@ class FullSyncOperator(KubernetesPodOperator):
         )
         if self.queue_mode not in (None, "one", "drain"):
             raise AirflowException(f"queue_mode: must be 'one' or 'drain', got {self.queue_mode!r}")
-        mode = credentials_choice(
+        creds = resolve_credentials(
             source_conn_id=self.source_conn_id,
             target_conn_id=self.target_conn_id,
             credentials_secret=self.credentials_secret,
             credentials_keys=self.credentials_keys,
-        )
-        dsns = (
-            resolve_dsns(source_conn_id=self.source_conn_id, target_conn_id=self.target_conn_id)
-            if mode == "connections" and not dry_run
-            else {}
+            lookup=not dry_run,
         )
         namespace = self.namespace or (None if dry_run else self.hook.get_namespace()) or "default"
         base = self.name or dns_label("zdtp", spec.task, spec.worker, max_length=54)
@@ -174,10 +168,8 @@ class FullSyncOperator(KubernetesPodOperator):
             namespace=namespace,
             labels=labels,
             spec_files={"spec.json": spec.to_json()},
-            dsns=dsns,
-            user_secret=user_secret_source(self.credentials_secret, self.credentials_keys)
-            if mode == "secret"
-            else None,
+            dsns=creds.dsns,
+            user_secret=creds.user_secret,
         )
         self._companions = inputs.companions
         cfg = WorkerContainer(

@@ -18,7 +18,6 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException
 from kubernetes.client import V1ResourceRequirements
 
-from zdtp_provider.connections import resolve_dsns
 from zdtp_provider.k8s import manifest
 from zdtp_provider.k8s.deployment import worker_deployment
 from zdtp_provider.k8s.inputs import workload_inputs
@@ -30,10 +29,9 @@ from zdtp_provider.operators._base import ZdtpBaseOperator
 from zdtp_provider.operators._common import (
     SpecInput,
     check,
-    credentials_choice,
     placement_kwargs,
+    resolve_credentials,
     resolve_spec,
-    user_secret_source,
     validate_common,
 )
 from zdtp_provider.operators._companions import adopt_companions, apply_companions
@@ -129,16 +127,11 @@ class IncrementalSyncOperator(ZdtpBaseOperator):
         )
         name = self.name or deployment_name(spec.task, spec.worker)
         check(validate_dns_label, name, field="name")
-        cred_mode = credentials_choice(
+        creds = resolve_credentials(
             source_conn_id=self.source_conn_id,
             target_conn_id=self.target_conn_id,
             credentials_secret=self.credentials_secret,
             credentials_keys=self.credentials_keys,
-        )
-        dsns = (
-            resolve_dsns(source_conn_id=self.source_conn_id, target_conn_id=self.target_conn_id)
-            if cred_mode == "connections"
-            else {}
         )
         namespace = self.resolved_namespace()
         labels = worker_labels(
@@ -149,10 +142,8 @@ class IncrementalSyncOperator(ZdtpBaseOperator):
             namespace=namespace,
             labels=labels,
             spec_files={"spec.json": spec.to_json()},
-            dsns=dsns,
-            user_secret=user_secret_source(self.credentials_secret, self.credentials_keys)
-            if cred_mode == "secret"
-            else None,
+            dsns=creds.dsns,
+            user_secret=creds.user_secret,
         )
         cfg = WorkerContainer(
             image=self.image,

@@ -21,7 +21,6 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from kubernetes.client import V1Job, V1ResourceRequirements
 
-from zdtp_provider.connections import resolve_dsns
 from zdtp_provider.k8s import job as jobs
 from zdtp_provider.k8s import manifest
 from zdtp_provider.k8s.inputs import WorkloadInputs, workload_inputs
@@ -34,10 +33,9 @@ from zdtp_provider.operators._base import ZdtpBaseOperator
 from zdtp_provider.operators._common import (
     SpecInput,
     check,
-    credentials_choice,
     placement_kwargs,
+    resolve_credentials,
     resolve_spec,
-    user_secret_source,
     validate_common,
 )
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
@@ -163,16 +161,11 @@ class _FullSyncJobBase(ZdtpBaseOperator):
         )
         if len({s.task for s in specs}) != 1:
             raise AirflowException("spec.task: every worker of one Job must belong to the same sync task")
-        cred_mode = credentials_choice(
+        creds = resolve_credentials(
             source_conn_id=self.source_conn_id,
             target_conn_id=self.target_conn_id,
             credentials_secret=self.credentials_secret,
             credentials_keys=self.credentials_keys,
-        )
-        dsns = (
-            resolve_dsns(source_conn_id=self.source_conn_id, target_conn_id=self.target_conn_id)
-            if cred_mode == "connections"
-            else {}
         )
         namespace = self.resolved_namespace()
         first = specs[0]
@@ -202,10 +195,8 @@ class _FullSyncJobBase(ZdtpBaseOperator):
             namespace=namespace,
             labels=labels,
             spec_files=spec_files,
-            dsns=dsns,
-            user_secret=user_secret_source(self.credentials_secret, self.credentials_keys)
-            if cred_mode == "secret"
-            else None,
+            dsns=creds.dsns,
+            user_secret=creds.user_secret,
             index_template=f"spec-$({INDEX_ENV}).json" if indexed else None,
         )
         cfg = WorkerContainer(

@@ -167,3 +167,26 @@ def test_sigterm_while_the_pod_is_still_pending_ends_at_once(
     assert out.state("full") == "failed", out.output[-3000:]
     assert took < 60, f"task needed {took:.0f}s to stop after SIGTERM"
     wait_for(lambda: not cluster.core.list_namespaced_pod(namespace).items, what="pod deleted after SIGTERM")
+
+
+def test_full_sync_works_with_only_the_rbac_role(
+    cluster, namespace, airflow_k8s, dag_folder, db_conns, tmp_path
+) -> None:
+    """KubernetesPodOperator's own calls (pod create/watch/patch/delete, events) plus zdtp's
+    credentials Secret all fit inside deploy/rbac.yaml's Role."""
+    from tests.integration.provider.test_security import _install_rbac, _sa_kubeconfig
+
+    _install_rbac(cluster, namespace)
+    kubeconfig = _sa_kubeconfig(cluster, namespace, tmp_path)
+    path = _dag(
+        dag_folder,
+        "zt_full_rbac",
+        kubernetes_conn_id="zt_sa",
+        source_conn_id="zt_src",
+        target_conn_id="zt_tgt",
+        annotations={"sim.zdtp.io/message": json.dumps(RESULT), "sim.zdtp.io/delay": "1s"},
+    )
+    sa_conn = json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}})
+    out = run_dag(path, "zt_full_rbac", env={"ZT_NS": namespace, "AIRFLOW_CONN_ZT_SA": sa_conn})
+    assert out.state("full") == "success", out.output[-3000:]
+    assert out.xcom("full") == RESULT
