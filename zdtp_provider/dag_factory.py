@@ -206,7 +206,7 @@ def _verify_task(config: SyncTaskConfig):
     def verify(plan: list[dict[str, Any]]) -> dict[str, Any]:
         """Compare source and target per table (``verify`` level) and summarise the run."""
         from zdtp_provider.run_checks import compare_tables, planned_tables
-        from zdtp_worker.spec import WorkerSpec
+        from zdtp_worker.contract.spec import WorkerSpec
 
         context = get_current_context()
         if not plan:
@@ -241,7 +241,7 @@ def _prepare_stream_task(config: SyncTaskConfig):
         """Check the source can stream and create publication + slot before anything is copied."""
         from zdtp_provider.planner import read_catalog
         from zdtp_provider.run_checks import prepare_stream as prepare
-        from zdtp_worker.exit_codes import WorkerError
+        from zdtp_worker.contract.errors import WorkerError
 
         source = _dsn(config.source_conn_id)
         tables = [e.name for e in read_catalog(source, config)]

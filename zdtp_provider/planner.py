@@ -2,7 +2,7 @@
 
 Two halves: :func:`read_catalog` asks the source for tables, row estimates and primary-key bounds
 (the only I/O here, cheap catalog and index reads); :func:`plan_workers` is pure and turns those
-estimates into balanced :class:`~zdtp_worker.spec.WorkerSpec` units. Large tables with a single
+estimates into balanced :class:`~zdtp_worker.contract.spec.WorkerSpec` units. Large tables with a single
 integer key are split into key ranges so one huge table does not serialise the run; everything
 is then packed largest-first onto at most ``workers`` workers. The worker splits its units into
 resumable chunks itself, so the plan only needs to be roughly balanced.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 
 from zdtp_provider.config import SyncTaskConfig
-from zdtp_worker.spec import FullOptions, KeyRange, TableSpec, WorkerSpec
+from zdtp_worker.contract.spec import FullOptions, KeyRange, TableSpec, WorkerSpec
 
 INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 

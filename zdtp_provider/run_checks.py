@@ -21,11 +21,11 @@ import psycopg
 from psycopg import sql
 
 from zdtp_provider.config import SyncTaskConfig
+from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.full.pg import SESSION_SETTINGS
 from zdtp_worker.full.verify import checksum_sql, format_checksum
 from zdtp_worker.incremental import source as cdc_source
 from zdtp_worker.incremental.names import publication_name, slot_name
-from zdtp_worker.spec import WorkerSpec
 
 _SETTINGS = {k: v for k, v in SESSION_SETTINGS.items() if k != "application_name"}
 

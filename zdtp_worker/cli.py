@@ -14,10 +14,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from zdtp_worker.contract.envelope import SPEC_ENV, SPEC_FILE_ENV
+from zdtp_worker.contract.errors import ConfigError, WorkerError
+from zdtp_worker.contract.result import WorkerResult, write_result
+from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.credentials import redact
-from zdtp_worker.exit_codes import ConfigError, WorkerError
-from zdtp_worker.result import WorkerResult, write_result
-from zdtp_worker.spec import WorkerSpec
 
 
 def load_spec(spec_file: str | None, *, mode: str, queue: str | None = None) -> WorkerSpec:
@@ -27,14 +28,14 @@ def load_spec(spec_file: str | None, *, mode: str, queue: str | None = None) -> 
         except OSError as exc:
             raise ConfigError(f"--spec {spec_file}: {exc.strerror}") from None
         origin = spec_file
-    elif os.environ.get("ZDTP_WORKER_SPEC_FILE"):
-        origin = os.environ["ZDTP_WORKER_SPEC_FILE"]
+    elif os.environ.get(SPEC_FILE_ENV):
+        origin = os.environ[SPEC_FILE_ENV]
         try:
             raw = Path(origin).read_text()
         except OSError as exc:
-            raise ConfigError(f"ZDTP_WORKER_SPEC_FILE {origin}: {exc.strerror}") from None
-    elif os.environ.get("ZDTP_WORKER_SPEC"):
-        raw, origin = os.environ["ZDTP_WORKER_SPEC"], "ZDTP_WORKER_SPEC"
+            raise ConfigError(f"{SPEC_FILE_ENV} {origin}: {exc.strerror}") from None
+    elif os.environ.get(SPEC_ENV):
+        raw, origin = os.environ[SPEC_ENV], SPEC_ENV
     else:
         raise ConfigError("no worker spec: pass --spec FILE or set ZDTP_WORKER_SPEC")
     try:

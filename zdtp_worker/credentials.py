@@ -9,7 +9,8 @@ import os
 import re
 from pathlib import Path
 
-from zdtp_worker.exit_codes import ConfigError
+from zdtp_worker.contract.envelope import dsn_env, dsn_file_env
+from zdtp_worker.contract.errors import ConfigError
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*@")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
@@ -17,8 +18,7 @@ _PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
 
 def load_dsn(role: str) -> str:
     """Return the DSN for ``role`` (``source`` or ``target``) or raise ConfigError naming the variable."""
-    var = f"ZDTP_{role.upper()}_DSN"
-    file_var = f"{var}_FILE"
+    var, file_var = dsn_env(role), dsn_file_env(role)
     if path := os.environ.get(file_var):
         try:
             value = Path(path).read_text().strip()

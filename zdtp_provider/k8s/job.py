@@ -1,6 +1,6 @@
 """Job manifests for the batch patterns: one Job per worker, Indexed Job, and work queues.
 
-All share a ``podFailurePolicy`` derived from the worker's exit codes (zdtp_worker.exit_codes):
+All share a ``podFailurePolicy`` derived from the worker's exit codes (zdtp_worker.contract.errors):
 65/78 (data or config error) fail at once, since a retry would fail the same way; 75 (temporary)
 counts toward the retry budget; pods killed by a disruption (preemption, node drain) are ignored
 and simply replaced. ``restartPolicy: Never`` is required by that policy, and it also keeps each
@@ -23,7 +23,7 @@ from kubernetes.client import (
 )
 
 from zdtp_provider.k8s.pod import CONTAINER_NAME, WorkerContainer, build_pod_spec
-from zdtp_worker.exit_codes import ExitCode
+from zdtp_worker.contract.errors import ExitCode
 
 FATAL_EXIT_CODES = sorted(int(c) for c in (ExitCode.DATA_ERROR, ExitCode.CONFIG_ERROR))
 RETRYABLE_EXIT_CODES = [int(ExitCode.TEMPFAIL)]

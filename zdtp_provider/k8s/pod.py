@@ -27,14 +27,18 @@ from kubernetes.client import (
     V1VolumeMount,
 )
 
-from zdtp_provider.k8s.secret import SPEC_DIR, credentials_mount, spec_mount
+from zdtp_provider.k8s.secret import credentials_mount, spec_mount
 from zdtp_provider.k8s.security import container_security_context, pod_security_context, tmp_volume
+from zdtp_worker.contract.envelope import (
+    INDEX_ENV,
+    SPEC_DIR,
+    SPEC_ENV,
+    SPEC_FILE_ENV,
+    TERMINATION_LOG,
+    WORKER_COMMAND,
+)
 
 CONTAINER_NAME = "worker"
-WORKER_COMMAND = ["zdtp-worker"]
-SPEC_ENV = "ZDTP_WORKER_SPEC"
-SPEC_FILE_ENV = "ZDTP_WORKER_SPEC_FILE"
-INDEX_ENV = "ZDTP_JOB_INDEX"
 JOB_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
@@ -138,7 +142,7 @@ def build_container(cfg: WorkerContainer) -> tuple[V1Container, list[V1Volume]]:
         volume_mounts=mounts,
         resources=cfg.resources or default_resources(),
         security_context=container_security_context(),
-        termination_message_path="/dev/termination-log",
+        termination_message_path=TERMINATION_LOG,
         termination_message_policy="File",
         **probes,
     )
@@ -195,12 +199,3 @@ def build_pod(
         ),
         spec=build_pod_spec(cfg, restart_policy="Never", **spec_kwargs),
     )
-
-
-def full_args(*, queue: str | None = None, queue_mode: str | None = None) -> list[str]:
-    args = ["full"]
-    if queue:
-        args += ["--queue", queue]
-    if queue_mode:
-        args += ["--queue-mode", queue_mode]
-    return args

@@ -25,9 +25,8 @@ from kubernetes.client import (
 )
 
 from zdtp_provider.k8s.labels import PART
+from zdtp_worker.contract.envelope import CREDENTIALS_DIR, SPEC_DIR, dsn_file_env
 
-CREDENTIALS_DIR = "/var/run/zdtp/credentials"
-SPEC_DIR = "/etc/zdtp/spec"
 SOURCE_KEY = "source-dsn"
 TARGET_KEY = "target-dsn"
 CREDENTIALS_VOLUME = "zdtp-credentials"
@@ -122,7 +121,7 @@ def credentials_mount(
     )
     mount = V1VolumeMount(name=CREDENTIALS_VOLUME, mount_path=CREDENTIALS_DIR, read_only=True)
     env = [
-        V1EnvVar(name=f"ZDTP_{role.upper()}_DSN_FILE", value=f"{CREDENTIALS_DIR}/{key}")
+        V1EnvVar(name=dsn_file_env(role), value=f"{CREDENTIALS_DIR}/{key}")
         for role, key in sorted(keys.items())
     ]
     return volume, mount, env

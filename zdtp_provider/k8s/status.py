@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes.client import V1Deployment, V1Job, V1Pod
 
 from zdtp_provider.k8s.pod import CONTAINER_NAME, JOB_INDEX_ANNOTATION
-from zdtp_worker.result import parse_result
+from zdtp_worker.contract.result import parse_result
 
 
 def container_terminated(pod: V1Pod, container: str = CONTAINER_NAME) -> Any | None:

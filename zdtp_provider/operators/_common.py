@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from zdtp_provider.connections import resolve_dsns
 from zdtp_provider.k8s.names import InvalidName, validate_annotations, validate_dns_label, validate_labels
 from zdtp_provider.k8s.pod import CredentialsSource
-from zdtp_worker.spec import WorkerSpec
+from zdtp_worker.contract.spec import WorkerSpec
 
 SpecInput = WorkerSpec | Mapping[str, Any] | str
 

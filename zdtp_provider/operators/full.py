@@ -27,7 +27,7 @@ from zdtp_provider.hooks.kubernetes import ZdtpKubernetesHook
 from zdtp_provider.k8s.inputs import workload_inputs
 from zdtp_provider.k8s.labels import worker_labels
 from zdtp_provider.k8s.names import dns_label, short_hash
-from zdtp_provider.k8s.pod import CONTAINER_NAME, WorkerContainer, build_pod, full_args
+from zdtp_provider.k8s.pod import CONTAINER_NAME, WorkerContainer, build_pod
 from zdtp_provider.k8s.secret import OwnerRef
 from zdtp_provider.k8s.status import pod_exit, pod_result, pod_waiting_reasons
 from zdtp_provider.operators._common import (
@@ -38,7 +38,8 @@ from zdtp_provider.operators._common import (
     validate_common,
 )
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
-from zdtp_worker.exit_codes import ExitCode
+from zdtp_worker.contract.envelope import full_args
+from zdtp_worker.contract.errors import ExitCode
 
 XCOM_RETURN_KEY = "return_value"
 

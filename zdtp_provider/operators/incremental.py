@@ -36,6 +36,7 @@ from zdtp_provider.operators._common import (
 )
 from zdtp_provider.operators._companions import adopt_companions, apply_companions
 from zdtp_provider.triggers.deployment import ON_KILL_ACTIONS, ZdtpRolloutTrigger, rollout_event
+from zdtp_worker.contract.envelope import incremental_args
 
 DEPLOYMENT_STATE_KEY = "zdtp_deployment"
 
@@ -147,7 +148,7 @@ class IncrementalSyncOperator(ZdtpBaseOperator):
         )
         cfg = WorkerContainer(
             image=self.image,
-            args=["incremental"],
+            args=incremental_args(),
             spec=inputs.spec,
             credentials=inputs.credentials,
             resources=self.worker_resources,

@@ -26,7 +26,7 @@ from zdtp_provider.k8s import manifest
 from zdtp_provider.k8s.inputs import WorkloadInputs, workload_inputs
 from zdtp_provider.k8s.labels import OWNER, RUN, identity_labels, worker_labels
 from zdtp_provider.k8s.names import dns_label, short_hash
-from zdtp_provider.k8s.pod import INDEX_ENV, WorkerContainer, full_args
+from zdtp_provider.k8s.pod import WorkerContainer
 from zdtp_provider.k8s.secret import OwnerRef
 from zdtp_provider.k8s.status import index_report, job_failure_message, job_phase, pods_report
 from zdtp_provider.operators._base import ZdtpBaseOperator
@@ -40,8 +40,9 @@ from zdtp_provider.operators._common import (
 )
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
 from zdtp_provider.triggers.job import ZdtpJobTrigger
-from zdtp_worker.exit_codes import ExitCode
-from zdtp_worker.spec import WorkerSpec
+from zdtp_worker.contract.envelope import INDEX_ENV, full_args
+from zdtp_worker.contract.errors import ExitCode
+from zdtp_worker.contract.spec import WorkerSpec
 
 JOB_STATE_KEY = "zdtp_job"
 FATAL = {int(ExitCode.DATA_ERROR), int(ExitCode.CONFIG_ERROR)}

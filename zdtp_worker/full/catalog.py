@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full.pg import ident
-from zdtp_worker.spec import TableName
 
 # Types created by initdb have OIDs below this; their binary format carries no per-database
 # OIDs, so binary COPY between two databases is safe only for them (arrays embed element OIDs).

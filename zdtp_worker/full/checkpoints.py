@@ -18,8 +18,8 @@ from decimal import Decimal
 
 import asyncpg
 
+from zdtp_worker.contract.spec import KeyRange
 from zdtp_worker.full.planner import Chunk
-from zdtp_worker.spec import KeyRange
 
 SCHEMA = "zdtp"
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full.schema import CopyFormat
-from zdtp_worker.spec import TableName
 
 # Bytes the pipe may hold between the two connections; asyncpg hands over ~64 KiB pieces.
 _QUEUE_PIECES = 64

@@ -16,7 +16,8 @@ from typing import Literal
 
 import asyncpg
 
-from zdtp_worker.exit_codes import DataError
+from zdtp_worker.contract.errors import DataError
+from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full import checkpoints, queue
 from zdtp_worker.full.catalog import TableInfo
 from zdtp_worker.full.copy import copy_range
@@ -25,7 +26,6 @@ from zdtp_worker.full.progress import Progress, log_event
 from zdtp_worker.full.schema import CopyFormat
 from zdtp_worker.full.sqlparts import range_clause
 from zdtp_worker.full.verify import range_checksum
-from zdtp_worker.spec import TableName
 
 Verify = Literal["none", "count", "checksum"]
 

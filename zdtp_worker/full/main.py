@@ -10,7 +10,7 @@ Order of work, chosen so bad input changes nothing in the target: connect both s
 source snapshot, check every table (exists, has a PK, target compatible), and only then create
 the ``zdtp`` schema, target tables and plans, and copy.
 
-Exit codes (see ``zdtp_worker.exit_codes``): 78 malformed spec, unknown source table, wrong
+Exit codes (see ``zdtp_worker.contract.errors``): 78 malformed spec, unknown source table, wrong
 credentials, missing database, invalid snapshot id; 65 table without primary key (unless
 ``allow_single_chunk``), incompatible target table (names the column), rows rejected, verification
 mismatch; 75 unreachable host, lost connection, lock timeout, serialization failure, SIGTERM.
@@ -29,7 +29,9 @@ from decimal import Decimal
 
 import asyncpg
 
-from zdtp_worker.exit_codes import ConfigError, DataError, TemporaryError, WorkerError
+from zdtp_worker.contract.errors import ConfigError, DataError, TemporaryError, WorkerError
+from zdtp_worker.contract.result import TableResult, WorkerResult
+from zdtp_worker.contract.spec import FullOptions, TableName, TableSpec, WorkerSpec
 from zdtp_worker.full import checkpoints, queue
 from zdtp_worker.full.catalog import TableInfo, read_table
 from zdtp_worker.full.engine import Context, TableJob, copy_chunk
@@ -45,8 +47,6 @@ from zdtp_worker.full.schema import (
     swap_in,
 )
 from zdtp_worker.full.verify import format_checksum
-from zdtp_worker.result import TableResult, WorkerResult
-from zdtp_worker.spec import FullOptions, TableName, TableSpec, WorkerSpec
 
 
 @dataclass
@@ -330,7 +330,7 @@ async def run_full_async(
 ) -> WorkerResult:
     """Copy the spec's tables (or work a queue) and return the result summary.
 
-    Raises :class:`~zdtp_worker.exit_codes.WorkerError` subclasses; the CLI turns them into exit
+    Raises :class:`~zdtp_worker.contract.errors.WorkerError` subclasses; the CLI turns them into exit
     codes, a library caller can inspect ``exc.exit_code``.
     """
     started = time.monotonic()

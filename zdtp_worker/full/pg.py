@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 
+from zdtp_worker.contract.errors import ConfigError, DataError, TemporaryError, WorkerError
 from zdtp_worker.credentials import redact
-from zdtp_worker.exit_codes import ConfigError, DataError, TemporaryError, WorkerError
 
 SESSION_SETTINGS = {
     "TimeZone": "UTC",

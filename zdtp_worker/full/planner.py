@@ -19,11 +19,11 @@ from typing import Any
 
 import asyncpg
 
-from zdtp_worker.exit_codes import ConfigError
+from zdtp_worker.contract.errors import ConfigError
+from zdtp_worker.contract.spec import KeyRange
 from zdtp_worker.full.catalog import INTEGER_TYPES, TableInfo
 from zdtp_worker.full.pg import ident
 from zdtp_worker.full.sqlparts import key_text, order_by, range_clause
-from zdtp_worker.spec import KeyRange
 
 Bound = list[str] | None
 

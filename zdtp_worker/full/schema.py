@@ -16,10 +16,10 @@ from typing import Literal
 
 import asyncpg
 
-from zdtp_worker.exit_codes import DataError
+from zdtp_worker.contract.errors import DataError
+from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full.catalog import TableInfo, read_table
 from zdtp_worker.full.pg import ident
-from zdtp_worker.spec import TableName
 
 CopyFormat = Literal["binary", "text"]
 

@@ -12,7 +12,7 @@ Layers, low to high:
 - ``stream``    the main loop: read, decode, batch, apply, commit state, send feedback.
 - ``main``      CLI entry: wire everything, optional initial snapshot hand-off, exit codes.
 
-Exit codes (see ``zdtp_worker.exit_codes``):
+Exit codes (see ``zdtp_worker.contract.errors``):
 
 - 0  stopped by SIGTERM/SIGINT after committing (or rolling back) the current batch.
 - 65 data/schema problem: a published table without a primary key, an incompatible source

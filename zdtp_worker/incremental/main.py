@@ -1,7 +1,7 @@
 """``zdtp-worker incremental``: wire credentials, signals, the health server and the stream.
 
 Runs until SIGTERM/SIGINT (exit 0 after committing or rolling back the current batch) or an
-error (exit code from :mod:`zdtp_worker.exit_codes`). With ``--initial-snapshot`` (or
+error (exit code from :mod:`zdtp_worker.contract.errors`). With ``--initial-snapshot`` (or
 ``spec.incremental.initial_snapshot``) and no stream state on the target yet, it first creates the
 slot with an exported snapshot, runs the full-sync copy under that snapshot, then streams from the
 slot: changes committed before the slot's consistent point are in the copy, later ones come from
@@ -22,16 +22,16 @@ from types import FrameType
 
 from psycopg2.extras import ReplicationCursor
 
+from zdtp_worker.contract.errors import ConfigError, TemporaryError
+from zdtp_worker.contract.result import TableResult, WorkerResult
+from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.credentials import load_dsn
-from zdtp_worker.exit_codes import ConfigError, TemporaryError
 from zdtp_worker.incremental import source
 from zdtp_worker.incremental.health import HealthServer, Metrics
 from zdtp_worker.incremental.names import slot_name
 from zdtp_worker.incremental.pgoutput import format_lsn
 from zdtp_worker.incremental.stream import SnapshotHandoff, Stream
 from zdtp_worker.incremental.target import Target
-from zdtp_worker.result import TableResult, WorkerResult
-from zdtp_worker.spec import WorkerSpec
 
 log = logging.getLogger("zdtp_worker.incremental")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from zdtp_worker.spec import WorkerSpec
+from zdtp_worker.contract.spec import WorkerSpec
 
 _MAX = 63
 

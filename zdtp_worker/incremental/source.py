@@ -21,10 +21,10 @@ import psycopg2
 import psycopg2.errors
 from psycopg2.extras import REPLICATION_LOGICAL, LogicalReplicationConnection, ReplicationCursor
 
-from zdtp_worker.exit_codes import ConfigError, DataError, TemporaryError
+from zdtp_worker.contract.errors import ConfigError, DataError, TemporaryError
+from zdtp_worker.contract.spec import TableName
 from zdtp_worker.incremental.pgoutput import format_lsn, parse_lsn
 from zdtp_worker.incremental.target import KEEPALIVES, PK_SQL, SESSION_OPTIONS, first_line, ident
-from zdtp_worker.spec import TableName
 
 log = logging.getLogger(__name__)
 

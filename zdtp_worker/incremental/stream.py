@@ -38,7 +38,8 @@ import psycopg
 import psycopg2
 from psycopg2.extras import ReplicationCursor
 
-from zdtp_worker.exit_codes import DataError, TemporaryError, WorkerError
+from zdtp_worker.contract.errors import DataError, TemporaryError, WorkerError
+from zdtp_worker.contract.spec import TableName, WorkerSpec
 from zdtp_worker.incremental import source
 from zdtp_worker.incremental.batch import Batch, NeedsTargetRow
 from zdtp_worker.incremental.health import Metrics
@@ -58,7 +59,6 @@ from zdtp_worker.incremental.pgoutput import (
     tuple_data,
 )
 from zdtp_worker.incremental.target import Shape, Target, first_line
-from zdtp_worker.spec import TableName, WorkerSpec
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -21,10 +21,10 @@ from datetime import datetime
 
 import psycopg
 
-from zdtp_worker.exit_codes import DataError, TemporaryError
+from zdtp_worker.contract.errors import DataError, TemporaryError
+from zdtp_worker.contract.spec import TableName
 from zdtp_worker.incremental.batch import DELETED, Batch, TableBatch
 from zdtp_worker.incremental.pgoutput import UNCHANGED, Relation, Value, format_lsn, parse_lsn
-from zdtp_worker.spec import TableName
 
 log = logging.getLogger(__name__)
 

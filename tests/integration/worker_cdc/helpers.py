@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg
 
+from zdtp_worker.contract.result import WorkerResult
+from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.incremental.health import Metrics
 from zdtp_worker.incremental.main import run_incremental
-from zdtp_worker.result import WorkerResult
-from zdtp_worker.spec import WorkerSpec
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from tests.integration.worker_cdc.helpers import InProcessWorker, make_spec, state, table_rows, wait_equal
-from zdtp_worker.exit_codes import DataError
+from zdtp_worker.contract.errors import DataError
 from zdtp_worker.incremental import health, source
 from zdtp_worker.incremental.stream import Stream
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.worker_full.helpers import execute, fingerprint, make_spec, scalar
-from zdtp_worker.exit_codes import ConfigError, DataError, ExitCode
+from zdtp_worker.contract.errors import ConfigError, DataError, ExitCode
 from zdtp_worker.full import ensure_target_table, run_full
 
 pytestmark = pytest.mark.postgres

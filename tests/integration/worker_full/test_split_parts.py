@@ -71,8 +71,8 @@ def test_parallel_workers_on_parts_of_one_table_copy_every_row(source_dsn: str, 
 
 
 def test_part_key_is_stable_and_distinct() -> None:
+    from zdtp_worker.contract.spec import KeyRange
     from zdtp_worker.full.checkpoints import part_key
-    from zdtp_worker.spec import KeyRange
 
     a = part_key(KeyRange(lower=None, upper=[100]))
     assert a == part_key(KeyRange(lower=None, upper=[100]))

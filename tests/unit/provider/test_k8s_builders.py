@@ -20,8 +20,9 @@ from zdtp_provider.k8s.names import (
     validate_dns_label,
     validate_labels,
 )
-from zdtp_provider.k8s.pod import INDEX_ENV, SpecSource, WorkerContainer, build_pod
+from zdtp_provider.k8s.pod import SpecSource, WorkerContainer, build_pod
 from zdtp_provider.k8s.secret import SPEC_ENV_MAX_BYTES, content_hash
+from zdtp_worker.contract.envelope import INDEX_ENV
 
 DNS = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 LABEL = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"

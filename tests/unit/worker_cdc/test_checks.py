@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from zdtp_worker.exit_codes import ConfigError, DataError, ExitCode, TemporaryError
+from zdtp_worker.contract.errors import ConfigError, DataError, ExitCode, TemporaryError
 from zdtp_worker.incremental.source import check_replication_privilege, check_wal_level
 from zdtp_worker.incremental.stream import classify
 

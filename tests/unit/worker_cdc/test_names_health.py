@@ -5,10 +5,10 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
+from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.incremental.health import HealthServer, Metrics
 from zdtp_worker.incremental.names import publication_name, slot_name
 from zdtp_worker.incremental.target import lease_key
-from zdtp_worker.spec import WorkerSpec
 
 
 def spec(task: str, **inc: object) -> WorkerSpec:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-TERMINATION_LOG = "/dev/termination-log"
+from zdtp_worker.contract.envelope import TERMINATION_LOG, TERMINATION_LOG_ENV
+
 MAX_MESSAGE_BYTES = 4096
 
 
@@ -49,7 +50,7 @@ class WorkerResult(BaseModel):
 
 
 def termination_log_path() -> Path:
-    return Path(os.environ.get("ZDTP_TERMINATION_LOG", TERMINATION_LOG))
+    return Path(os.environ.get(TERMINATION_LOG_ENV, TERMINATION_LOG))
 
 
 def write_result(result: WorkerResult) -> str:
@@ -57,7 +58,7 @@ def write_result(result: WorkerResult) -> str:
     text = result.to_message()
     print(text, flush=True)
     path = termination_log_path()
-    if path.exists() or os.environ.get("ZDTP_TERMINATION_LOG"):
+    if path.exists() or os.environ.get(TERMINATION_LOG_ENV):
         with contextlib.suppress(OSError):
             path.write_text(text)
     return text
