@@ -6,7 +6,7 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 export UV_LINK_MODE ?= copy
 
-.PHONY: help venv cluster-up cluster-down real-node lint test test-unit demo clean
+.PHONY: help venv system-packages cluster-up cluster-down real-node lint test test-unit demo clean
 
 help:
 	@echo "make demo         run an example sync end to end on the dev cluster"
@@ -22,6 +22,10 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@touch $@
 
 venv: $(VENV)/.synced
+
+# Debian's PostgreSQL 15, Redis and pgcopydb: tests run against them, so they fail (not skip) without.
+system-packages:
+	@dev/system-packages.sh
 
 # REAL_NODE=1 also starts a real kubelet + containerd node beside the KWOK nodes (dev/node/).
 cluster-up:
@@ -40,11 +44,11 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 
 # pytest exits 5 when it collected nothing; make treats any non-zero exit as failure.
-test: venv lint cluster-up
+test: venv lint system-packages cluster-up
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The README's main job: seed a shop database, sync it through Airflow onto the dev cluster.
-demo: venv cluster-up
+demo: venv system-packages cluster-up
 	$(VENV)/bin/python -m devtools.demo
 
 test-unit: venv
