@@ -6,9 +6,11 @@
    copy (one pod per worker) → verify → incremental Deployment.
 4. Row counts of source and target, then live changes streamed by the incremental worker.
 
-On KWOK nodes pods run no code. When the real node is unavailable the demo says so, runs the DAG
-against simulated pods (verify off), and then runs the very same worker specs as local processes
-so the data still really moves — every line of output says which is which.
+On KWOK nodes pods run no code. When this machine cannot run the real node the demo says so, runs
+the DAG against simulated pods (verify off), and then runs the very same worker specs as local
+processes so the data still really moves — every line of output says which is which. Two cases
+never fall back: a real node that should start but fails (a bug to look at), and
+``ZDTP_REAL_NODE=required`` (CI, ``make test``): both end the demo FAILED with the reason.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from kubernetes import client, config
 from devtools.airflow_home import airflow_env, migrate
 from devtools.cluster import ensure_cluster
 from devtools.postgres import ensure_server, pg_bin_dir
-from devtools.real_node import RealNodeError, RealNodeUnavailable, ensure_real_node, pod_placement
+from devtools.real_node import (
+    RealNodeError,
+    RealNodeUnavailable,
+    ensure_real_node,
+    pod_placement,
+    real_node_required,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / ".zdtp" / "demo"
@@ -170,6 +178,33 @@ def run_locally(server, home: Path, env: dict[str, str]) -> None:
         say(f"    local worker {spec.worker}: exit {proc.returncode}, {result.get('rows', 0)} rows copied")
 
 
+def worker_results(home: Path, dag_id: str) -> dict[tuple[str, int], dict]:
+    """The XCom return values (worker result summaries) of the latest run, by (task, map index)."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        rows = db.execute(
+            "SELECT x.task_id, x.map_index, x.value FROM xcom x WHERE x.dag_id = ? AND x.key = 'return_value'"
+            " AND x.run_id = (SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
+            (dag_id, dag_id),
+        ).fetchall()
+    out = {}
+    for task_id, map_index, value in rows:
+        try:
+            decoded = json.loads(value)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(decoded, str):  # stored JSON-encoded twice by some Airflow versions
+            decoded = json.loads(decoded)
+        if isinstance(decoded, dict):
+            out[(task_id, map_index)] = decoded
+    return out
+
+
+def failed(reason: str) -> int:
+    say(f"    {reason}")
+    step("Result: FAILED — " + reason)
+    return 1
+
+
 def live_changes(server) -> None:
     with psycopg.connect(server.dsn(SOURCE_DB), autocommit=True) as conn:
         conn.execute(
@@ -197,7 +232,12 @@ def main() -> int:
         node = ensure_real_node()
         real_image = node.worker_image
         say(f"    real node {node.name} (kubelet + containerd) runs the worker image {real_image}")
-    except (RealNodeUnavailable, RealNodeError) as exc:
+    except RealNodeError as exc:
+        # The machine can run a node and starting it failed: simulating would hide that bug.
+        return failed(f"the real node failed to start: {exc}")
+    except RealNodeUnavailable as exc:
+        if real_node_required():
+            return failed(f"ZDTP_REAL_NODE=required, but this machine cannot run the real node: {exc}")
         say(f"    real node unavailable ({exc}); using KWOK nodes: pods are SIMULATED and run no code")
 
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:
@@ -243,9 +283,13 @@ def main() -> int:
     with log.open("w") as fh:
         subprocess.run([str(airflow), "dags", "test", dag_id], env=env, stdout=fh, stderr=subprocess.STDOUT)
     state, tis = dag_run_states(home, dag_id)
+    results = worker_results(home, dag_id)
     for task_id, map_index, ti_state in tis:
         label = task_id if map_index < 0 else f"{task_id}[{map_index}]"
-        say(f"    {label:<16} {ti_state}")
+        result = results.get((task_id, map_index)) if task_id == "copy" else None
+        # The summary a worker writes to its termination message: only a container that ran has one.
+        shown = f"  worker {result.get('worker')}: {result.get('rows')} rows" if result else ""
+        say(f"    {label:<16} {ti_state}{shown}")
     say(f"    DAG run: {state}   (full log: {log.relative_to(REPO)})")
 
     step("Row counts after the run")

@@ -21,6 +21,15 @@ NODE_RUN = Path(os.environ.get("ZDTP_NODE_RUN", "/run/zdtp-node"))
 TASK_STATE = NODE_RUN / "containerd" / "io.containerd.runtime.v2.task" / "k8s.io"
 
 
+def real_node_required() -> bool:
+    """``ZDTP_REAL_NODE=required`` (CI, ``make test`` as root on Linux): no fallback, no skip.
+
+    On a machine that runs the node, a skipped real-pod test or a simulated demo can only hide a
+    regression, so callers turn :class:`RealNodeUnavailable` into a failure with its reason.
+    """
+    return os.environ.get("ZDTP_REAL_NODE", "") == "required"
+
+
 class RealNodeUnavailable(RuntimeError):
     """This machine cannot run a real node (not root, no overlayfs, no cgroups, disabled...)."""
 

@@ -2,6 +2,11 @@
 
 Session-scoped servers are reused when already running (warm runs stay fast); every test gets
 fresh databases / a fresh namespace so tests never see each other's data.
+
+It also holds the real-node policy: tests marked ``realnode`` run real pods. Under
+``ZDTP_REAL_NODE=required`` (CI, ``make test`` as root on Linux) any skip of such a test is turned
+into a failure carrying the skip's reason; elsewhere a skip stays a skip but the terminal summary
+says loudly that no real pod ran. The summary always counts the real-pod tests.
 """
 
 from __future__ import annotations
@@ -13,10 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from devtools.real_node import real_node_required
+
 REPO = Path(__file__).resolve().parents[1]
 STATE_DIR = REPO / ".zdtp"
 
 pytest_plugins = ["tests.fixtures.postgres", "tests.fixtures.cluster", "tests.fixtures.airflow_home"]
+
+# nodeid -> (outcome, skip reason or "") of every realnode test phase that decided its outcome.
+_REAL_NODE_OUTCOMES: dict[str, tuple[str, str]] = {}
 
 
 def unique(prefix: str) -> str:
@@ -29,4 +39,60 @@ def tmp_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"zdtp state dir: {STATE_DIR}", f"ZDTP_KUBECONFIG={os.environ.get('ZDTP_KUBECONFIG', '')}"]
+    mode = os.environ.get("ZDTP_REAL_NODE", "") or "optional (realnode tests skip where no node can run)"
+    return [
+        f"zdtp state dir: {STATE_DIR}",
+        f"ZDTP_KUBECONFIG={os.environ.get('ZDTP_KUBECONFIG', '')}",
+        f"ZDTP_REAL_NODE={mode}",
+    ]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if item.get_closest_marker("realnode") is None:
+        return
+    report: pytest.TestReport = outcome.get_result()
+    if report.skipped:
+        reason = _skip_reason(report)
+        if real_node_required():
+            # A skip here can only hide a regression: fail with the reason the skip gave.
+            report.outcome = "failed"
+            report.longrepr = f"ZDTP_REAL_NODE=required, but this real-pod test was skipped: {reason}"
+            _REAL_NODE_OUTCOMES[item.nodeid] = ("failed", reason)
+        else:
+            _REAL_NODE_OUTCOMES[item.nodeid] = ("skipped", reason)
+    elif report.failed:
+        _REAL_NODE_OUTCOMES[item.nodeid] = ("failed", "")
+    elif report.when == "call":
+        _REAL_NODE_OUTCOMES.setdefault(item.nodeid, ("passed", ""))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _REAL_NODE_OUTCOMES:
+        return
+    counts = {k: 0 for k in ("passed", "failed", "skipped")}
+    for outcome, _ in _REAL_NODE_OUTCOMES.values():
+        counts[outcome] += 1
+    terminalreporter.section("zdtp real pods")
+    terminalreporter.write_line(
+        f"real-pod tests: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
+        f" (ZDTP_REAL_NODE={os.environ.get('ZDTP_REAL_NODE', '') or 'optional'})"
+    )
+    skipped = {reason for outcome, reason in _REAL_NODE_OUTCOMES.values() if outcome == "skipped"}
+    if skipped:
+        terminalreporter.write_line(
+            f"!!! {counts['skipped']} REAL-POD TEST(S) SKIPPED: what they check did not run on real pods."
+            " ZDTP_REAL_NODE=required makes this an error.",
+            red=True,
+            bold=True,
+        )
+        for reason in sorted(skipped):
+            terminalreporter.write_line(f"!!!   reason: {reason}", red=True)

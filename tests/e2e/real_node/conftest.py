@@ -1,7 +1,8 @@
 """Fixtures for tests that run real pods on the kubelet node (``dev/node/up.sh``).
 
-``real_node`` starts the node once per session (seconds when it already runs) and skips, with the
-reason ``up.sh`` gives, on machines that cannot run one; any other start failure is an error.
+``real_node`` starts the node once per session (seconds when it already runs). On machines that
+cannot run one it skips with the reason ``up.sh`` gives — unless ``ZDTP_REAL_NODE=required``,
+where that reason fails the test (see tests/conftest.py); any other start failure is an error.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.real_node import RealNode, RealNodeUnavailable, ensure_real_node
+from devtools.real_node import RealNode, RealNodeUnavailable, ensure_real_node, real_node_required
 from tests.fixtures.cluster import Cluster, create_namespace
 
 
@@ -19,6 +20,8 @@ def real_node(cluster: Cluster) -> RealNode:
     try:
         return ensure_real_node()
     except RealNodeUnavailable as exc:
+        if real_node_required():
+            pytest.fail(f"ZDTP_REAL_NODE=required, but no real node could start: {exc}", pytrace=False)
         pytest.skip(f"no real node on this machine: {exc}")
 
 
