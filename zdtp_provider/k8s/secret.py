@@ -31,6 +31,9 @@ SOURCE_KEY = "source-dsn"
 TARGET_KEY = "target-dsn"
 CREDENTIALS_VOLUME = "zdtp-credentials"
 SPEC_VOLUME = "zdtp-spec"
+# A user's Secret of CA/client certificates; connection strings point into it (see connections).
+TLS_VOLUME = "zdtp-tls"
+TLS_DIR = "/var/run/zdtp/tls"
 # Env values beyond this go to a ConfigMap file: keeps pod specs small and under etcd limits.
 SPEC_ENV_MAX_BYTES = 16 * 1024
 
@@ -125,6 +128,18 @@ def credentials_mount(
         for role, key in sorted(keys.items())
     ]
     return volume, mount, env
+
+
+def tls_mount(secret_name: str) -> tuple[V1Volume, V1VolumeMount]:
+    """The user's TLS Secret (``ca.crt``, client cert and key...) as read-only files in ``TLS_DIR``.
+
+    Mode 0440: libpq refuses a client key readable by others; the pod's fsGroup gives the worker's
+    group read access.
+    """
+    volume = V1Volume(
+        name=TLS_VOLUME, secret=V1SecretVolumeSource(secret_name=secret_name, default_mode=0o440)
+    )
+    return volume, V1VolumeMount(name=TLS_VOLUME, mount_path=TLS_DIR, read_only=True)
 
 
 def spec_mount(config_map_name: str) -> tuple[V1Volume, V1VolumeMount]:

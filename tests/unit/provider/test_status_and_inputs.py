@@ -26,6 +26,7 @@ from kubernetes.client import (
     V1PodTemplateSpec,
 )
 from kubernetes.client.exceptions import ApiException
+from psycopg.conninfo import conninfo_to_dict
 
 from zdtp_provider.connections import dsn_from_connection
 from zdtp_provider.hooks import retry
@@ -109,6 +110,7 @@ def test_rollout_status() -> None:
 
 def test_dsn_from_connection_quotes_and_keeps_libpq_extras() -> None:
     conn = SimpleNamespace(
+        conn_type="postgres",
         host="db",
         port=5432,
         login="u@x",
@@ -116,7 +118,14 @@ def test_dsn_from_connection_quotes_and_keeps_libpq_extras() -> None:
         schema="app",
         extra_dejson={"sslmode": "require", "cursor": "dict"},
     )
-    assert dsn_from_connection(conn) == "postgresql://u%40x:p%3Aw%2Fd@db:5432/app?sslmode=require"
+    assert conninfo_to_dict(dsn_from_connection(conn)) == {
+        "host": "db",
+        "port": "5432",
+        "dbname": "app",
+        "user": "u@x",
+        "password": "p:w/d",
+        "sslmode": "require",
+    }
 
 
 def test_resolve_spec_defaults_run_id_and_names_bad_fields() -> None:
