@@ -7,7 +7,6 @@ path and the offending value, because they surface as Airflow import errors in t
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,8 +14,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from zdtp_worker.contract.identifiers import IdentifierError, TablePattern, canonical, parse_qualified
+
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_TABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,250}$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 # Task names end up in Kubernetes object names with a suffix; keep room for it.
@@ -83,9 +84,15 @@ class SyncTaskConfig(_Strict):
     description: str = Field("", description="Shown as the DAG's documentation.")
     source_conn_id: str = Field(description="Airflow connection id of the source PostgreSQL.")
     target_conn_id: str = Field(description="Airflow connection id of the target PostgreSQL.")
-    tables: list[str] = Field(default_factory=list, description="Explicit tables, 'schema.table'.")
+    tables: list[str] = Field(
+        default_factory=list,
+        description="Explicit tables, 'schema.table' with SQL quoting: unquoted names fold to lower "
+        'case, double-quote the others, e.g. sales."Order Items".',
+    )
     include: list[str] = Field(
-        default_factory=list, description="Glob patterns of 'schema.table' to add from the catalog."
+        default_factory=list,
+        description="Glob patterns of 'schema.table' to add from the catalog (same quoting; the glob "
+        "applies to each part).",
     )
     exclude: list[str] = Field(default_factory=list, description="Glob patterns to drop.")
     mode: Literal["full", "incremental", "full+incremental"] = Field(
@@ -108,6 +115,14 @@ class SyncTaskConfig(_Strict):
         "resume", description="resume a run's chunks, restart clean, or swap in a staging copy."
     )
     kubernetes_conn_id: str = Field("kubernetes_default", description="Airflow Kubernetes connection id.")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        None, description="libpq sslmode for both databases; none = each connection's own (libpq: prefer)."
+    )
+    tls_secret: str | None = Field(
+        None,
+        description="Secret with the files the connections' sslrootcert/sslcert/sslkey name (same "
+        "file names), mounted into worker pods.",
+    )
     owner: str = Field("zdtp", description="DAG owner.")
     tags: list[str] = Field(default_factory=list, description="Extra DAG tags.")
 
@@ -127,6 +142,15 @@ class SyncTaskConfig(_Strict):
             raise ValueError("must be a DNS-1123 label (lowercase letters, digits, '-'; max 63)")
         return value
 
+    @field_validator("tls_secret")
+    @classmethod
+    def _tls_secret(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 253 or not _DNS_SUBDOMAIN.match(value)):
+            raise ValueError(
+                "must be a Secret name (DNS-1123 subdomain: lowercase letters, digits, '-', '.')"
+            )
+        return value
+
     @field_validator("source_conn_id", "target_conn_id", "kubernetes_conn_id")
     @classmethod
     def _conn_id(cls, value: str) -> str:
@@ -137,10 +161,26 @@ class SyncTaskConfig(_Strict):
     @field_validator("tables")
     @classmethod
     def _tables(cls, value: list[str]) -> list[str]:
+        # Canonical form (quotes only where needed): what plans, checkpoints and logs print.
+        out: list[str] = []
         for table in value:
-            if not _TABLE.match(table):
-                raise ValueError(f"{table!r} is not 'schema.table' or 'table'")
-        return [t if "." in t else f"public.{t}" for t in value]
+            try:
+                name = canonical(table)
+            except IdentifierError as exc:
+                raise ValueError(f"{table!r} is not 'schema.table' or 'table': {exc}") from None
+            if name not in out:
+                out.append(name)
+        return out
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                TablePattern(pattern)
+            except IdentifierError as exc:
+                raise ValueError(f"{pattern!r} is not a 'schema.table' pattern: {exc}") from None
+        return value
 
     @field_validator("schedule")
     @classmethod
@@ -173,12 +213,16 @@ class SyncTaskConfig(_Strict):
         return f"zdtp_{self.name.replace('-', '_')}"
 
     def select_tables(self, catalog: list[str]) -> list[str]:
-        """Tables to sync given the source catalog ('schema.table' names), explicit ones first."""
+        """Tables to sync given the source catalog (canonical 'schema.table' names), explicit ones
+        first. Patterns match each part of the real name, so quoting never gets in the way."""
+        include = [TablePattern(p) for p in self.include]
+        exclude = [TablePattern(p) for p in self.exclude]
         chosen = list(self.tables)
         for table in sorted(catalog):
-            if any(fnmatch.fnmatchcase(table, p) for p in self.include) and table not in chosen:
+            parts = parse_qualified(table)
+            if any(p.matches(*parts) for p in include) and table not in chosen:
                 chosen.append(table)
-        return [t for t in chosen if not any(fnmatch.fnmatchcase(t, p) for p in self.exclude)]
+        return [t for t in chosen if not any(p.matches(*parse_qualified(t)) for p in exclude)]
 
 
 def _describe(error: dict[str, Any], raw: Any) -> str:

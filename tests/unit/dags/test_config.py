@@ -58,3 +58,38 @@ def test_include_exclude_patterns() -> None:
     )
     catalog = ["public.orders", "public.other", "sales.items", "sales.tmp_x", "sales.customers"]
     assert cfg.select_tables(catalog) == ["public.orders", "sales.customers", "sales.items"]
+
+
+def test_quoted_table_names_are_canonical() -> None:
+    cfg = parse_config(
+        {**GOOD, "tables": ['sales."Order Items"', "Sales.Orders", '"a.b"."x-y"', 'public."order"']},
+        origin="x.yaml",
+    )
+    assert cfg.tables == ['sales."Order Items"', "sales.orders", '"a.b"."x-y"', "public.order"]
+
+
+@pytest.mark.parametrize(
+    ("tables", "needle"),
+    [
+        (["sales.Order Items"], "needs double quotes"),
+        (['sales."Order Items'], "unterminated"),
+        (["public." + "x" * 64], "at most 63"),
+    ],
+)
+def test_bad_table_names_are_named(tables: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({**GOOD, "tables": tables}, origin="x.yaml")
+    assert f"tables = {tables!r}" in str(err.value) and needle in str(err.value)
+
+
+def test_patterns_select_quoted_names() -> None:
+    cfg = SyncTaskConfig.model_validate(
+        {**GOOD, "tables": [], "include": ["sales.*", '"Odd Schema".*'], "exclude": ['sales."tmp *"']}
+    )
+    catalog = ['sales."Order Items"', 'sales."tmp x"', '"Odd Schema"."a.b"', "public.orders"]
+    assert cfg.select_tables(catalog) == ['"Odd Schema"."a.b"', 'sales."Order Items"']
+
+
+def test_bad_pattern_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"include = \['sales\.a b'\].*needs double quotes"):
+        parse_config({**GOOD, "include": ["sales.a b"]}, origin="x.yaml")
