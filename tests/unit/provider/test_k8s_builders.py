@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from hypothesis import given
@@ -221,7 +222,16 @@ def test_deployment_recreate_probes_and_deterministic() -> None:
     assert "zdtp.io/run" not in tmpl["metadata"]["labels"]
 
 
-def test_content_hash_changes_with_content_only() -> None:
-    assert content_hash({"a": "1"}) == content_hash({"a": "1"})
-    assert content_hash({"a": "1"}) != content_hash({"a": "2"})
-    assert "1" not in content_hash({"a": "secret-1"}) or len(content_hash({"a": "x"})) == 16
+@given(
+    values=st.dictionaries(
+        st.text(min_size=1, max_size=12), st.text(min_size=12, max_size=40), min_size=1, max_size=5
+    )
+)
+def test_content_hash_changes_with_content_only(values: dict[str, str]) -> None:
+    h = content_hash(values)
+    # A short hex digest goes on the pod template; the content itself never does.
+    assert re.fullmatch(r"[0-9a-f]{16}", h), h
+    assert not any(v in h or v[:8] in h for v in values.values())
+    assert content_hash(dict(reversed(list(values.items())))) == h  # key order does not matter
+    key = next(iter(values))
+    assert content_hash({**values, key: values[key] + "x"}) != h  # any content change rolls out
