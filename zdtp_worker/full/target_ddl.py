@@ -1,0 +1,176 @@
+"""Create the target table so that it reproduces the source (thin I/O over :mod:`zdtp_worker.pg.ddl`).
+
+- :func:`check_creatable` — read-only, before anything is written: every problem the shape
+  reports, extension types the target lacks, user functions the table's expressions call that the
+  target lacks, and user types that exist on the target with a different definition. Each is a
+  DataError (65) that names the table and says what to do.
+- :func:`create_table` — schemas, missing user types, serial sequences, the table (with its CHECK
+  constraints, defaults, identity and generated columns), its partitions, sequence ownership;
+  keys inline or left for :func:`build_keys` after the bulk load.
+- :func:`copy_sequences` — at the end of a copy, move every sequence the table's columns use to
+  at least the source's position (never backwards: a target that already handed out ids keeps
+  them), so a cut-over to the target does not reuse ids.
+
+Callers hold the per-table advisory lock (see ``schema._lock_name``) around create/build.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from zdtp_worker.contract.errors import DataError
+from zdtp_worker.contract.identifiers import render_qualified, sql_ident, sql_qualified
+from zdtp_worker.contract.spec import TableName
+from zdtp_worker.pg import ddl
+from zdtp_worker.pg.shape import TableShape, TypeShape
+
+_TYPE = """
+SELECT t.oid, t.typtype::text AS typtype, format_type(t.typbasetype, t.typtypmod) AS base_sql, t.typrelid
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2
+"""
+_ENUM = "SELECT enumlabel FROM pg_enum WHERE enumtypid = $1 ORDER BY enumsortorder"
+_ATTRS = (
+    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+    " WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+)
+
+
+async def _with_catalog_path(conn: asyncpg.Connection):
+    old = await conn.fetchval("SELECT current_setting('search_path')")
+    await conn.execute("SELECT set_config('search_path', 'pg_catalog', false)")
+    return old
+
+
+async def _type_mismatch(conn: asyncpg.Connection, t: TypeShape) -> str | None:
+    """Why the target's type of the same name cannot stand in for ``t``; None if it can or is absent."""
+    row = await conn.fetchrow(_TYPE, t.schema, t.name)
+    if t.kind == "x":
+        if row is None:
+            return (
+                f"uses type {t} from extension {t.extension}, which the target lacks: "
+                f"run CREATE EXTENSION {sql_ident(t.extension or '')} on the target first"
+            )
+        return None
+    if row is None:
+        return None
+    kinds = {"e": "e", "d": "d", "c": "c", "r": "r"}
+    if row["typtype"] != kinds[t.kind]:
+        return f"needs type {t} but the target has a different kind of type of that name"
+    if t.kind == "e":
+        labels = [r["enumlabel"] for r in await conn.fetch(_ENUM, row["oid"])]
+        missing = [v for v in t.labels if v not in labels]
+        if missing:
+            return f"needs enum {t} with labels {missing!r}, which the target's enum lacks"
+    elif t.kind == "d" and row["base_sql"] != t.base_sql:
+        return f"needs domain {t} over {t.base_sql}; the target's is over {row['base_sql']}"
+    elif t.kind == "c":
+        attrs = [(r[0], r[1]) for r in await conn.fetch(_ATTRS, row["typrelid"])]
+        if attrs != [(n, ty) for n, ty, _ in t.attributes]:
+            names = [a[0] for a in t.attributes]
+            return f"needs composite type {t} with attributes {names}; the target's differs"
+    return None
+
+
+async def check_creatable(conn: asyncpg.Connection, shape: TableShape, *, target: TableName) -> None:
+    """Raise DataError when zdtp cannot create ``target`` as a faithful copy of ``shape``."""
+    where = f"source table {shape}"
+    if shape.problems:
+        raise DataError(f"{where} cannot be reproduced: {'; '.join(shape.problems)}")
+    old = await _with_catalog_path(conn)
+    try:
+        for t in shape.types:
+            why = await _type_mismatch(conn, t)
+            if why:
+                raise DataError(f"{where}: target table {target} {why}")
+        for sig in shape.functions:
+            if await conn.fetchval("SELECT to_regprocedure($1)", sig) is None:
+                raise DataError(
+                    f"{where}: its defaults, generated columns or checks call {sig}, which the target lacks; "
+                    "create the function on the target first (or create the table there yourself)"
+                )
+    finally:
+        await conn.execute("SELECT set_config('search_path', $1, false)", old)
+
+
+async def _exists(conn: asyncpg.Connection, schema: str, name: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = $2",
+            schema,
+            name,
+        )
+    )
+
+
+async def create_table(
+    conn: asyncpg.Connection, shape: TableShape, *, target: TableName, with_keys: bool
+) -> None:
+    """Create ``target`` like ``shape`` (call inside a transaction, after :func:`check_creatable`)."""
+    schemas = {target.schema_, *(t.schema for t in shape.types if t.kind != "x")}
+    schemas |= {s.schema for s in shape.sequences}
+    for schema in sorted(schemas):
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {sql_ident(schema)}")
+    for t in shape.types:
+        if t.kind != "x" and await conn.fetchrow(_TYPE, t.schema, t.name) is None:
+            await conn.execute(ddl.create_type_sql(t))
+    for seq in shape.sequences:
+        if not seq.identity:
+            await conn.execute(ddl.create_sequence_sql(seq))
+    await conn.execute(
+        ddl.create_table_sql(shape, schema=target.schema_, name=target.name, with_keys=with_keys)
+    )
+    for sql in ddl.create_partitions_sql(shape, schema=target.schema_, name=target.name):
+        await conn.execute(sql)
+    for sql in ddl.own_sequences_sql(shape, schema=target.schema_, name=target.name):
+        await conn.execute(sql)
+
+
+async def build_keys(conn: asyncpg.Connection, shape: TableShape, *, target: TableName) -> int:
+    """Add the PRIMARY KEY, UNIQUE/EXCLUDE constraints and unique indexes; returns how many."""
+    taken = {n for n in ddl.key_names(shape) if await _exists(conn, target.schema_, n)}
+    statements = ddl.key_sql(shape, schema=target.schema_, name=target.name, taken=taken)
+    for sql in statements:
+        await conn.execute(sql)
+    return len(statements)
+
+
+async def _target_sequence(conn: asyncpg.Connection, target: TableName, column: str | None) -> str | None:
+    """The target's sequence behind ``column`` (quoted SQL name), if it has one."""
+    if column is None:
+        return None
+    # The column argument is taken literally (no case folding, no quotes).
+    return await conn.fetchval(
+        "SELECT pg_get_serial_sequence($1, $2)", sql_qualified(target.schema_, target.name), column
+    )
+
+
+async def copy_sequences(
+    source: asyncpg.Connection, target_conn: asyncpg.Connection, shape: TableShape, *, target: TableName
+) -> dict[str, int]:
+    """Move each of the table's sequences on the target to at least the source's position.
+
+    Sequences are not transactional: reading one gives its current position (at or beyond the
+    copy's snapshot), which is what a cut-over needs. A target sequence already further along
+    (ids handed out on the target) is left there. Returns {source sequence: value now}.
+    """
+    moved: dict[str, int] = {}
+    for seq in shape.sequences:
+        src = await source.fetchrow(f"SELECT last_value, is_called FROM {seq.qualified}")
+        if not src["is_called"]:
+            continue  # never used on the source: the target's start value is right
+        # An owned sequence may have another name on the target (a table created by someone else).
+        tgt_seq = await _target_sequence(target_conn, target, seq.column) or seq.qualified
+        if await target_conn.fetchval("SELECT to_regclass($1)", tgt_seq) is None:
+            raise DataError(
+                f"target table {target}: sequence {render_qualified(seq.schema, seq.name)} "
+                "used by its defaults does not exist on the target"
+            )
+        tgt = await target_conn.fetchrow(f"SELECT last_value, is_called FROM {tgt_seq}")
+        value = int(src["last_value"])
+        if tgt["is_called"]:
+            ahead = max if seq.increment > 0 else min
+            value = ahead(value, int(tgt["last_value"]))
+        await target_conn.execute("SELECT setval($1::regclass, $2::bigint, true)", tgt_seq, value)
+        moved[render_qualified(seq.schema, seq.name)] = value
+    return moved

@@ -1,0 +1,284 @@
+"""Read a :class:`~zdtp_worker.pg.shape.TableShape` from the source catalog (asyncpg session).
+
+Runs inside the caller's transaction (the full copy's snapshot), with ``search_path`` set to
+``pg_catalog`` for the duration, so ``format_type``, ``pg_get_expr`` and ``pg_get_constraintdef``
+schema-qualify every user object and the text means the same on the target. User-defined types
+are followed recursively (domain → base, composite → attributes, array → element, range →
+subtype) and returned dependencies first.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from zdtp_worker.contract.identifiers import render_qualified
+from zdtp_worker.pg.shape import (
+    ColumnShape,
+    ConstraintShape,
+    IndexShape,
+    PartitionShape,
+    SequenceShape,
+    TableShape,
+    TypeShape,
+)
+
+FIRST_NORMAL_OID = 16384  # objects created by initdb have smaller OIDs
+
+_REL = """
+SELECT c.oid, c.relkind::text AS relkind, c.relpersistence::text AS persistence, n.nspname, c.relname,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1
+"""
+_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type_sql, a.atttypid AS type_oid, a.attnotnull,
+       a.attidentity::text AS identity, a.attgenerated::text AS generated,
+       CASE WHEN a.atthasdef THEN pg_get_expr(d.adbin, d.adrelid) END AS expr,
+       CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN
+            (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+             FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+             WHERE co.oid = a.attcollation) END AS collation
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+_CONSTRAINTS = """
+SELECT conname, contype::text AS kind, pg_get_constraintdef(oid) AS def, convalidated
+FROM pg_constraint WHERE conrelid = $1 AND contype IN ('p', 'u', 'c', 'x') ORDER BY conname
+"""
+_UNIQUE_INDEXES = """
+SELECT ic.relname, pg_get_indexdef(i.indexrelid) AS def,
+       'CREATE UNIQUE INDEX ' || quote_ident(ic.relname) || ' ON '
+         || CASE WHEN c.relkind = 'p' THEN 'ONLY ' ELSE '' END
+         || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' ' AS prefix
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = $1)
+ORDER BY ic.relname
+"""
+_SEQUENCES = """
+WITH owned AS (
+  SELECT d.objid AS seq, a.attname, d.deptype = 'i' AS identity
+  FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+    AND d.refobjid = $1 AND d.deptype IN ('a', 'i')
+), used AS (
+  SELECT d.refobjid AS seq FROM pg_depend d JOIN pg_attrdef ad ON ad.oid = d.objid
+  WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass AND ad.adrelid = $1
+)
+SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL) AS type_sql, s.seqstart, s.seqincrement,
+       s.seqmin, s.seqmax, s.seqcache, s.seqcycle, o.attname, coalesce(o.identity, false) AS identity
+FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN owned o ON o.seq = s.seqrelid
+WHERE s.seqrelid IN (SELECT seq FROM owned UNION SELECT seq FROM used)
+ORDER BY n.nspname, c.relname
+"""
+_FUNCTIONS = """
+SELECT DISTINCT p.oid::regprocedure::text AS sig
+FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid
+WHERE d.refclassid = 'pg_proc'::regclass AND p.oid >= 16384
+  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
+                  AND e.deptype = 'e')
+  AND ((d.classid = 'pg_attrdef'::regclass
+         AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = $1))
+    OR (d.classid = 'pg_constraint'::regclass
+         AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = $1)))
+ORDER BY 1
+"""
+_PARTITIONS = """
+SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind, pg_get_expr(c.relpartbound, c.oid) AS bound,
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey
+FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.inhparent = $1 ORDER BY n.nspname, c.relname
+"""
+_TYPE = """
+SELECT t.oid, n.nspname, t.typname, t.typtype::text AS typtype, t.typelem, t.typlen, t.typbasetype,
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS base_sql,
+       t.typnotnull, pg_get_expr(t.typdefaultbin, 0) AS typdefault, t.typrelid,
+       (SELECT relkind::text FROM pg_class WHERE oid = t.typrelid) AS relkind,
+       (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+         WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e') AS extension
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1
+"""
+_ENUM = "SELECT enumlabel FROM pg_enum WHERE enumtypid = $1 ORDER BY enumsortorder"
+_DOMAIN_CHECKS = (
+    "SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint"
+    " WHERE contypid = $1 AND contype = 'c' ORDER BY conname"
+)
+_ATTRS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type_sql, a.atttypid,
+       CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN
+            (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+             FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+             WHERE co.oid = a.attcollation) END AS collation
+FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+_RANGE = """
+SELECT r.rngsubtype, format_type(r.rngsubtype, NULL) AS sub_sql, r.rngcanonical::oid AS canonical,
+       r.rngsubdiff::oid AS diff, r.rngsubdiff::regproc::text AS diff_name
+FROM pg_range r WHERE r.rngtypid = $1
+"""
+
+
+class _Types:
+    """Depth-first walk over user types; ``ordered`` ends up dependencies first."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.seen: set[int] = set()
+        self.ordered: list[TypeShape] = []
+        self.problems: list[str] = []
+
+    async def visit(self, oid: int, *, where: str) -> None:
+        if oid < FIRST_NORMAL_OID or oid in self.seen:
+            return
+        self.seen.add(oid)
+        t = await self.conn.fetchrow(_TYPE, oid)
+        if t is None:
+            return
+        name = render_qualified(t["nspname"], t["typname"])
+        if t["extension"]:
+            self.ordered.append(TypeShape(t["nspname"], t["typname"], "x", extension=t["extension"]))
+            return
+        kind = t["typtype"]
+        if t["typelem"] and t["typlen"] == -1 and kind == "b":  # an array: its element matters
+            await self.visit(t["typelem"], where=where)
+        elif kind == "e":
+            labels = tuple(r["enumlabel"] for r in await self.conn.fetch(_ENUM, oid))
+            self.ordered.append(TypeShape(t["nspname"], t["typname"], "e", labels=labels))
+        elif kind == "d":
+            await self.visit(t["typbasetype"], where=where)
+            checks = tuple((r["conname"], r["def"]) for r in await self.conn.fetch(_DOMAIN_CHECKS, oid))
+            self.ordered.append(
+                TypeShape(
+                    t["nspname"],
+                    t["typname"],
+                    "d",
+                    base_sql=t["base_sql"],
+                    not_null=t["typnotnull"],
+                    default_sql=t["typdefault"],
+                    checks=checks,
+                )
+            )
+        elif kind == "c" and t["relkind"] == "c":
+            attrs = await self.conn.fetch(_ATTRS, t["typrelid"])
+            for a in attrs:
+                await self.visit(a["atttypid"], where=where)
+            self.ordered.append(
+                TypeShape(
+                    t["nspname"],
+                    t["typname"],
+                    "c",
+                    attributes=tuple((a["attname"], a["type_sql"], a["collation"]) for a in attrs),
+                )
+            )
+        elif kind == "r":
+            rng = await self.conn.fetchrow(_RANGE, oid)
+            await self.visit(rng["rngsubtype"], where=where)
+            if rng["canonical"]:
+                self.problems.append(f"{where}: range type {name} has a canonical function zdtp cannot copy")
+            diff = rng["diff_name"] if rng["diff"] and rng["diff"] < FIRST_NORMAL_OID else None
+            self.ordered.append(
+                TypeShape(t["nspname"], t["typname"], "r", base_sql=rng["sub_sql"], subtype_diff=diff)
+            )
+        elif kind == "c":
+            self.problems.append(
+                f"{where}: its type {name} is the row type of a table; zdtp cannot recreate it"
+            )
+        else:
+            self.problems.append(
+                f"{where}: type {name} is a base type defined outside any extension; create it on the target "
+                "and create the table there yourself"
+            )
+
+
+async def _partitions(conn: asyncpg.Connection, oid: int, problems: list[str]) -> tuple[PartitionShape, ...]:
+    out = []
+    for r in await conn.fetch(_PARTITIONS, oid):
+        name = render_qualified(r["nspname"], r["relname"])
+        if r["relkind"] not in ("r", "p"):
+            problems.append(
+                f"partition {name} is a foreign table (relkind {r['relkind']}); zdtp copies only local data"
+            )
+            continue
+        children = await _partitions(conn, r["oid"], problems) if r["relkind"] == "p" else ()
+        out.append(PartitionShape(r["nspname"], r["relname"], r["bound"], r["partkey"], children))
+    return tuple(out)
+
+
+async def read_shape(conn: asyncpg.Connection, oid: int) -> TableShape:
+    """The shape of relation ``oid`` (a plain or partitioned table), read in the caller's snapshot."""
+    old_path = await conn.fetchval("SELECT current_setting('search_path')")
+    await conn.execute("SELECT set_config('search_path', 'pg_catalog', false)")
+    try:
+        return await _read(conn, oid)
+    finally:
+        await conn.execute("SELECT set_config('search_path', $1, false)", old_path)
+
+
+async def _read(conn: asyncpg.Connection, oid: int) -> TableShape:
+    rel = await conn.fetchrow(_REL, oid)
+    table = render_qualified(rel["nspname"], rel["relname"])
+    types = _Types(conn)
+    columns = []
+    for c in await conn.fetch(_COLUMNS, oid):
+        await types.visit(c["type_oid"], where=f"table {table} column {c['attname']!r}")
+        generated = c["generated"] or ""
+        columns.append(
+            ColumnShape(
+                name=c["attname"],
+                type_sql=c["type_sql"],
+                not_null=c["attnotnull"],
+                default_sql=None if generated else c["expr"],
+                generated=generated,
+                generation_sql=c["expr"] if generated else None,
+                identity=c["identity"] or "",
+                collation=c["collation"],
+            )
+        )
+    constraints = tuple(
+        ConstraintShape(r["conname"], r["kind"], r["def"])
+        for r in await conn.fetch(_CONSTRAINTS, oid)
+        if r["convalidated"]  # a NOT VALID check is no promise about existing rows
+    )
+    problems = list(types.problems)
+    indexes = []
+    for r in await conn.fetch(_UNIQUE_INDEXES, oid):
+        if not r["def"].startswith(r["prefix"]):
+            problems.append(f"table {table}: cannot read unique index {r['relname']!r} ({r['def']})")
+            continue
+        indexes.append(IndexShape(r["relname"], r["def"][len(r["prefix"]) :]))
+    sequences = tuple(
+        SequenceShape(
+            schema=r["nspname"],
+            name=r["relname"],
+            type_sql=r["type_sql"],
+            start=r["seqstart"],
+            increment=r["seqincrement"],
+            min_value=r["seqmin"],
+            max_value=r["seqmax"],
+            cache=r["seqcache"],
+            cycle=r["seqcycle"],
+            column=r["attname"],
+            identity=r["identity"],
+        )
+        for r in await conn.fetch(_SEQUENCES, oid)
+    )
+    functions = tuple(r["sig"] for r in await conn.fetch(_FUNCTIONS, oid))
+    partitions = await _partitions(conn, oid, problems) if rel["relkind"] == "p" else ()
+    return TableShape(
+        schema=rel["nspname"],
+        name=rel["relname"],
+        relkind=rel["relkind"],
+        unlogged=rel["persistence"] == "u",
+        columns=tuple(columns),
+        constraints=constraints,
+        unique_indexes=tuple(indexes),
+        sequences=sequences,
+        types=tuple(types.ordered),
+        functions=functions,
+        partkey_sql=rel["partkey"],
+        partitions=partitions,
+        problems=tuple(problems),
+    )
