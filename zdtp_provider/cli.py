@@ -1,9 +1,11 @@
 """``zdtp`` command line for sync-task files: ``validate``, ``plan`` and ``render``.
 
-``render`` prints the Kubernetes objects the DAG would create, like ``helm template``: built by
-the same operators' pure manifest code, with credentials referenced as a Secret by name (never
-rendered). ``plan`` and ``render`` read the source catalog; the source DSN comes from
-``--source-dsn``, ``$ZDTP_SOURCE_DSN``, or the sync task's Airflow connection.
+``render`` prints the Kubernetes objects a run of the DAG would apply, like ``helm template``:
+built by the same workload-layer functions the DAG's operators call
+(:func:`zdtp_provider.workload.sync_task.render_sync_task`), for the same plan, run id and task
+identity. The credentials Secret is printed with its values redacted. ``plan`` and ``render``
+read the source catalog; the source DSN comes from ``--source-dsn``, ``$ZDTP_SOURCE_DSN``, or the
+sync task's Airflow connection.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
-from zdtp_provider.config import ConfigError, SyncTaskConfig, load_config
+from zdtp_provider.config import SyncConfigError, SyncTaskConfig, load_config
 
 
 def _fail(message: str) -> int:
@@ -35,7 +37,7 @@ def _source_dsn(config: SyncTaskConfig, explicit: str | None) -> str:
     try:
         return dsn_from_connection(BaseHook.get_connection(config.source_conn_id))
     except Exception as exc:
-        raise ConfigError(
+        raise SyncConfigError(
             f"source connection {config.source_conn_id!r}: {exc} (or pass --source-dsn / set ZDTP_SOURCE_DSN)"
         ) from None
 
@@ -52,7 +54,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             cfg = load_config(path)
-        except ConfigError as exc:
+        except SyncConfigError as exc:
             print(f"invalid: {exc}", file=sys.stderr)
             bad += 1
             continue
@@ -86,46 +88,64 @@ def _b(bound: list[Any] | None) -> str:
     return "…" if bound is None else ",".join(map(str, bound))
 
 
-def _render_context(config: SyncTaskConfig, run_id: str) -> dict[str, Any]:
-    ti = SimpleNamespace(dag_id=config.dag_id, task_id="copy", map_index=-1, try_number=1)
-    return {"run_id": run_id, "ti": ti}
+REDACTED = "<redacted>"
+
+
+def _render_dsns(config: SyncTaskConfig) -> tuple[dict[str, str], str]:
+    """The DSNs the DAG's operators would put in the credentials Secret, and a note.
+
+    With the connections defined (Airflow connections or ``AIRFLOW_CONN_*``), the real DSNs: the
+    Deployment's config hash then equals the one a run applies. Otherwise placeholders.
+    """
+    from zdtp_provider.operators._inputs import lookup_dsns
+    from zdtp_provider.workload.sync_task import sync_task_options
+
+    try:
+        return lookup_dsns(sync_task_options(config)), "values from the task's Airflow connections"
+    except Exception as exc:
+        note = f"connections not readable ({redact_line(exc)}): placeholder values, config hash differs"
+        return {"source-dsn": REDACTED, "target-dsn": REDACTED}, note
+
+
+# Passwords in a URL DSN or a key=value conninfo an error message may quote.
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*@")
+_PASSWORD_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact_line(exc: BaseException) -> str:
+    """One line naming the error, with any password replaced by ``***``."""
+    text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return _PASSWORD_KV.sub(r"\1***", _PASSWORD_IN_URL.sub(r"\1***@", text))
+
+
+def _redacted(doc: dict) -> dict:
+    if doc.get("kind") == "Secret":
+        for key in ("stringData", "data"):
+            if key in doc:
+                doc[key] = {k: REDACTED for k in doc[key]}
+    return doc
+
+
+def render_documents(config: SyncTaskConfig, args: argparse.Namespace) -> tuple[list[dict], str]:
+    """Every object one run would apply, Secrets redacted, with a note on the credentials."""
+    from zdtp_provider.planner import plan_workers, read_catalog
+    from zdtp_provider.workload.sync_task import render_sync_task
+
+    estimates = read_catalog(_source_dsn(config, args.source_dsn), config)
+    specs = []
+    if config.mode != "incremental":
+        specs = plan_workers(config, estimates, run_id=args.run_id, workers=args.workers)
+    dsns, note = _render_dsns(config)
+    rendered = render_sync_task(
+        config, run_id=args.run_id, full_specs=specs, stream_tables=[e.name for e in estimates], dsns=dsns
+    )
+    return [_redacted(doc) for r in rendered for doc in r.documents()], note
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from kubernetes.client import ApiClient
-
-    from zdtp_provider.dag_factory import _pod_kwargs
-
     config = load_config(args.file)
-    secret = f"zdtp-{config.name}-credentials"
-    kwargs = {**_pod_kwargs(config), "credentials_secret": secret}
-    kwargs.pop("source_conn_id")
-    kwargs.pop("target_conn_id")
-    docs: list[dict] = []
-    serialize = ApiClient().sanitize_for_serialization
-    if config.mode != "incremental":
-        _, specs = _plan(config, args)
-        if config.fanout == "indexed-job":
-            from zdtp_provider.operators.job import IndexedFullSyncJobOperator
-
-            op = IndexedFullSyncJobOperator(task_id="copy", specs=specs, parallelism=config.workers, **kwargs)
-            body, inputs = op._render_job(_render_context(config, args.run_id))
-            docs += [serialize(c) for c in inputs.companions] + [body]
-        else:
-            from zdtp_provider.operators.full import FullSyncOperator
-
-            for i, spec in enumerate(specs):
-                op = FullSyncOperator(task_id=f"copy-{i}", spec=spec, **kwargs)
-                pod = op.build_pod_request_obj(None, dry_run=True)
-                docs += [serialize(c) for c in op._companions] + [serialize(pod)]
-    if config.mode != "full":
-        from zdtp_provider.operators.incremental import IncrementalSyncOperator
-
-        spec = {"mode": "incremental", "task": config.name, "run_id": "stream", "tables": config.tables}
-        op = IncrementalSyncOperator(task_id="stream", spec=spec, **kwargs)
-        body, companions = op.render_manifests()
-        docs += [serialize(c) for c in companions] + [body]
-    print(f"# zdtp render {args.file}: credentials come from Secret {secret!r} (not rendered)")
+    docs, note = render_documents(config, args)
+    print(f"# zdtp render {args.file} (run id {args.run_id!r}); credentials Secret: {note}")
     print(yaml.safe_dump_all(docs, sort_keys=False), end="")
     return 0
 
@@ -155,12 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except SyncConfigError as exc:
+        return _fail(str(exc))
+    except ValueError as exc:  # a build error names its field
         return _fail(str(exc))
     except Exception as exc:  # planning/catalog problems: one line, no traceback, no DSN
-        from zdtp_worker.credentials import redact
-
-        return _fail(redact(f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        return _fail(redact_line(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

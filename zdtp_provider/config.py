@@ -24,8 +24,15 @@ _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 MAX_NAME = 40
 
 
-class ConfigError(ValueError):
-    """A sync-task file is invalid. ``str()`` is one line: file, field, value, reason."""
+class SyncConfigError(ValueError):
+    """A sync-task file is invalid. ``str()`` is one line: file, field, value, reason.
+
+    Not the worker's ``zdtp_worker.contract.errors.ConfigError`` (a bad WorkerSpec in a pod).
+    """
+
+
+# Former name, kept for one release so DAG files importing it keep working.
+ConfigError = SyncConfigError
 
 
 class _Strict(BaseModel):
@@ -115,6 +122,11 @@ class SyncTaskConfig(_Strict):
         "resume", description="resume a run's chunks, restart clean, or swap in a staging copy."
     )
     kubernetes_conn_id: str = Field("kubernetes_default", description="Airflow Kubernetes connection id.")
+    deferrable: bool = Field(
+        True,
+        description="Wait for worker pods, Jobs and rollouts in the triggerer (frees worker slots; "
+        "needs a running triggerer). false = wait inside the task.",
+    )
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
         None, description="libpq sslmode for both databases; none = each connection's own (libpq: prefer)."
     )
@@ -242,12 +254,12 @@ def _describe(error: dict[str, Any], raw: Any) -> str:
 
 def parse_config(data: Any, *, origin: str) -> SyncTaskConfig:
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a mapping of settings, got {type(data).__name__}")
+        raise SyncConfigError(f"{origin}: expected a mapping of settings, got {type(data).__name__}")
     try:
         return SyncTaskConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_describe(e, data) for e in exc.errors())
-        raise ConfigError(f"{origin}: {problems}") from None
+        raise SyncConfigError(f"{origin}: {problems}") from None
 
 
 def load_config(path: str | Path) -> SyncTaskConfig:
@@ -255,9 +267,9 @@ def load_config(path: str | Path) -> SyncTaskConfig:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise SyncConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise SyncConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from None
     return parse_config(data, origin=str(path))

@@ -22,7 +22,6 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, BaseHook, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from kubernetes.client import V1ResourceRequirements, V1Toleration
 
 from zdtp_provider.config import SyncTaskConfig
 
@@ -32,6 +31,15 @@ from zdtp_provider.config import SyncTaskConfig
 from zdtp_provider.operators.full import FullSyncOperator
 from zdtp_provider.operators.incremental import IncrementalSyncOperator
 from zdtp_provider.operators.job import IndexedFullSyncJobOperator
+from zdtp_provider.workload import config_kwargs, stream_spec
+from zdtp_provider.workload.sync_task import (
+    COPY_TASK,
+    PLAN_TASK,
+    PREPARE_STREAM_TASK,
+    STREAM_TASK,
+    VERIFY_TASK,
+    indexed_settings,
+)
 
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -76,34 +84,6 @@ def _params(config: SyncTaskConfig) -> dict[str, Param]:
             description="Plan and print the workers, start nothing.",
         ),
     }
-
-
-def _resources(config: SyncTaskConfig) -> V1ResourceRequirements:
-    return V1ResourceRequirements(
-        requests=dict(config.resources.requests), limits=dict(config.resources.limits)
-    )
-
-
-def _pod_kwargs(config: SyncTaskConfig) -> dict[str, Any]:
-    pod = config.pod
-    kwargs: dict[str, Any] = {
-        "namespace": config.namespace,
-        "image": config.image,
-        "kubernetes_conn_id": config.kubernetes_conn_id,
-        "source_conn_id": config.source_conn_id,
-        "target_conn_id": config.target_conn_id,
-        "worker_resources": _resources(config),
-        "annotations": dict(pod.annotations),
-    }
-    if pod.node_selector:
-        kwargs["node_selector"] = dict(pod.node_selector)
-    if pod.tolerations:
-        kwargs["tolerations"] = [V1Toleration(**t.model_dump(exclude_none=True)) for t in pod.tolerations]
-    if pod.service_account:
-        kwargs["service_account_name"] = pod.service_account
-    if pod.host_network:
-        kwargs["host_network"] = True
-    return kwargs
 
 
 def build_dag(config: SyncTaskConfig, *, source_file: str | Path | None = None) -> DAG:
@@ -156,7 +136,7 @@ def _selected_tables(config: SyncTaskConfig, params: dict[str, Any]) -> SyncTask
 
 
 def _plan_task(config: SyncTaskConfig):
-    @task(task_id="plan", multiple_outputs=False)
+    @task(task_id=PLAN_TASK, multiple_outputs=False)
     def plan() -> list[dict[str, Any]]:
         """Read the source catalog and split the work into balanced worker specs."""
         from zdtp_provider.planner import PlanningError, plan_workers, read_catalog
@@ -186,14 +166,10 @@ def _plan_task(config: SyncTaskConfig):
 
 
 def _copy_task(config: SyncTaskConfig, plan):
+    kwargs = {**config_kwargs(config), "deferrable": config.deferrable}
     if config.fanout == "indexed-job":
-        return IndexedFullSyncJobOperator(
-            task_id="copy", specs=plan, parallelism=config.workers, **_pod_kwargs(config)
-        )
-    kwargs = _pod_kwargs(config)
-    # KubernetesPodOperator spells it ``hostnetwork``.
-    kwargs["hostnetwork"] = kwargs.pop("host_network", False)
-    return FullSyncOperator.partial(task_id="copy", get_logs=config.pod.stream_logs, **kwargs).expand(
+        return IndexedFullSyncJobOperator(task_id=COPY_TASK, specs=plan, **indexed_settings(config), **kwargs)
+    return FullSyncOperator.partial(task_id=COPY_TASK, get_logs=config.pod.stream_logs, **kwargs).expand(
         spec=plan
     )
 
@@ -202,7 +178,7 @@ def _verify_task(config: SyncTaskConfig):
     static = [table_asset(config, t) for t in config.tables]
     alias = AssetAlias(f"zdtp.{config.name}")
 
-    @task(task_id="verify", outlets=[*static, alias])
+    @task(task_id=VERIFY_TASK, outlets=[*static, alias])
     def verify(plan: list[dict[str, Any]]) -> dict[str, Any]:
         """Compare source and target per table (``verify`` level) and summarise the run."""
         from zdtp_provider.run_checks import compare_tables, planned_tables
@@ -236,7 +212,7 @@ def _verify_task(config: SyncTaskConfig):
 
 
 def _prepare_stream_task(config: SyncTaskConfig):
-    @task(task_id="prepare_stream", multiple_outputs=True)
+    @task(task_id=PREPARE_STREAM_TASK, multiple_outputs=True)
     def prepare_stream() -> dict[str, Any]:
         """Check the source can stream and create publication + slot before anything is copied."""
         from zdtp_provider.planner import read_catalog
@@ -249,13 +225,8 @@ def _prepare_stream_task(config: SyncTaskConfig):
             names = prepare(source_dsn=source, config=config, tables=tables)
         except WorkerError as exc:
             raise AirflowFailException(str(exc)) from None
-        spec = {
-            "mode": "incremental",
-            "task": config.name,
-            "run_id": f"{config.name}-stream",
-            "tables": [{"source": t} for t in tables],
-            "incremental": {"slot": names["slot"], "publication": names["publication"]},
-        }
+        # Slot and publication stay unset: the worker derives the same names prepare used.
+        spec = stream_spec(config, tables).model_dump(mode="json", by_alias=True)
         print(f"stream {names['slot']} (publication {names['publication']}) ready for {', '.join(tables)}")
         return {**names, "spec": spec}
 
@@ -263,4 +234,6 @@ def _prepare_stream_task(config: SyncTaskConfig):
 
 
 def _stream_task(config: SyncTaskConfig, prepare):
-    return IncrementalSyncOperator(task_id="stream", spec=prepare["spec"], **_pod_kwargs(config))
+    return IncrementalSyncOperator(
+        task_id=STREAM_TASK, spec=prepare["spec"], deferrable=config.deferrable, **config_kwargs(config)
+    )

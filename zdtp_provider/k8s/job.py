@@ -23,9 +23,9 @@ from kubernetes.client import (
 )
 
 from zdtp_provider.k8s.pod import CONTAINER_NAME, WorkerContainer, build_pod_spec
+from zdtp_provider.k8s.status import FATAL_EXIT_CODES
 from zdtp_worker.contract.errors import ExitCode
 
-FATAL_EXIT_CODES = sorted(int(c) for c in (ExitCode.DATA_ERROR, ExitCode.CONFIG_ERROR))
 RETRYABLE_EXIT_CODES = [int(ExitCode.TEMPFAIL)]
 
 
@@ -40,7 +40,7 @@ def pod_failure_policy(*, per_index: bool) -> V1PodFailurePolicy:
             V1PodFailurePolicyRule(
                 action="FailIndex" if per_index else "FailJob",
                 on_exit_codes=V1PodFailurePolicyOnExitCodesRequirement(
-                    container_name=CONTAINER_NAME, operator="In", values=FATAL_EXIT_CODES
+                    container_name=CONTAINER_NAME, operator="In", values=sorted(FATAL_EXIT_CODES)
                 ),
             ),
             V1PodFailurePolicyRule(

@@ -8,14 +8,18 @@ deadlines — are parameters, everything security-relevant is fixed.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from kubernetes.client import (
+    V1Affinity,
     V1Container,
+    V1EnvFromSource,
     V1EnvVar,
     V1EnvVarSource,
     V1HTTPGetAction,
+    V1LocalObjectReference,
     V1ObjectFieldSelector,
     V1ObjectMeta,
     V1Pod,
@@ -85,6 +89,11 @@ class WorkerContainer:
     image_pull_policy: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     health_port: int | None = None
+    # User additions (KPO's env_vars, env_from, volume_mounts): appended after zdtp's own entries,
+    # which they may not replace (zdtp's names win on a clash).
+    extra_env: Sequence[V1EnvVar] = ()
+    env_from: Sequence[V1EnvFromSource] = ()
+    extra_mounts: Sequence[V1VolumeMount] = ()
 
 
 def build_container(cfg: WorkerContainer) -> tuple[V1Container, list[V1Volume]]:
@@ -116,6 +125,10 @@ def build_container(cfg: WorkerContainer) -> tuple[V1Container, list[V1Volume]]:
         volumes.append(vol)
         mounts.append(mount)
         env.extend(cred_env)
+    own_env = {e.name for e in env}
+    env.extend(e for e in cfg.extra_env if e.name not in own_env)
+    own_paths = {m.mount_path for m in mounts}
+    mounts.extend(m for m in cfg.extra_mounts if m.mount_path not in own_paths)
     probes: dict[str, V1Probe] = {}
     if cfg.health_port is not None:
         probes = {
@@ -139,6 +152,7 @@ def build_container(cfg: WorkerContainer) -> tuple[V1Container, list[V1Volume]]:
         command=list(WORKER_COMMAND),
         args=list(cfg.args),
         env=env,
+        env_from=list(cfg.env_from) or None,
         volume_mounts=mounts,
         resources=cfg.resources or default_resources(),
         security_context=container_security_context(),
@@ -160,11 +174,33 @@ def build_pod_spec(
     tolerations: Sequence[V1Toleration] | None = None,
     priority_class_name: str | None = None,
     host_network: bool = False,
+    affinity: V1Affinity | None = None,
+    image_pull_secrets: Sequence[V1LocalObjectReference] | None = None,
+    volumes: Sequence[V1Volume] | None = None,
+    init_containers: Sequence[V1Container] | None = None,
+    runtime_class_name: str | None = None,
+    scheduler_name: str | None = None,
+    dns_policy: str | None = None,
 ) -> V1PodSpec:
-    container, volumes = build_container(cfg)
+    """The pod spec around the worker container; user ``volumes`` may not reuse zdtp's names and
+    user ``init_containers`` run under the same restricted security context as the worker."""
+    container, own_volumes = build_container(cfg)
+    own_names = {v.name for v in own_volumes}
+    clash = sorted(v.name for v in volumes or () if v.name in own_names)
+    if clash:
+        raise ValueError(f"volumes: {clash} are names zdtp uses for its own volumes")
+    inits = [copy.deepcopy(c) for c in init_containers or ()]
+    for init in inits:
+        init.security_context = container_security_context()
     return V1PodSpec(
         containers=[container],
-        volumes=volumes,
+        init_containers=inits or None,
+        volumes=[*own_volumes, *(volumes or ())],
+        affinity=affinity,
+        image_pull_secrets=list(image_pull_secrets) if image_pull_secrets else None,
+        runtime_class_name=runtime_class_name,
+        scheduler_name=scheduler_name,
+        dns_policy=dns_policy,
         restart_policy=restart_policy,
         security_context=pod_security_context(),
         automount_service_account_token=False,

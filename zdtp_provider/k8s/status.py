@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes.client import V1Deployment, V1Job, V1Pod
 
 from zdtp_provider.k8s.pod import CONTAINER_NAME, JOB_INDEX_ANNOTATION
+from zdtp_worker.contract.errors import ExitCode
 from zdtp_worker.contract.result import parse_result
 
 
@@ -196,3 +197,38 @@ def pod_waiting_reasons(pods: Iterable[V1Pod]) -> list[str]:
             if cond.type == "PodScheduled" and cond.status == "False":
                 reasons.append(f"{pod.metadata.name}: {cond.reason} {cond.message or ''}".strip())
     return reasons
+
+
+# ---------------------------------------------------------------- outcome classification
+
+FATAL_EXIT_CODES = frozenset(int(c) for c in (ExitCode.DATA_ERROR, ExitCode.CONFIG_ERROR))
+
+
+def is_fatal(codes: Iterable[int | None]) -> bool:
+    """True when every failing exit code is one a retry cannot fix (65 data, 78 config)."""
+    failing = {c for c in codes if c}
+    return bool(failing) and failing <= FATAL_EXIT_CODES
+
+
+def report_exit_codes(report: dict[str, Any]) -> set[int]:
+    """Non-zero exit codes of the attempts that finally failed (index or pod report)."""
+    if "indexes" in report:
+        return {
+            entry["exit_codes"][-1]
+            for entry in report["indexes"].values()
+            if entry["status"] == "failed" and entry["exit_codes"]
+        }
+    return {p["exit_code"] for p in report.get("pods", []) if p["exit_code"]}
+
+
+def failure_summary(report: dict[str, Any]) -> str:
+    if "indexes" in report:
+        failed = {i: e for i, e in report["indexes"].items() if e["status"] == "failed"}
+        parts = [
+            f"index {i}: exit {e['exit_codes'][-1:]} {e.get('message', '')}".strip()
+            for i, e in failed.items()
+        ]
+        return f"{len(report['succeeded'])} indexes succeeded, {len(failed)} failed ({'; '.join(parts[:5])})"
+    fails = [p for p in report.get("pods", []) if p["exit_code"]]
+    parts = [f"{p['pod']}: exit {p['exit_code']} {p.get('message', '')}".strip() for p in fails[:5]]
+    return f"{report['succeeded']} pods succeeded, {report['failed']} failed ({'; '.join(parts)})"

@@ -21,29 +21,20 @@ from typing import Any
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
-from kubernetes.client import V1Pod, V1ResourceRequirements
+from kubernetes.client import V1Pod
 
+from zdtp_provider.hooks.connection import KubeConnection
 from zdtp_provider.hooks.kubernetes import ZdtpKubernetesHook
-from zdtp_provider.k8s.inputs import workload_inputs
-from zdtp_provider.k8s.labels import worker_labels
-from zdtp_provider.k8s.names import dns_label, short_hash
-from zdtp_provider.k8s.pod import CONTAINER_NAME, WorkerContainer, build_pod
+from zdtp_provider.k8s.pod import CONTAINER_NAME
 from zdtp_provider.k8s.secret import OwnerRef
-from zdtp_provider.k8s.status import pod_exit, pod_result, pod_waiting_reasons
-from zdtp_provider.operators._common import (
-    SpecInput,
-    check,
-    resolve_credentials,
-    resolve_spec,
-    validate_common,
-)
+from zdtp_provider.k8s.status import is_fatal, pod_exit, pod_result, pod_waiting_reasons
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
-from zdtp_worker.contract.envelope import full_args
-from zdtp_worker.contract.errors import ExitCode
+from zdtp_provider.operators._inputs import as_airflow_error, lookup_dsns
+from zdtp_provider.workload import WorkloadOptions, render_pod, resolve_spec
+from zdtp_provider.workload.pod_args import check_unsupported, translate_aliases
+from zdtp_provider.workload.specs import SpecInput
 
 XCOM_RETURN_KEY = "return_value"
-
-FATAL = {int(ExitCode.DATA_ERROR), int(ExitCode.CONFIG_ERROR)}
 
 
 class WorkerKilled(AirflowException):
@@ -52,6 +43,11 @@ class WorkerKilled(AirflowException):
 
 class FullSyncOperator(KubernetesPodOperator):
     """Run one full-sync worker (``zdtp-worker full``) as a Pod and push its result summary.
+
+    Every KubernetesPodOperator pod argument zdtp can honour is applied under the restricted
+    security context (``container_resources``, ``affinity``, ``tolerations``, ``env_vars``,
+    ``volumes``, ``pod_template_file``...); one it cannot (``cmds``, ``security_context``...) raises
+    at construction.
 
     :param spec: the WorkerSpec (model, dict or JSON; templated). A missing ``run_id`` defaults
         to the Airflow run id, so a retry resumes the copy its first try started.
@@ -62,7 +58,8 @@ class FullSyncOperator(KubernetesPodOperator):
     :param credentials_secret: existing Secret with ``source-dsn``/``target-dsn`` keys (or the keys
         given in ``credentials_keys``: ``{"source": "...", "target": "..."}``).
     :param work_queue: work-queue name: the worker takes items from it (``queue_mode`` one|drain).
-    :param worker_resources: container resources (defaults: 100m CPU, 128Mi request, 1Gi limit).
+    :param container_resources: container resources (defaults: 100m CPU, 128Mi request, 1Gi
+        limit); ``worker_resources`` is its deprecated alias.
     :param keep_failed_pod: keep a failed pod (and its Secret) for debugging; default True.
     """
 
@@ -86,9 +83,10 @@ class FullSyncOperator(KubernetesPodOperator):
         target_conn_id: str | None = None,
         credentials_secret: str | None = None,
         credentials_keys: Mapping[str, str] | None = None,
+        sslmode: str | None = None,
+        tls_secret: str | None = None,
         work_queue: str | None = None,
         queue_mode: str | None = None,
-        worker_resources: V1ResourceRequirements | None = None,
         keep_failed_pod: bool = True,
         retries: int = 0,
         schedule_timeout_seconds: int = 300,
@@ -98,6 +96,9 @@ class FullSyncOperator(KubernetesPodOperator):
         log_pod_spec_on_failure: bool = False,
         **kwargs: Any,
     ) -> None:
+        with as_airflow_error():
+            translate_aliases(kwargs, operator=type(self).__name__)
+            check_unsupported(kwargs, operator=type(self).__name__)
         kwargs.setdefault("on_finish_action", "keep_pod")  # deletion is decided in cleanup()
         super().__init__(
             image=image,
@@ -114,9 +115,10 @@ class FullSyncOperator(KubernetesPodOperator):
         self.target_conn_id = target_conn_id
         self.credentials_secret = credentials_secret
         self.credentials_keys = dict(credentials_keys) if credentials_keys else None
+        self.sslmode = sslmode
+        self.tls_secret = tls_secret
         self.work_queue = work_queue
         self.queue_mode = queue_mode
-        self.worker_resources = worker_resources
         self.keep_failed_pod = keep_failed_pod
         self._companions: list[Any] = []
         self._applied: list[dict] = []
@@ -124,77 +126,46 @@ class FullSyncOperator(KubernetesPodOperator):
 
     @cached_property
     def hook(self) -> ZdtpKubernetesHook:  # type: ignore[override]
-        return ZdtpKubernetesHook(
+        return KubeConnection(
             conn_id=self.kubernetes_conn_id,
-            in_cluster=self.in_cluster,
             config_file=self.config_file,
             cluster_context=self.cluster_context,
-        )
+            in_cluster=self.in_cluster,
+        ).hook()
 
     # ------------------------------------------------------------ manifest
 
     def build_pod_request_obj(self, context: Context | None = None, *, dry_run: bool = False) -> V1Pod:
-        """The worker pod from zdtp's pure builder, plus KPO's task-instance labels."""
+        """The worker pod from zdtp's workload layer, plus KPO's task-instance labels."""
         run_id = context["run_id"] if context else "dry-run"
-        spec = resolve_spec(self.spec, mode="full", run_id=run_id)
+        with as_airflow_error():
+            spec = resolve_spec(self.spec, mode="full", run_id=run_id)
         if self.retries and spec.full.copy_mode != "resume":
             raise AirflowException(
                 f"retries: {self.retries} retries need spec.full.copy_mode 'resume' "
                 f"(got {spec.full.copy_mode!r}); a non-resumable copy must not be re-run blindly"
             )
-        validate_common(
-            namespace=self.namespace, image=self.image, labels=self.labels, annotations=self.annotations
-        )
-        if self.queue_mode not in (None, "one", "drain"):
-            raise AirflowException(f"queue_mode: must be 'one' or 'drain', got {self.queue_mode!r}")
-        creds = resolve_credentials(
-            source_conn_id=self.source_conn_id,
-            target_conn_id=self.target_conn_id,
-            credentials_secret=self.credentials_secret,
-            credentials_keys=self.credentials_keys,
-            lookup=not dry_run,
-        )
+        options = WorkloadOptions.from_operator(self)
+        with as_airflow_error():
+            options.validate()
+        dsns = lookup_dsns(options, lookup=not dry_run)
         namespace = self.namespace or (None if dry_run else self.hook.get_namespace()) or "default"
-        base = self.name or dns_label("zdtp", spec.task, spec.worker, max_length=54)
-        name = check(dns_label, base, short_hash(run_id, self.task_id, _try(context)))
-        labels = worker_labels(
-            task=spec.task,
-            worker=spec.worker,
-            component="full-sync",
-            run_id=spec.run_id,
-            extra=self.labels,
-        )
-        inputs = workload_inputs(
-            name=name,
-            namespace=namespace,
-            labels=labels,
-            spec_files={"spec.json": spec.to_json()},
-            dsns=creds.dsns,
-            user_secret=creds.user_secret,
-        )
-        self._companions = inputs.companions
-        cfg = WorkerContainer(
-            image=self.image,
-            args=full_args(queue=self.work_queue, queue_mode=self.queue_mode),
-            spec=inputs.spec,
-            credentials=inputs.credentials,
-            resources=self.worker_resources,
-            image_pull_policy=self.image_pull_policy,
-        )
-        pod = build_pod(
-            cfg,
-            name=name,
-            namespace=namespace,
-            labels=labels,
-            annotations=self.annotations,
-            active_deadline_seconds=self.active_deadline_seconds,
-            termination_grace_period_seconds=self.termination_grace_period,
-            service_account_name=self.service_account_name,
-            node_selector=self.node_selector,
-            tolerations=self.tolerations,
-            priority_class_name=self.priority_class_name,
-            host_network=bool(self.hostnetwork),
-        )
+        with as_airflow_error():
+            rendered = render_pod(
+                options,
+                spec,
+                namespace=namespace,
+                run_id=run_id,
+                task_id=self.task_id,
+                try_number=int(context["ti"].try_number) if context else 0,
+                name=self.name,
+                dsns=dsns,
+                queue=self.work_queue,
+                queue_mode=self.queue_mode,
+                active_deadline_seconds=self.active_deadline_seconds,
+            )
+        self._companions = rendered.companions
+        pod = rendered.workload
         # KPO finds its pod again (retry, deferral) by these labels.
         pod.metadata.labels.update(self._get_ti_pod_labels(context))
         return pod
@@ -262,7 +233,7 @@ class FullSyncOperator(KubernetesPodOperator):
             waiting = pod_waiting_reasons([fresh])
             detail = "never started (schedule/startup timeout): " + ("; ".join(waiting) or "Pending")
         text = f"worker pod {fresh.metadata.name} failed (phase {phase}, exit code {code}): {detail}"
-        if code in FATAL:
+        if is_fatal([code]):
             raise AirflowFailException(f"{text} — exit {code} is not retryable")
         raise AirflowException(text)
 
@@ -271,7 +242,3 @@ class FullSyncOperator(KubernetesPodOperator):
             return self.hook.get_pod(pod.metadata.name, pod.metadata.namespace)
         except Exception:
             return pod
-
-
-def _try(context: Context | None) -> int:
-    return int(context["ti"].try_number) if context else 0

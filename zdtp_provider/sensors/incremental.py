@@ -1,13 +1,14 @@
 """IncrementalSyncSensor: is the CDC worker healthy — available, not crash-looping, not lagging?
 
-Health comes from the API (Deployment availability, container restart counts) and, optionally,
-the worker's own ``/metrics`` (``zdtp_cdc_lag_seconds``) read through the API server's pod proxy,
-so the sensor needs no network path to the pod. It only reads.
+Health comes from :func:`zdtp_provider.triggers.health.stream_health` (Deployment availability,
+container restart counts, optionally ``zdtp_cdc_lag_seconds`` through the pod proxy). Deferrable
+(default: ``[operators] default_deferrable``): the triggerer polls the same function until the
+worker is healthy. It only reads.
 """
 
 from __future__ import annotations
 
-import re
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,28 +16,25 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowException
 
 from zdtp_provider.k8s.names import validate_dns_label
-from zdtp_provider.k8s.status import pod_restarts, pod_waiting_reasons
-from zdtp_provider.operators._base import ZdtpBaseOperator
-from zdtp_provider.operators._common import check
-from zdtp_provider.operators.incremental import deployment_name
+from zdtp_provider.operators._inputs import as_airflow_error, default_deferrable
+from zdtp_provider.operators._kube_operator import ZdtpKubeOperator
+from zdtp_provider.triggers.deployment import ZdtpDeploymentStateTrigger
+from zdtp_provider.triggers.health import parse_lag_seconds, stream_health
+from zdtp_provider.workload import deployment_name
 
-_LAG = re.compile(r"^zdtp_cdc_lag_seconds(?:\{[^}]*\})?\s+([0-9.eE+-]+)\s*$", re.MULTILINE)
-
-
-def parse_lag_seconds(metrics: str) -> float | None:
-    match = _LAG.search(metrics or "")
-    return float(match.group(1)) if match else None
+__all__ = ["IncrementalSyncSensor", "parse_lag_seconds"]
 
 
-class IncrementalSyncSensor(BaseSensorOperator, ZdtpBaseOperator):
+class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
     """Succeeds when the incremental worker is healthy; pushes the health report.
 
     :param max_restarts: a pod restarted this often (or more) counts as crash-looping.
     :param max_lag_seconds: also require ``zdtp_cdc_lag_seconds`` below this (reads /metrics).
-    :param fail_on_crash_loop: fail the task at once instead of poking on.
+    :param fail_on_crash_loop: fail the task at once instead of poking on (not when deferred).
+    :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     """
 
-    template_fields: Sequence[str] = (*ZdtpBaseOperator.template_fields, "name", "task")
+    template_fields: Sequence[str] = (*ZdtpKubeOperator.template_fields, "name", "task")
 
     def __init__(
         self,
@@ -48,6 +46,7 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpBaseOperator):
         max_lag_seconds: float | None = None,
         health_port: int = 8080,
         fail_on_crash_loop: bool = False,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,52 +57,46 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpBaseOperator):
         self.max_lag_seconds = max_lag_seconds
         self.health_port = health_port
         self.fail_on_crash_loop = fail_on_crash_loop
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
 
-    def health(self) -> dict[str, Any]:
+    def _target(self) -> tuple[str, str]:
         if not self.name and not self.task:
             raise AirflowException("name: give the Deployment name or the sync task")
-        name = check(validate_dns_label, self.name or deployment_name(self.task, self.worker), field="name")
-        namespace = self.resolved_namespace()
-        dep = self.hook.read_deployment(name, namespace)
-        if dep is None:
-            return {"name": name, "healthy": False, "reasons": ["Deployment not found"]}
-        pods = self.hook.list_pods(namespace, dep.spec.selector.match_labels or {})
-        available = (dep.status.available_replicas or 0) if dep.status else 0
-        restarts = {p.metadata.name: pod_restarts(p) for p in pods}
-        reasons = []
-        if available < 1:
-            reasons.append("no available replica")
-        crash = [n for n, r in restarts.items() if r >= self.max_restarts]
-        if crash:
-            reasons.append(f"crash-looping (restarts ≥ {self.max_restarts}): {', '.join(crash)}")
-        reasons.extend(pod_waiting_reasons(pods))
-        lag = None
-        if self.max_lag_seconds is not None and pods:
-            lag = self._lag(pods[0].metadata.name, namespace)
-            if lag is None:
-                reasons.append("lag unknown (no zdtp_cdc_lag_seconds metric)")
-            elif lag > self.max_lag_seconds:
-                reasons.append(f"lagging {lag:.1f}s > {self.max_lag_seconds:g}s")
+        with as_airflow_error():
+            name = validate_dns_label(self.name or deployment_name(self.task, self.worker), field="name")
+        return name, self.resolved_namespace()
+
+    def _health_args(self) -> dict[str, Any]:
         return {
-            "name": name,
-            "namespace": namespace,
-            "healthy": not reasons,
-            "available_replicas": available,
-            "restarts": restarts,
-            "lag_seconds": lag,
-            "reasons": reasons,
-            "crash_looping": bool(crash),
+            "max_restarts": self.max_restarts,
+            "max_lag_seconds": self.max_lag_seconds,
+            "health_port": self.health_port,
         }
 
-    def _lag(self, pod: str, namespace: str) -> float | None:
-        try:
-            text = self.hook.core_v1_client.connect_get_namespaced_pod_proxy_with_path(
-                f"{pod}:{self.health_port}", namespace, "metrics"
-            )
-        except Exception as exc:
-            self.log.warning("could not read /metrics of %s: %s", pod, exc)
-            return None
-        return parse_lag_seconds(text)
+    def health(self) -> dict[str, Any]:
+        name, namespace = self._target()
+        return stream_health(self.hook, name=name, namespace=namespace, **self._health_args())
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        report = self.health()
+        if report["healthy"]:
+            return report
+        self.defer(
+            trigger=ZdtpDeploymentStateTrigger(
+                state="healthy",
+                health=self._health_args(),
+                **self.trigger_kwargs(name=report["name"], namespace=report["namespace"]),
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        if event.get("status") != "success":
+            raise AirflowException(event.get("message") or f"waiting for health failed: {event}")
+        return event["report"]
 
     def poke(self, context: Context) -> PokeReturnValue:
         report = self.health()

@@ -1,16 +1,17 @@
-"""ZdtpRolloutTrigger: wait for an incremental worker's Deployment to finish rolling out.
+"""Triggers over an incremental worker's Deployment: rollout, stop, removal, health.
 
-Fails on ``ProgressDeadlineExceeded`` with the reasons its pods give (CrashLoopBackOff,
-Unschedulable...). ``on_kill`` acts on the Deployment because a killed apply task means the user
-does not want this rollout running unattended: ``scale_to_zero`` (default; keeps the objects and
-the replication slot's position for inspection), ``delete`` (Foreground, owned Secret too) or
-``keep``.
+:class:`ZdtpRolloutTrigger` fails on ``ProgressDeadlineExceeded`` with the reasons its pods give
+(CrashLoopBackOff, Unschedulable...). Its ``on_kill`` acts on the Deployment because a killed
+apply task means the user does not want this rollout running unattended: ``scale_to_zero``
+(default; keeps the objects and the replication slot's position), ``delete`` (Foreground, owned
+Secret too) or ``keep``. :class:`ZdtpDeploymentStateTrigger` waits for a stop, a removal or a
+healthy stream (Stop/Delete operators and the sensor) and never acts on kill.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import TriggerEvent
@@ -18,43 +19,10 @@ from airflow.triggers.base import TriggerEvent
 from zdtp_provider.k8s.labels import selector_string
 from zdtp_provider.k8s.status import pod_waiting_reasons, rollout_status
 from zdtp_provider.triggers._base import ON_KILL_TIMEOUT, ZdtpTriggerBase
+from zdtp_provider.triggers.health import stream_health
 
 ON_KILL_ACTIONS = ("scale_to_zero", "delete", "keep")
-
-
-class ZdtpRolloutTrigger(ZdtpTriggerBase):
-    def __init__(self, *, on_kill_action: str = "scale_to_zero", **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        if on_kill_action not in ON_KILL_ACTIONS:
-            raise ValueError(f"on_kill_action: must be one of {ON_KILL_ACTIONS}, got {on_kill_action!r}")
-        self.on_kill_action = on_kill_action
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {**self._common_kwargs(), "on_kill_action": self.on_kill_action},
-        )
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        while True:
-            try:
-                event = await self.call(rollout_event, self.hook, self.name, self.namespace)
-            except Exception as exc:
-                event = {"status": "error", "message": str(exc)}
-            if event is not None:
-                yield TriggerEvent({"name": self.name, "namespace": self.namespace, **event})
-                return
-            await asyncio.sleep(self.poll_interval)
-
-    async def on_kill(self) -> None:
-        if self.on_kill_action == "keep":
-            return
-        self.log.info("Task killed: %s Deployment %s/%s", self.on_kill_action, self.namespace, self.name)
-        if self.on_kill_action == "delete":
-            call = self.call(self.hook.delete, kind="Deployment", name=self.name, namespace=self.namespace)
-        else:
-            call = self.call(self.hook.scale, self.name, self.namespace, 0)
-        await asyncio.wait_for(call, timeout=ON_KILL_TIMEOUT)
+STATES = ("stopped", "gone", "healthy")
 
 
 def rollout_event(hook, name: str, namespace: str) -> dict[str, Any] | None:
@@ -79,3 +47,90 @@ def failure_detail(hook, dep) -> str:
         events = hook.object_events(namespace=pod.metadata.namespace, kind="Pod", name=pod.metadata.name)
         reasons.extend(e for e in events[-3:] if e.startswith("Warning"))
     return "; ".join(reasons) or "no pod reports a reason"
+
+
+def state_event(
+    hook, name: str, namespace: str, state: str, selector: Mapping[str, str] | None, health: Mapping
+) -> dict[str, Any] | None:
+    """One poll for ``state``: ``stopped`` (no pod left), ``gone`` (Deployment and pods gone) or
+    ``healthy`` (see :func:`stream_health`); ``None`` while not there yet."""
+    if state == "healthy":
+        report = stream_health(hook, name=name, namespace=namespace, **health)
+        return {"status": "success", "report": report} if report["healthy"] else None
+    dep = hook.read_deployment(name, namespace)
+    if state == "stopped" and dep is None:
+        return {"status": "error", "message": f"Deployment {namespace}/{name} not found"}
+    if state == "gone" and dep is not None:
+        return None
+    if selector and hook.list_pods(namespace, dict(selector)):
+        return None
+    return {"status": "success", "message": f"{namespace}/{name} {state}"}
+
+
+class ZdtpRolloutTrigger(ZdtpTriggerBase):
+    def __init__(self, *, on_kill_action: str = "scale_to_zero", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if on_kill_action not in ON_KILL_ACTIONS:
+            raise ValueError(f"on_kill_action: must be one of {ON_KILL_ACTIONS}, got {on_kill_action!r}")
+        self.on_kill_action = on_kill_action
+
+    def extra_kwargs(self) -> dict[str, Any]:
+        return {"on_kill_action": self.on_kill_action}
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        yield TriggerEvent(await self.poll(lambda: rollout_event(self.hook, self.name, self.namespace)))
+
+    async def on_kill(self) -> None:
+        if self.on_kill_action == "keep":
+            return
+        self.log.info("Task killed: %s Deployment %s/%s", self.on_kill_action, self.namespace, self.name)
+        if self.on_kill_action == "delete":
+            call = self.call(self.hook.delete, kind="Deployment", name=self.name, namespace=self.namespace)
+        else:
+            call = self.call(self.hook.scale, self.name, self.namespace, 0)
+        await asyncio.wait_for(call, timeout=ON_KILL_TIMEOUT)
+
+
+class ZdtpDeploymentStateTrigger(ZdtpTriggerBase):
+    """Wait until the Deployment reaches ``state``; with ``timeout`` seconds, fail after that."""
+
+    def __init__(
+        self,
+        *,
+        state: str,
+        selector: Mapping[str, str] | None = None,
+        health: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if state not in STATES:
+            raise ValueError(f"state: must be one of {STATES}, got {state!r}")
+        self.state = state
+        self.selector = dict(selector) if selector else None
+        self.health = dict(health or {})
+        self.timeout = timeout
+
+    def extra_kwargs(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "selector": self.selector,
+            "health": self.health,
+            "timeout": self.timeout,
+        }
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        def check() -> dict[str, Any] | None:
+            return state_event(self.hook, self.name, self.namespace, self.state, self.selector, self.health)
+
+        try:
+            event = await asyncio.wait_for(self.poll(check), timeout=self.timeout)
+        except TimeoutError:
+            event = {
+                "name": self.name,
+                "namespace": self.namespace,
+                "status": "timeout",
+                "message": f"timed out after {self.timeout}s waiting for {self.namespace}/{self.name} "
+                f"to be {self.state}",
+            }
+        yield TriggerEvent(event)

@@ -17,38 +17,20 @@ from zdtp_provider.k8s.status import job_failure_message, job_phase
 from zdtp_provider.triggers._base import ON_KILL_TIMEOUT, ZdtpTriggerBase
 
 
-class ZdtpJobTrigger(ZdtpTriggerBase):
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return f"{type(self).__module__}.{type(self).__qualname__}", self._common_kwargs()
+def job_event(hook, name: str, namespace: str) -> dict[str, Any] | None:
+    """One poll: ``None`` while the Job runs, else its outcome (sync, for threads)."""
+    job = hook.read_job(name, namespace)
+    if job is None:
+        return {"status": "error", "message": f"Job {namespace}/{name} is gone"}
+    phase = job_phase(job)
+    if phase == "running":
+        return None
+    return {"status": phase, "message": job_failure_message(job) or "Job complete"}
 
+
+class ZdtpJobTrigger(ZdtpTriggerBase):
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        while True:
-            try:
-                job = await self.call(self.hook.read_job, self.name, self.namespace)
-            except Exception as exc:
-                yield TriggerEvent({"status": "error", "name": self.name, "message": str(exc)})
-                return
-            if job is None:
-                yield TriggerEvent(
-                    {
-                        "status": "error",
-                        "name": self.name,
-                        "message": f"Job {self.namespace}/{self.name} is gone",
-                    }
-                )
-                return
-            phase = job_phase(job)
-            if phase != "running":
-                yield TriggerEvent(
-                    {
-                        "status": phase,
-                        "name": self.name,
-                        "namespace": self.namespace,
-                        "message": job_failure_message(job) or "Job complete",
-                    }
-                )
-                return
-            await asyncio.sleep(self.poll_interval)
+        yield TriggerEvent(await self.poll(lambda: job_event(self.hook, self.name, self.namespace)))
 
     async def on_kill(self) -> None:
         """The user killed the deferred task: delete the Job, its pods and its Secret."""

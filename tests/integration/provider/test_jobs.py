@@ -74,6 +74,7 @@ def test_retry_reuses_the_job_instead_of_duplicating(cluster, namespace, airflow
             namespace=namespace,
             image="zdtp/worker:dev",
             spec=SPEC,
+            deferrable=True,
             annotations={"sim.zdtp.io/delay": "30s"},
         )
         with pytest.raises(TaskDeferred) as deferred:
@@ -92,6 +93,7 @@ def test_deferred_kill_deletes_job_and_pods(cluster, namespace, airflow_k8s) -> 
         namespace=namespace,
         image="zdtp/worker:dev",
         spec=SPEC,
+        deferrable=True,
         annotations={"sim.zdtp.io/delay": "60s"},
     )
     with pytest.raises(TaskDeferred) as deferred:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zdtp_provider.k8s import job as jobs
 from zdtp_provider.k8s.pod import SpecSource, WorkerContainer, build_pod_spec
-from zdtp_provider.operators._common import placement_kwargs
+from zdtp_provider.workload.pod_parts import placement_kwargs
 
 
 def _cfg() -> WorkerContainer:

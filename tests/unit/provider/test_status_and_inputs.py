@@ -31,8 +31,9 @@ from psycopg.conninfo import conninfo_to_dict
 from zdtp_provider.connections import dsn_from_connection
 from zdtp_provider.hooks import retry
 from zdtp_provider.k8s.status import index_report, parse_index_set, rollout_status
-from zdtp_provider.operators._common import resolve_spec
+from zdtp_provider.operators._inputs import as_airflow_error
 from zdtp_provider.sensors.incremental import parse_lag_seconds
+from zdtp_provider.workload import WorkloadError, resolve_spec
 
 
 def _pod(index: int, code: int, message: str = "", *, at: int = 0) -> V1Pod:
@@ -131,9 +132,12 @@ def test_dsn_from_connection_quotes_and_keeps_libpq_extras() -> None:
 def test_resolve_spec_defaults_run_id_and_names_bad_fields() -> None:
     spec = resolve_spec({"task": "orders", "tables": [{"source": "a.b"}]}, mode="full", run_id="run-1")
     assert spec.run_id == "run-1" and spec.mode == "full"
-    with pytest.raises(AirflowException, match=r"^spec\.task"):
+    with pytest.raises(WorkloadError, match=r"^spec\.task"):
         resolve_spec({"task": "Bad_Task", "tables": [{"source": "a"}]}, mode="full", run_id="r")
-    with pytest.raises(AirflowException, match=r"^spec\.mode"):
+    # Operators surface the build error unchanged, as an AirflowException.
+    with pytest.raises(AirflowException, match=r"^spec\.task"), as_airflow_error():
+        resolve_spec({"task": "Bad_Task", "tables": [{"source": "a"}]}, mode="full", run_id="r")
+    with pytest.raises(WorkloadError, match=r"^spec\.mode"):
         resolve_spec(
             {"task": "t", "mode": "incremental", "tables": [{"source": "a"}]}, mode="full", run_id="r"
         )
