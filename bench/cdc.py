@@ -42,8 +42,8 @@ sys.path.insert(0, str(REPO))
 
 from devtools.postgres import ensure_server, pg_bin_dir, stop_server  # noqa: E402
 from zdtp_worker.contract.spec import TableName, WorkerSpec  # noqa: E402
-from zdtp_worker.incremental import source as cdc_source  # noqa: E402
-from zdtp_worker.incremental.names import publication_name, slot_name  # noqa: E402
+from zdtp_worker.control import stream_setup as cdc_source  # noqa: E402
+from zdtp_worker.control.names import publication_name, slot_name  # noqa: E402
 
 DDL = "CREATE TABLE ev (id bigint PRIMARY KEY, k int NOT NULL, v text, created_at timestamptz NOT NULL)"
 

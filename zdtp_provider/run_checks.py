@@ -1,6 +1,7 @@
-"""Database-side steps of a sync run that happen on the Airflow worker, not in a pod.
+"""Database-side steps of a sync run that happen on the Airflow worker, not in a pod. The
+database work itself is :mod:`zdtp_worker.control` (psycopg 3 only); this module adapts it to the
+provider's sync-task config.
 
-- :func:`source_tables` — catalog estimates for planning (delegates to the planner).
 - :func:`compare_tables` — after the copy: row counts (or checksums) source vs target.
 - :func:`prepare_stream` — before a full+incremental copy: publication and logical slot, so every
   change after this point is retained for the incremental worker.
@@ -15,83 +16,13 @@ across tasks — fragile under Airflow retries — so zdtp trades it for idempot
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
-import psycopg
-from psycopg import sql
-
 from zdtp_provider.config import SyncTaskConfig
 from zdtp_worker.contract.spec import WorkerSpec
-from zdtp_worker.full.pg import SESSION_SETTINGS
-from zdtp_worker.full.verify import checksum_sql, format_checksum
-from zdtp_worker.incremental import source as cdc_source
-from zdtp_worker.incremental.names import publication_name, slot_name
+from zdtp_worker.control.names import publication_name, slot_name
+from zdtp_worker.control.stream_setup import prepare_stream as _prepare_stream
+from zdtp_worker.control.verify import TableComparison, compare_tables
 
-_SETTINGS = {k: v for k, v in SESSION_SETTINGS.items() if k != "application_name"}
-
-
-@dataclass(frozen=True)
-class TableComparison:
-    table: str
-    source_rows: int
-    target_rows: int
-    source_checksum: str | None = None
-    target_checksum: str | None = None
-
-    @property
-    def equal(self) -> bool:
-        return self.source_rows == self.target_rows and self.source_checksum == self.target_checksum
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "equal": self.equal}
-
-
-def _connect(dsn: str) -> psycopg.Connection:
-    conn = psycopg.connect(dsn, connect_timeout=10, autocommit=True, application_name="zdtp-airflow")
-    for key, value in _SETTINGS.items():
-        conn.execute(sql.SQL("SELECT set_config({}, {}, false)").format(sql.Literal(key), sql.Literal(value)))
-    return conn
-
-
-def _measure(conn: psycopg.Connection, table: str, *, level: str) -> tuple[int, str | None]:
-    schema, name = table.split(".", 1)
-    qualified = f"{sql.Identifier(schema).as_string(conn)}.{sql.Identifier(name).as_string(conn)}"
-    if level == "count":
-        return conn.execute(f"SELECT count(*) FROM {qualified}").fetchone()[0], None
-    columns = [
-        r[0]
-        for r in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
-            " AND NOT attisdropped ORDER BY attnum",
-            (qualified,),
-        ).fetchall()
-    ]
-    rows, total = conn.execute(checksum_sql(qualified, columns)).fetchone()
-    return rows, format_checksum(total)
-
-
-def compare_tables(
-    *, source_dsn: str, target_dsn: str, tables: list[str], level: str
-) -> list[TableComparison]:
-    """Counts (level 'count') or counts + checksums ('checksum') of each table on both sides."""
-    if level == "none" or not tables:
-        return []
-    out = []
-    with _connect(source_dsn) as src, _connect(target_dsn) as tgt:
-        # One snapshot per side, so a table is not measured mid-way through a commit.
-        src.autocommit = tgt.autocommit = False
-        src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        tgt.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        for table in tables:
-            s_rows, s_sum = _measure(src, table, level=level)
-            try:
-                t_rows, t_sum = _measure(tgt, table, level=level)
-            except psycopg.errors.UndefinedTable:
-                tgt.rollback()
-                tgt.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                t_rows, t_sum = -1, None
-            out.append(TableComparison(table, s_rows, t_rows, s_sum, t_sum))
-    return out
+__all__ = ["TableComparison", "compare_tables", "planned_tables", "prepare_stream"]
 
 
 def planned_tables(specs: list[WorkerSpec]) -> list[str]:
@@ -112,12 +43,8 @@ def prepare_stream(*, source_dsn: str, config: SyncTaskConfig, tables: list[str]
     spec = WorkerSpec(
         mode="incremental", task=config.name, run_id="prepare", tables=[{"source": t} for t in tables]
     )
-    names = [t.source for t in spec.tables]
-    conn = cdc_source.connect(source_dsn)
-    try:
-        cdc_source.check_source(conn, names)
-        cdc_source.ensure_publication(conn, publication_name(spec), names)
-        cdc_source.ensure_slot(conn, slot_name(spec))
-    finally:
-        conn.close()
-    return {"slot": slot_name(spec), "publication": publication_name(spec)}
+    slot, publication = slot_name(spec), publication_name(spec)
+    _prepare_stream(
+        source_dsn=source_dsn, tables=[t.source for t in spec.tables], slot=slot, publication=publication
+    )
+    return {"slot": slot, "publication": publication}

@@ -19,6 +19,16 @@ class ExitCode(IntEnum):
     def retryable(self) -> bool:
         return self is ExitCode.TEMPFAIL
 
+    @property
+    def fatal(self) -> bool:
+        """A retry would fail the same way: fail the task/Job index at once."""
+        return int(self) in FATAL_EXIT_CODES
+
+
+# Exit codes a Job's podFailurePolicy and the operators treat as final (no retry). Sorted tuple:
+# manifests list them in this order.
+FATAL_EXIT_CODES: tuple[int, ...] = (int(ExitCode.DATA_ERROR), int(ExitCode.CONFIG_ERROR))
+
 
 class WorkerError(Exception):
     """An error the worker reports with a one-line message and a documented exit code."""

@@ -2,18 +2,22 @@
 
 Layers, low to high (each module one concern):
 
-- ``pg``          connections (asyncpg, fixed session settings) and database-error → exit-code mapping
+- ``session``     asyncpg sessions (shared settings from ``zdtp_worker.pg``), the run's snapshot
 - ``catalog``     what a table looks like (columns, types, primary key, size estimates)
 - ``schema``      create or check the target table; staging tables and the swap for ``swap`` mode
-- ``planner``     split a table into bounded primary-key ranges (chunks)
+- ``chunking``    split a table into bounded primary-key ranges (chunks)
 - ``sqlparts``    WHERE clauses for a chunk's key range, shared by copy, delete and verify
 - ``checkpoints`` the ``zdtp`` schema in the target: plans and finished chunks per run
 - ``queue``       the work queue in the target's ``zdtp`` schema (SKIP LOCKED + leases)
 - ``copy``        the hot path: COPY bytes from source to target without decoding rows
-- ``verify``      order-independent count + checksum of a key range, computed in SQL
-- ``progress``    JSON log lines (events and periodic progress)
-- ``engine``      one chunk transaction and one table, built from the above
+- ``verify``      count + checksum of one key range (query in ``zdtp_worker.pg.checksum``)
+- ``progress``    JSON log lines (events and periodic progress), the run's current step
+- ``chunk``       one chunk, one transaction, on one source/target session pair
+- ``tables``      a run over the spec's tables: check, prepare, copy chunks, swap
+- ``queue_run``   a run over a work queue; ``enqueue_chunks`` fills one
 - ``main``        the entry points: ``run_full`` (plain function) and ``run_full_cli``
+
+Database errors become exit codes in ``zdtp_worker.pg.errors`` (one classifier for all drivers).
 
 Public helpers for other packages: :func:`run_full`, :func:`ensure_target_table`,
 :func:`enqueue_chunks`. Nothing here imports Airflow.
@@ -21,6 +25,7 @@ Public helpers for other packages: :func:`run_full`, :func:`ensure_target_table`
 
 from __future__ import annotations
 
-from zdtp_worker.full.main import enqueue_chunks, ensure_target_table, run_full, run_full_async
+from zdtp_worker.full.main import ensure_target_table, run_full, run_full_async
+from zdtp_worker.full.queue_run import enqueue_chunks
 
 __all__ = ["enqueue_chunks", "ensure_target_table", "run_full", "run_full_async"]

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from zdtp_worker.contract.spec import TableName
-from zdtp_worker.full.pg import ident
+from zdtp_worker.pg.catalog import key_columns_sql
+from zdtp_worker.pg.quoting import ident
 
 # Types created by initdb have OIDs below this; their binary format carries no per-database
 # OIDs, so binary COPY between two databases is safe only for them (arrays embed element OIDs).
@@ -68,14 +69,7 @@ FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
-_PK_SQL = """
-SELECT a.attname
-FROM pg_index i
-CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-WHERE i.indrelid = $1 AND i.indisprimary
-ORDER BY k.ord
-"""
+_PK_SQL = key_columns_sql("$1")
 
 
 async def read_table(conn: asyncpg.Connection, table: TableName) -> TableInfo | None:

@@ -19,7 +19,7 @@ from decimal import Decimal
 import asyncpg
 
 from zdtp_worker.contract.spec import KeyRange
-from zdtp_worker.full.planner import Chunk
+from zdtp_worker.full.chunking import Chunk
 
 SCHEMA = "zdtp"
 

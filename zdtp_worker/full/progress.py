@@ -12,7 +12,15 @@ import asyncio
 import json
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass
+class Step:
+    """What the run is doing, so an unexpected database error can say where it happened."""
+
+    what: str = "connect"
 
 
 def log_event(event: str, **fields: Any) -> None:

@@ -19,7 +19,7 @@ import asyncpg
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full.catalog import TableInfo, read_table
-from zdtp_worker.full.pg import ident
+from zdtp_worker.pg.quoting import ident
 
 CopyFormat = Literal["binary", "text"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from zdtp_worker.full.catalog import Column
-from zdtp_worker.full.pg import ident, literal
+from zdtp_worker.pg.quoting import ident, literal
 
 
 def _row(columns: Sequence[Column]) -> str:

@@ -1,15 +1,7 @@
-"""Order-independent row count + checksum of a key range, computed by the database.
+"""Count + checksum of one key range on an asyncpg session (the query is :mod:`zdtp_worker.pg.checksum`).
 
-Each row's text form (``ROW(cols)::text``, identical on both sides thanks to the fixed session
-settings) is hashed with md5; the first 64 bits are summed as numeric. The sum does not depend
-on row order, and a duplicated or missing row changes both the count and the sum, so equal
-(count, checksum) on source and target means the same multiset of rows. Chunk checksums add up
-to the table checksum. Tests use :func:`checksum_sql` to compare whole tables.
-
-``verify: checksum`` assumes source and target columns print alike; when text COPY moved rows
-into differently typed columns (say ``numeric`` into ``numeric(12,2)``) the text forms can differ,
-so use ``count`` there. ``count`` compares the rows the source sent with the rows the target
-stored for each chunk (both reported by COPY, so it costs nothing).
+``count`` compares the rows the source sent with the rows the target stored for each chunk (both
+reported by COPY, so it costs nothing); ``checksum`` also runs this on both sides of each chunk.
 """
 
 from __future__ import annotations
@@ -19,16 +11,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from zdtp_worker.full.pg import ident
-
-
-def checksum_sql(table_qualified: str, columns: Sequence[str], where: str = "TRUE") -> str:
-    row = f"ROW({', '.join(ident(c) for c in columns)})::text"
-    return (
-        f"SELECT count(*) AS rows, "
-        f"coalesce(sum(('x' || substr(md5({row}), 1, 16))::bit(64)::bigint::numeric), 0) AS checksum "
-        f"FROM {table_qualified} WHERE {where}"
-    )
+from zdtp_worker.pg.checksum import checksum_sql
 
 
 async def range_checksum(
@@ -36,10 +19,3 @@ async def range_checksum(
 ) -> tuple[int, Decimal]:
     row = await conn.fetchrow(checksum_sql(table_qualified, columns, where))
     return int(row["rows"]), Decimal(row["checksum"])
-
-
-def format_checksum(total: Decimal | None) -> str | None:
-    """Table checksum for the result summary: the sum reduced to 64 bits, as 16 hex digits."""
-    if total is None:
-        return None
-    return f"{int(total) % (1 << 64):016x}"

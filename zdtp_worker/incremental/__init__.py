@@ -2,15 +2,21 @@
 
 Layers, low to high:
 
-- ``names``     slot / publication / stream names derived from the sync task.
-- ``pgoutput``  pure decoder of pgoutput protocol v1 messages (no I/O).
-- ``batch``     in-memory batch: per-table compaction of changes by primary key.
-- ``source``    checks and setup on the source: wal_level, privileges, tables, publication, slot.
-- ``target``    target connection: lease (advisory lock), ``zdtp.cdc_state``, table DDL, applying
-                a batch (COPY into a staging table, then DELETE / upsert / partial UPDATE).
-- ``health``    /healthz, /readyz and Prometheus /metrics over stdlib ``http.server``.
-- ``stream``    the main loop: read, decode, batch, apply, commit state, send feedback.
-- ``main``      CLI entry: wire everything, optional initial snapshot hand-off, exit codes.
+- ``pgoutput``    pure decoder of pgoutput protocol v1 messages (no I/O).
+- ``batch``       in-memory batch: per-table compaction of changes by primary key.
+- ``replication`` the psycopg2 replication connection: slot with exported snapshot, START_REPLICATION.
+- ``staging``     pure SQL of applying a batch (COPY into a staging table, then DELETE / upsert /
+                  partial UPDATE) and the staging COPY text.
+- ``target``      target connection: lease (advisory lock), ``zdtp.cdc_state``, table DDL, apply.
+- ``relations``   source relation → target shape, schema checks, adding new columns.
+- ``applier``     the thread that owns the target connection while streaming.
+- ``health``      /healthz, /readyz and Prometheus /metrics over stdlib ``http.server``.
+- ``loop``        the main loop: read, decode, batch, apply, commit state, send feedback.
+- ``stream``      start-up: pre-flight, lease, state, target tables, publication/slot, then the loop.
+- ``main``        CLI entry: wire everything, optional initial snapshot hand-off, exit codes.
+
+Source checks, publication/slot set-up and slot/publication names live in
+:mod:`zdtp_worker.control` (psycopg 3), shared with the Airflow side.
 
 Exit codes (see ``zdtp_worker.contract.errors``):
 

@@ -25,11 +25,13 @@ from psycopg2.extras import ReplicationCursor
 from zdtp_worker.contract.errors import ConfigError, TemporaryError
 from zdtp_worker.contract.result import TableResult, WorkerResult
 from zdtp_worker.contract.spec import WorkerSpec
+from zdtp_worker.control.names import slot_name
+from zdtp_worker.control.session import connect
+from zdtp_worker.control.stream_setup import drop_slot
 from zdtp_worker.credentials import load_dsn
-from zdtp_worker.incremental import source
 from zdtp_worker.incremental.health import HealthServer, Metrics
-from zdtp_worker.incremental.names import slot_name
 from zdtp_worker.incremental.pgoutput import format_lsn
+from zdtp_worker.incremental.replication import create_slot_exporting_snapshot
 from zdtp_worker.incremental.stream import SnapshotHandoff, Stream
 from zdtp_worker.incremental.target import Target
 
@@ -50,15 +52,15 @@ def initial_snapshot_handoff(
         # The copy defines the target's content: start from empty tables so rows left by an
         # earlier, unfinished attempt (under another snapshot) cannot survive.
         target.truncate([t.target_name for t in spec.tables])
-        target.c.commit()
-        src = source.connect(source_dsn)
+        target.conn.commit()
+        src = connect(source_dsn, role="source", application_name="zdtp-cdc")
         try:
             # No state on the target means no completed hand-off: a slot left over from a crashed
             # attempt has a consistent point the copy did not use, so start over.
-            source.drop_slot(src, slot)
+            drop_slot(src, slot)
         finally:
             src.close()
-        consistent_point, snapshot = source.create_slot_exporting_snapshot(cur, slot)
+        consistent_point, snapshot = create_slot_exporting_snapshot(cur, slot)
         log.info(
             "created slot %s at %s, copying under snapshot %s", slot, format_lsn(consistent_point), snapshot
         )

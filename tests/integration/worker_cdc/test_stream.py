@@ -9,8 +9,8 @@ import pytest
 
 from tests.integration.worker_cdc.helpers import InProcessWorker, make_spec, state, table_rows, wait_equal
 from zdtp_worker.contract.errors import DataError
-from zdtp_worker.incremental import health, source
-from zdtp_worker.incremental.stream import Stream
+from zdtp_worker.incremental import health, replication
+from zdtp_worker.incremental.loop import ChangeLoop
 
 pytestmark = pytest.mark.postgres
 
@@ -105,12 +105,14 @@ def test_restart_resumes_without_reapplying(
         monkeypatch.undo()
         if round_ == 0:
             # Never confirm to the slot: the next start replays everything already applied...
-            monkeypatch.setattr(Stream, "_feedback", lambda self, cur, lsn: None)
+            monkeypatch.setattr(ChangeLoop, "_feedback", lambda self, cur, lsn: None)
         if round_ == 1:
             # ... when it asks for the slot's position instead of the one stored on the target.
-            original = source.start_replication
+            original = replication.start_replication
             monkeypatch.setattr(
-                source, "start_replication", lambda cur, _f=original, **kw: _f(cur, **{**kw, "start_lsn": 0})
+                replication,
+                "start_replication",
+                lambda cur, _f=original, **kw: _f(cur, **{**kw, "start_lsn": 0}),
             )
         worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
         with psycopg.connect(source_dsn, autocommit=True) as src:

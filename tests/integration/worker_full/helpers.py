@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 
 from zdtp_worker.contract.spec import WorkerSpec
-from zdtp_worker.full.verify import checksum_sql
+from zdtp_worker.pg.checksum import checksum_sql
 
 SESSION = (
     "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET extra_float_digits = 3; SET bytea_output = 'hex'"

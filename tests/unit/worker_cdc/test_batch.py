@@ -6,7 +6,7 @@ import pytest
 
 from zdtp_worker.incremental.batch import DELETED, Batch, NeedsTargetRow
 from zdtp_worker.incremental.pgoutput import UNCHANGED, Column, Relation
-from zdtp_worker.incremental.target import copy_value, stage_rows
+from zdtp_worker.incremental.staging import copy_value, stage_rows
 
 REL = Relation(
     1,

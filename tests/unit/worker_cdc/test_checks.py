@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from zdtp_worker.contract.errors import ConfigError, DataError, ExitCode, TemporaryError
-from zdtp_worker.incremental.source import check_replication_privilege, check_wal_level
-from zdtp_worker.incremental.stream import classify
+from zdtp_worker.control.stream_setup import check_replication_privilege, check_wal_level
+from zdtp_worker.pg.errors import classify
 
 
 class FakeConn:

@@ -6,8 +6,8 @@ import urllib.error
 import urllib.request
 
 from zdtp_worker.contract.spec import WorkerSpec
+from zdtp_worker.control.names import publication_name, slot_name
 from zdtp_worker.incremental.health import HealthServer, Metrics
-from zdtp_worker.incremental.names import publication_name, slot_name
 from zdtp_worker.incremental.target import lease_key
 
 

@@ -10,12 +10,15 @@ import pytest
 from zdtp_worker.contract.errors import ConfigError, DataError, TemporaryError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full.catalog import Column, TableInfo
-from zdtp_worker.full.pg import _connect_kwargs, describe_target, literal, map_error
-from zdtp_worker.full.planner import Chunk, rows_per_chunk
+from zdtp_worker.full.chunking import Chunk, rows_per_chunk
 from zdtp_worker.full.progress import Progress
 from zdtp_worker.full.schema import check_compatible, create_table_sql, staging_name
+from zdtp_worker.full.session import _connect_kwargs
 from zdtp_worker.full.sqlparts import range_clause
-from zdtp_worker.full.verify import checksum_sql, format_checksum
+from zdtp_worker.pg.checksum import checksum_sql, format_checksum
+from zdtp_worker.pg.errors import classify as map_error
+from zdtp_worker.pg.quoting import literal
+from zdtp_worker.pg.session import describe_target
 
 INT = Column("id", "integer", 23, "N", True)
 TXT = Column("b", "text", 25, "S", False)

@@ -3,8 +3,8 @@
 In a single target transaction the engine (optionally) re-checks its queue lease, deletes the
 chunk's key range, streams the rows in, verifies them, records the chunk in ``zdtp.full_chunks``
 (and marks the queue item done), then commits. A crash at any point rolls all of it back, so a
-rerun redoes at most that chunk and never leaves a duplicate. ``main`` drives tables and queues
-on top of this.
+rerun redoes at most that chunk and never leaves a duplicate. ``tables`` and ``queue_run`` drive
+this over a run's tables or a work queue.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full import checkpoints, queue
 from zdtp_worker.full.catalog import TableInfo
+from zdtp_worker.full.chunking import Chunk
 from zdtp_worker.full.copy import copy_range
-from zdtp_worker.full.planner import Chunk
 from zdtp_worker.full.progress import Progress, log_event
 from zdtp_worker.full.schema import CopyFormat
 from zdtp_worker.full.sqlparts import range_clause
@@ -31,8 +31,9 @@ Verify = Literal["none", "count", "checksum"]
 
 
 @dataclass
-class Context:
-    """What every chunk needs: the two sessions and the run's options."""
+class SessionPair:
+    """One copy pipeline: a source session inside the run's snapshot, a target session, and the
+    run's options every chunk needs. A worker with ``full.streams: N`` has N of them."""
 
     source: asyncpg.Connection  # inside a REPEATABLE READ READ ONLY transaction (the snapshot)
     target: asyncpg.Connection
@@ -66,7 +67,7 @@ class ChunkOutcome:
 
 
 async def copy_chunk(
-    ctx: Context, job: TableJob, chunk: Chunk, *, item: queue.Item | None = None
+    ctx: SessionPair, job: TableJob, chunk: Chunk, *, item: queue.Item | None = None
 ) -> ChunkOutcome | None:
     """Copy one chunk in one transaction; ``None`` when it turned out to be done or not ours."""
     pk = job.source.pk_columns

@@ -22,8 +22,8 @@ import asyncpg
 from zdtp_worker.contract.errors import ConfigError
 from zdtp_worker.contract.spec import KeyRange
 from zdtp_worker.full.catalog import INTEGER_TYPES, TableInfo
-from zdtp_worker.full.pg import ident
 from zdtp_worker.full.sqlparts import key_text, order_by, range_clause
+from zdtp_worker.pg.quoting import ident
 
 Bound = list[str] | None
 

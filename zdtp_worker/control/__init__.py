@@ -1,0 +1,16 @@
+"""Database work the Airflow side runs itself, through one declared driver (psycopg 3).
+
+The provider may import this package and :mod:`zdtp_worker.contract`, nothing else of the worker.
+It depends on psycopg 3 (a base dependency of the distribution), the contract and the driver-free
+:mod:`zdtp_worker.pg` helpers; never on asyncpg or psycopg2, which only the worker image needs.
+
+- :mod:`.session`      psycopg 3 sessions with the worker's session settings;
+- :mod:`.catalog`      table structure (columns, types, primary key) and type names;
+- :mod:`.names`        replication slot, publication and stream names of a sync task;
+- :mod:`.stream_setup` CDC pre-flight checks, publication and slot (create, inspect, drop);
+- :mod:`.verify`       count/checksum comparison of tables, source vs target.
+
+The CDC worker reuses the same functions at start-up, so the checks Airflow runs before a copy
+and the ones the worker runs before streaming cannot drift apart. Why this runs on the Airflow
+side rather than as worker pods: ``docs/concepts.md``.
+"""

@@ -1,0 +1,144 @@
+"""A run over a work queue: claim an item, copy its chunk, repeat (``one`` or ``drain``); and
+:func:`enqueue_chunks`, which plans a spec's tables and puts their chunks on the queue.
+
+The queue lives in the target's ``zdtp`` schema (:mod:`.queue`); a chunk's item is marked done in
+the chunk's own transaction (:mod:`.chunk`), so every chunk is committed exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import asyncpg
+
+from zdtp_worker.contract.errors import ConfigError, WorkerError
+from zdtp_worker.contract.result import TableResult
+from zdtp_worker.contract.spec import TableName, WorkerSpec
+from zdtp_worker.full import checkpoints, queue
+from zdtp_worker.full.catalog import read_table
+from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
+from zdtp_worker.full.chunking import Chunk
+from zdtp_worker.full.progress import Step, log_event
+from zdtp_worker.full.schema import ensure_target_table_async
+from zdtp_worker.full.session import close, connect_pair
+from zdtp_worker.full.tables import check_tables, prepare_table, table_result
+from zdtp_worker.pg.errors import classify
+from zdtp_worker.pg.session import describe_target
+
+
+async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]) -> TableJob:
+    key = f"{payload['run_id']}/{payload['target']}/{payload.get('part', '')}"
+    if key in cache:
+        return cache[key]
+    source = TableName.model_validate(payload["source"])
+    info = await read_table(ctx.source, source)
+    if info is None:
+        raise ConfigError(f"source table {source} does not exist")
+    target = TableName.model_validate(payload["target"])
+    copy_into = TableName.model_validate(payload.get("copy_table") or payload["target"])
+    tp = await ensure_target_table_async(ctx.target, info, copy_into)
+    cache[key] = TableJob(
+        run_id=payload["run_id"],
+        source=info,
+        target=target,
+        copy_into=copy_into,
+        fmt=tp.copy_format,
+        part=payload.get("part", ""),
+    )
+    return cache[key]
+
+
+async def run_queue(
+    ctx: SessionPair, *, queue_name: str, mode: str, lease_seconds: float, step: Step
+) -> list[TableResult]:
+    tgt = ctx.target
+    step.what = f"queue {queue_name}"
+    await checkpoints.bootstrap(tgt)
+    await queue.bootstrap(tgt)
+    jobs: dict[str, TableJob] = {}
+    while True:
+        item = await queue.claim(tgt, queue_name, owner=ctx.worker, lease_seconds=lease_seconds)
+        if item is None:
+            if mode == "one":
+                log_event("queue_empty", queue=queue_name)
+                break
+            remaining, wait = await queue.open_items(tgt, queue_name)
+            if remaining == 0:
+                log_event("queue_drained", queue=queue_name)
+                break
+            # Items leased by others: wait for them to finish or for a dead worker's lease to expire.
+            await asyncio.sleep(min(max(wait or 0.5, 0.2), 2.0))
+            continue
+        job = await _queue_job(ctx, item.payload, jobs)
+        chunk = Chunk.from_json(item.payload["chunk"])
+        step.what = f"queue {queue_name} item {item.item_id} table {job.target} chunk {chunk.no}"
+        await copy_chunk(ctx, job, chunk, item=item)
+        if mode == "one":
+            break
+    return [
+        table_result(job, sum(job.checksums.values(), Decimal(0)) if job.checksums else None)
+        for job in jobs.values()
+    ]
+
+
+def enqueue_chunks(
+    spec: WorkerSpec,
+    *,
+    source_dsn: str,
+    target_dsn: str,
+    queue_name: str | None = None,
+) -> int:
+    """Plan the spec's tables and enqueue one work item per chunk not yet done; returns the
+    number of new items. Idempotent: enqueueing the same run again adds nothing.
+
+    Target tables and the ``zdtp`` schema are created here, once, so parallel workers do not
+    race for DDL. The queue lives in the target database.
+    """
+    name = queue_name or spec.full.queue
+    if not name:
+        raise ConfigError("enqueue_chunks: no queue name (argument or full.queue)")
+    if spec.full.copy_mode == "swap":
+        raise ConfigError("full.copy_mode swap cannot be used with a work queue")
+
+    async def _go() -> int:
+        step = Step()
+        src = tgt = None
+        try:
+            src, tgt = await connect_pair(source_dsn, target_dsn, snapshot=spec.full.snapshot)
+            step.what = "checking tables"
+            same_db = describe_target(source_dsn) == describe_target(target_dsn)
+            checked = await check_tables(src, tgt, spec.tables, same_database=same_db)
+            await checkpoints.bootstrap(tgt)
+            await queue.bootstrap(tgt)
+            items: list[tuple[str, dict]] = []
+            for ts, info, _ in checked:
+                step.what = f"table {ts.target_name}"
+                _, plan = await prepare_table(src, tgt, run_id=spec.run_id, opts=spec.full, ts=ts, info=info)
+                done = await checkpoints.done_chunks(tgt, spec.run_id, plan.target_table, part=plan.part)
+                for chunk in plan.chunks:
+                    if chunk.no in done:
+                        continue
+                    payload = {
+                        "run_id": spec.run_id,
+                        "task": spec.task,
+                        "source": plan.source_table,
+                        "target": plan.target_table,
+                        "part": plan.part,
+                        "copy_table": plan.copy_table,
+                        "chunk": chunk.to_json(),
+                    }
+                    items.append((f"{spec.run_id}/{plan.target_table}/{plan.part}/{chunk.no}", payload))
+            added = await queue.enqueue(tgt, name, items)
+            log_event("enqueued", queue=name, items=added, planned=len(items))
+            return added
+        except WorkerError:
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            raise classify(exc, role="enqueue", what=step.what) from None
+        finally:
+            conns = [c for c in (src, tgt) if c is not None]
+            if conns:
+                await close(*conns)
+
+    return asyncio.run(_go())

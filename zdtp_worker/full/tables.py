@@ -1,0 +1,197 @@
+"""A run over the spec's tables: check them all, then per table prepare (target or staging
+table, chunk plan) and copy the chunks not done yet, over one or more session pairs; swap in.
+
+Order of work, chosen so bad input changes nothing in the target: check every table (exists,
+has a PK, target compatible) before creating the ``zdtp`` schema, target tables and plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import asyncpg
+
+from zdtp_worker.contract.errors import ConfigError, DataError
+from zdtp_worker.contract.result import TableResult
+from zdtp_worker.contract.spec import FullOptions, TableSpec, WorkerSpec
+from zdtp_worker.full import checkpoints
+from zdtp_worker.full.catalog import TableInfo, read_table
+from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
+from zdtp_worker.full.chunking import Chunk, plan_table, single_chunk
+from zdtp_worker.full.progress import Step, log_event
+from zdtp_worker.full.schema import (
+    TargetPlan,
+    ensure_staging_table,
+    ensure_target_table_async,
+    inspect_target,
+    staging_name,
+    swap_in,
+)
+from zdtp_worker.pg.checksum import format_checksum
+
+
+async def check_tables(
+    src: asyncpg.Connection,
+    tgt: asyncpg.Connection,
+    tables: list[TableSpec],
+    *,
+    same_database: bool,
+) -> list[tuple[TableSpec, TableInfo, TargetPlan]]:
+    """Read-only validation of every table before anything is written."""
+    checked = []
+    seen: set[str] = set()
+    for ts in tables:
+        target = ts.target_name
+        if str(target) in seen:
+            raise ConfigError(f"target table {target} appears twice in the spec")
+        seen.add(str(target))
+        if same_database and ts.source == target:
+            raise ConfigError(f"table {target}: source and target are the same table")
+        info = await read_table(src, ts.source)
+        if info is None:
+            raise ConfigError(f"source table {ts.source} does not exist")
+        if not info.pk and not ts.allow_single_chunk:
+            raise DataError(
+                f"source table {ts.source} has no primary key; set allow_single_chunk to copy it as one chunk"
+            )
+        checked.append((ts, info, await inspect_target(tgt, info, target)))
+    return checked
+
+
+def table_result(job: TableJob, checksum: Decimal | None) -> TableResult:
+    return TableResult(
+        table=str(job.target),
+        rows=job.rows,
+        bytes=job.bytes,
+        chunks=job.chunks,
+        chunks_skipped=job.skipped,
+        checksum=format_checksum(checksum),
+    )
+
+
+async def table_checksum(tgt: asyncpg.Connection, run_id: str, target: str, part: str) -> Decimal | None:
+    done = await checkpoints.done_chunks(tgt, run_id, target, part=part)
+    sums = [d.checksum for d in done.values()]
+    if not sums or any(s is None for s in sums):
+        return None
+    return sum(sums, Decimal(0))  # type: ignore[arg-type]
+
+
+async def prepare_table(
+    src: asyncpg.Connection,
+    tgt: asyncpg.Connection,
+    *,
+    run_id: str,
+    opts: FullOptions,
+    ts: TableSpec,
+    info: TableInfo,
+) -> tuple[TableJob, checkpoints.Plan]:
+    """Create target/staging table and load or make the plan (reused by a rerun of the run)."""
+    target = ts.target_name
+    key = str(target)
+    part = checkpoints.part_key(ts.key_range)
+    if opts.copy_mode == "restart":
+        await checkpoints.forget_run(tgt, run_id, key, part=part)
+    plan = await checkpoints.load_plan(tgt, run_id, key, part=part)
+    if opts.copy_mode == "swap":
+        copy_into = staging_name(target, run_id)
+        if plan is None or not plan.swapped:
+            tp = await ensure_staging_table(tgt, info, target, copy_into)
+        else:
+            tp = await inspect_target(tgt, info, target)
+    else:
+        copy_into = target
+        tp = await ensure_target_table_async(tgt, info, target)
+    if plan is None:
+        chunks = (
+            await plan_table(
+                src, info, key_range=ts.key_range, chunk_rows=opts.chunk_rows, chunk_bytes=opts.chunk_bytes
+            )
+            if info.pk
+            else single_chunk()
+        )
+        plan = await checkpoints.save_plan(
+            tgt,
+            run_id=run_id,
+            target=key,
+            part=part,
+            source=str(ts.source),
+            copy_table=str(copy_into),
+            chunks=chunks,
+        )
+        log_event(
+            "plan",
+            table=key,
+            part=part,
+            source=str(ts.source),
+            chunks=len(plan.chunks),
+            copy_into=str(copy_into),
+        )
+    job = TableJob(
+        run_id=run_id, source=info, target=target, copy_into=copy_into, fmt=tp.copy_format, part=part
+    )
+    return job, plan
+
+
+async def copy_chunks(streams: list[SessionPair], job: TableJob, chunks: list[Chunk], step: Step) -> None:
+    """Copy ``chunks`` over one or more streams; each stream takes the next chunk when free."""
+    todo = iter(chunks)  # shared by the streams; the event loop is single-threaded
+
+    async def stream(ctx: SessionPair) -> None:
+        for chunk in todo:
+            step.what = f"table {job.target} chunk {chunk.no}"
+            await copy_chunk(ctx, job, chunk)
+
+    if len(streams) == 1:
+        await stream(streams[0])
+        return
+    try:
+        async with asyncio.TaskGroup() as group:
+            for ctx in streams:
+                group.create_task(stream(ctx))
+    except BaseExceptionGroup as exc:
+        # Report the first real failure (the other streams were cancelled because of it).
+        first = next((e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)), exc)
+        raise first from None
+
+
+async def run_tables(
+    streams: list[SessionPair], spec: WorkerSpec, step: Step, same_database: bool
+) -> list[TableResult]:
+    ctx = streams[0]
+    src, tgt, opts = ctx.source, ctx.target, spec.full
+    step.what = "checking tables"
+    checked = await check_tables(src, tgt, spec.tables, same_database=same_database)
+    ctx.progress.total_rows = sum(max(info.est_rows, 0) for _, info, _ in checked)
+    step.what = "creating zdtp schema"
+    await checkpoints.bootstrap(tgt)
+    results = []
+    for ts, info, _ in checked:
+        key = str(ts.target_name)
+        step.what = f"table {key}"
+        job, plan = await prepare_table(src, tgt, run_id=spec.run_id, opts=opts, ts=ts, info=info)
+        if plan.swapped:
+            log_event("table_skip", table=key, reason="run already swapped in")
+            job.skipped = len(plan.chunks)
+        else:
+            done = await checkpoints.done_chunks(tgt, spec.run_id, key, part=job.part)
+            pending = []
+            for chunk in plan.chunks:
+                if chunk.no in done:
+                    job.skipped += 1
+                    log_event("chunk_skip", table=key, chunk=chunk.no, reason="already done")
+                else:
+                    pending.append(chunk)
+            await copy_chunks(streams, job, pending, step)
+            if opts.copy_mode == "swap":
+                step.what = f"table {key} swap"
+                async with tgt.transaction():
+                    await swap_in(tgt, staging=job.copy_into, target=job.target)
+                    await checkpoints.mark_swapped(tgt, spec.run_id, key, part=job.part)
+                log_event("swap", table=key, staging=str(job.copy_into))
+        checksum = (
+            await table_checksum(tgt, spec.run_id, key, job.part) if opts.verify == "checksum" else None
+        )
+        results.append(table_result(job, checksum))
+    return results

@@ -1,0 +1,309 @@
+"""The CDC main loop: read → decode → batch → apply → commit → feedback, until stopped.
+
+Transaction model. A *batch* is one target transaction. It holds whole source transactions only
+(it commits at a source Commit boundary), so the LSN stored with it in ``zdtp.cdc_state`` always
+names a fully applied source transaction. A source transaction larger than
+``batch_max_changes`` is written into the still-open target transaction in several flushes, so
+memory stays bounded while atomicity is kept. The batch commits when the stream has nothing more
+buffered (low latency at low load), or when it reaches ``batch_max_changes`` /
+``batch_max_seconds`` (throughput under load). Target work runs on the :mod:`.applier` thread.
+
+Exactly-once. Every source transaction whose commit LSN is <= the one stored on the target when
+streaming started (``skip_upto``) is skipped, whatever the slot replays. Feedback to the slot is
+sent only after the target commit, so the slot never forgets what the target has not stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from psycopg2.extras import ReplicationCursor
+
+from zdtp_worker.contract.spec import IncrementalOptions
+from zdtp_worker.incremental.applier import Applier
+from zdtp_worker.incremental.batch import Batch, NeedsTargetRow
+from zdtp_worker.incremental.health import Metrics
+from zdtp_worker.incremental.pgoutput import (
+    PG_EPOCH,
+    Begin,
+    Commit,
+    Delete,
+    Insert,
+    Relation,
+    Truncate,
+    Update,
+    decode,
+    format_lsn,
+    tuple_data,
+)
+from zdtp_worker.incremental.relations import Relations
+from zdtp_worker.incremental.staging import Shape
+from zdtp_worker.incremental.target import Target
+
+log = logging.getLogger(__name__)
+_OID = struct.Struct("!I")
+
+PG_EPOCH_UNIX = PG_EPOCH.timestamp()
+IDLE_WAIT_SECONDS = 0.5
+# On SIGTERM, how long to keep reading so the source transaction in progress can be committed
+# rather than rolled back; well inside Kubernetes' default 30 s grace period.
+STOP_FINISH_SECONDS = 5.0
+PING_SECONDS = 5.0
+
+
+@dataclass
+class RunStats:
+    changes: int = 0
+    transactions: int = 0
+    batches: int = 0
+    stopped: bool = False
+
+
+class ChangeLoop:
+    """Decode and batch on the calling thread; apply and commit on the applier thread."""
+
+    def __init__(
+        self,
+        *,
+        cur: ReplicationCursor,
+        target: Target,
+        relations: Relations,
+        applier: Applier,
+        opts: IncrementalOptions,
+        metrics: Metrics,
+        stats: RunStats,
+        stop: threading.Event,
+        skip_upto: int,
+    ) -> None:
+        self.cur = cur
+        self.target = target
+        self.rels = relations
+        self.shapes = relations.shapes  # the same dict: the hot path reads it directly
+        self.applier = applier
+        self.opts = opts
+        self.metrics = metrics
+        self.stats = stats
+        self.stop = stop
+        self.skip_upto = skip_upto  # commit LSN stored on the target when streaming started
+        self.batch = Batch()
+        self.in_txn = False
+        self.skip = False
+        self.last_commit: Commit | None = None
+        self.pending_txns = 0
+        self.pending_changes = 0
+        self.batch_started: float | None = None
+        self.oldest_pending: float | None = None  # source commit time (unix) of the oldest unapplied txn
+        self.last_ping = time.monotonic()
+
+    def run(self) -> None:
+        self._loop(self.cur)
+
+    def on_committed(self, lsn: int) -> None:
+        """The applier finished a commit: the slot may now forget WAL up to ``lsn``."""
+        self._feedback(self.cur, lsn)
+
+    def _loop(self, cur: ReplicationCursor) -> None:
+        max_changes = self.opts.batch_max_changes
+        max_seconds = self.opts.batch_max_seconds
+        metrics = self.metrics
+        read = cur.read_message
+        stop_deadline: float | None = None
+        while True:
+            if self.stop.is_set():
+                # Let the source transaction in progress arrive (briefly), then commit and exit.
+                if stop_deadline is None:
+                    stop_deadline = time.monotonic() + STOP_FINISH_SECONDS
+                if not self.in_txn or time.monotonic() > stop_deadline:
+                    self._graceful_stop(cur)
+                    return
+            msg = read()
+            if msg is None:
+                metrics.beat()
+                if self.pending_txns and not self.in_txn:
+                    self._commit(cur)
+                self.applier.reap()
+                idle = not self.in_txn and not self.pending_txns and not self.applier.in_flight
+                if idle and time.monotonic() - self.last_ping > PING_SECONDS:
+                    # A quiet stream still notices a lost target connection (and with it the lease).
+                    self.last_ping = time.monotonic()
+                    self.applier.submit(self.target.ping)
+                self._update_lag(cur, idle=idle)
+                wait = 0.01 if self.applier.in_flight else 0.05 if stop_deadline else IDLE_WAIT_SECONDS
+                select.select([cur], [], [], wait)
+                continue
+            payload = msg.payload
+            if payload[0] == 0x49 and not self.skip:  # Insert: the hot path, no message object
+                (oid,) = _OID.unpack_from(payload, 1)
+                shape = self.shapes.get(oid) or self._shape(oid)
+                if shape is not None:
+                    self.batch.insert(shape.relation, shape.key_indexes, tuple_data(payload, 6)[0])
+                    self.pending_changes += 1
+            else:
+                self._handle(decode(payload), cur)
+            if self.in_txn:
+                if self.batch.changes >= max_changes:
+                    self._flush()
+            elif self.pending_txns and (
+                self.pending_changes >= max_changes
+                or time.monotonic() - (self.batch_started or 0.0) >= max_seconds
+            ):
+                self._commit(cur)
+
+    def _handle(self, m: object, cur: ReplicationCursor) -> None:
+        if isinstance(m, Insert):
+            if self.skip:
+                return
+            shape = self._shape(m.relation_oid)
+            if shape is not None:
+                self.batch.insert(shape.relation, shape.key_indexes, m.new)
+                self.pending_changes += 1
+        elif isinstance(m, Update):
+            if self.skip:
+                return
+            shape = self._shape(m.relation_oid)
+            if shape is not None:
+                try:
+                    self.batch.update(shape.relation, shape.key_indexes, m.new, m.old)
+                except NeedsTargetRow:
+                    assert m.old is not None
+                    self._flush()
+                    old_key = tuple(m.old[i] for i in shape.key_indexes)
+                    self.applier.submit(lambda: self.target.move_row(shape, old_key, m.new))
+                self.pending_changes += 1
+        elif isinstance(m, Delete):
+            if self.skip:
+                return
+            shape = self._shape(m.relation_oid)
+            if shape is not None:
+                self.batch.delete(shape.relation, shape.key_indexes, m.old)
+                self.pending_changes += 1
+        elif isinstance(m, Begin):
+            self.in_txn = True
+            self.skip = m.final_lsn <= self.skip_upto
+            if not self.skip and self.batch_started is None:
+                self.batch_started = time.monotonic()
+                self.oldest_pending = PG_EPOCH_UNIX + m.commit_time / 1e6
+        elif isinstance(m, Commit):
+            self.metrics.beat()  # a busy stream may never be idle: beat per transaction
+            self.in_txn = False
+            if self.skip:
+                self.skip = False
+                self.metrics.transactions_skipped += 1
+                if not self.pending_txns and not self.applier.in_flight:
+                    self._feedback(cur, m.end_lsn)
+                return
+            self.pending_txns += 1
+            self.last_commit = m
+        elif isinstance(m, Relation):
+            self._relation(m)
+        elif isinstance(m, Truncate):
+            if self.skip:
+                return
+            names = []
+            for oid in m.relation_oids:
+                shape = self._shape(oid)
+                if shape is not None:
+                    self.batch.drop_table(oid)
+                    names.append(shape.target)
+            if names:
+                self.applier.submit(lambda: self.target.truncate(names))
+                self.pending_changes += 1
+
+    def _relation(self, rel: Relation) -> None:
+        if not self.rels.changed(rel):
+            return
+        if self.batch.has_entries(rel.oid):
+            self._flush()  # buffered rows have the old shape
+        self.rels.update(rel)
+
+    def _shape(self, oid: int) -> Shape | None:
+        return self.rels.shape(oid)
+
+    # -- apply / commit -------------------------------------------------------------------
+    def _flush(self) -> None:
+        self.metrics.beat()  # also inside one huge source transaction
+        if self.batch.tables:
+            batch, self.batch = self.batch, Batch()
+            shapes = {oid: s for oid, s in self.shapes.items() if s is not None and oid in batch.tables}
+            self.applier.submit(lambda: self.target.apply(batch, shapes))
+
+    def _commit(self, cur: ReplicationCursor) -> None:
+        assert self.last_commit is not None
+        self._flush()
+        last = self.last_commit
+        txns, changes = self.pending_txns, self.pending_changes
+        commit_time = PG_EPOCH + timedelta(microseconds=last.commit_time)
+        shapes = [s for s in self.shapes.values() if s is not None]
+        started = self.batch_started or time.monotonic()
+
+        def commit() -> None:
+            self.target.commit(
+                commit_lsn=last.commit_lsn,
+                end_lsn=last.end_lsn,
+                commit_time=commit_time,
+                transactions=txns,
+                changes=changes,
+            )
+            for shape in shapes:
+                shape.used_in_txn = False
+            m = self.metrics
+            m.changes_applied += changes
+            m.transactions_applied += txns
+            m.batches += 1
+            m.batch_seconds_sum += time.monotonic() - started
+            m.applied_lsn = last.end_lsn
+            self.stats.changes += changes
+            self.stats.transactions += txns
+            self.stats.batches += 1
+
+        self.applier.submit(commit, feedback_lsn=last.end_lsn)
+        self.pending_txns = 0
+        self.pending_changes = 0
+        self.batch_started = None
+        self.oldest_pending = None
+        self._update_lag(cur, idle=False, commit_time=commit_time)
+
+    def _feedback(self, cur: ReplicationCursor, flush_lsn: int) -> None:
+        """Tell the slot it may forget WAL up to ``flush_lsn`` (only after the target committed)."""
+        cur.send_feedback(flush_lsn=flush_lsn)
+
+    def _rollback(self) -> None:
+        self.applier.sync(self.target.rollback)
+        self.batch.clear()
+        self.shapes.clear()  # staging tables created in the rolled-back transaction are gone
+        self.pending_txns = 0
+        self.pending_changes = 0
+        self.batch_started = None
+
+    def _graceful_stop(self, cur: ReplicationCursor) -> None:
+        self.stats.stopped = True
+        if self.in_txn:
+            log.info("stopping: rolling back the batch (source transaction in progress; it will replay)")
+            self._rollback()
+        elif self.pending_txns:
+            self._commit(cur)
+            self.applier.reap(wait_all=True)
+            log.info("stopping: committed the last batch up to %s", format_lsn(self.target.end_lsn))
+        else:
+            self.applier.sync(self.target.rollback)
+            log.info("stopping: nothing pending; applied up to %s", format_lsn(self.target.end_lsn))
+
+    def _update_lag(self, cur: ReplicationCursor, *, idle: bool, commit_time: datetime | None = None) -> None:
+        m = self.metrics
+        wal_end = cur.wal_end or 0
+        m.server_wal_end = max(m.server_wal_end, wal_end)
+        if idle:
+            m.lag_bytes = 0
+            m.lag_seconds = 0.0
+            return
+        m.lag_bytes = max(0, m.server_wal_end - self.target.end_lsn)
+        if self.oldest_pending is not None:
+            m.lag_seconds = max(0.0, time.time() - self.oldest_pending)
+        elif commit_time is not None:
+            m.lag_seconds = max(0.0, time.time() - commit_time.timestamp())

@@ -1,0 +1,138 @@
+"""How a batch reaches a target table: the per-relation SQL (a :class:`Shape`) and the COPY text
+of the staging table. Pure: builds text, runs nothing.
+
+A batch is applied per table through a temporary staging table: one ``COPY`` of the compacted
+entries, then at most three statements (``DELETE ... USING``, ``INSERT ... ON CONFLICT DO UPDATE``,
+and an ``UPDATE`` for rows whose TOASTed columns did not change). Rows of keys the batch inserted
+first can skip staging and go straight into the target with ``COPY``. Values stay in PostgreSQL's
+text form from the source to the target (both sessions use the same settings, see ``pg.session``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zdtp_worker.contract.spec import TableName
+from zdtp_worker.incremental.batch import DELETED, TableBatch
+from zdtp_worker.incremental.pgoutput import UNCHANGED, Relation, Value
+from zdtp_worker.pg.quoting import ident
+
+
+@dataclass
+class Shape:
+    """How one source relation (as last described by a Relation message) maps onto its target."""
+
+    relation: Relation
+    target: TableName
+    key_indexes: tuple[int, ...]
+    stage: str
+    sql_delete: str
+    sql_upsert: str
+    sql_partial: str
+    sql_copy_direct: str
+    used_in_txn: bool = False
+
+
+def build_shape(
+    relation: Relation,
+    *,
+    target: TableName,
+    key_names: tuple[str, ...],
+    column_types: dict[str, str],
+    seq: int,
+) -> tuple[Shape, str]:
+    """The relation's apply statements, and the DDL of its staging table (run it before use)."""
+    names = [c.name for c in relation.columns]
+    key_indexes = tuple(names.index(k) for k in key_names)
+    stage = f"pg_temp.zdtp_stage_{seq}"
+    cols = ", ".join(ident(n) for n in names)
+    keys_match = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in key_names)
+    non_key = [n for n in names if n not in key_names]
+    if non_key:
+        on_conflict = "DO UPDATE SET " + ", ".join(f"{ident(n)} = EXCLUDED.{ident(n)}" for n in non_key)
+    else:
+        on_conflict = "DO NOTHING"
+    partial_sets = ", ".join(
+        f"{ident(n)} = CASE WHEN {i} = ANY(s._keep) THEN t.{ident(n)} ELSE s.{ident(n)} END"
+        for i, n in enumerate(names)
+        if n not in key_names
+    )
+    stage_cols = ", ".join(f"{ident(n)} {column_types[n]}" for n in names)
+    ddl = (
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage.removeprefix('pg_temp.')} "
+        f'(_op "char", _keep int[], {stage_cols}) ON COMMIT DELETE ROWS'
+    )
+    shape = Shape(
+        relation=relation,
+        target=target,
+        key_indexes=key_indexes,
+        stage=stage,
+        sql_delete=f"DELETE FROM {target.qualified} t USING {stage} s WHERE s._op = 'D' AND {keys_match}",
+        sql_upsert=(
+            f"INSERT INTO {target.qualified} ({cols}) SELECT {cols} FROM {stage} WHERE _op = 'U'"
+            f" ON CONFLICT ({', '.join(ident(k) for k in key_names)}) {on_conflict}"
+        ),
+        sql_copy_direct=f"COPY {target.qualified} ({cols}) FROM STDIN",
+        sql_partial=(
+            f"UPDATE {target.qualified} t SET {partial_sets} FROM {stage} s"
+            f" WHERE s._op = 'P' AND {keys_match}"
+            if partial_sets
+            else ""
+        ),
+    )
+    return shape, ddl
+
+
+_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\n", b"\\n"), (b"\r", b"\\r"))
+
+
+def copy_value(value: Value) -> bytes:
+    """One value in COPY text format (``\\N`` for NULL and for the unused columns of a delete)."""
+    if value is None or value is UNCHANGED:
+        return b"\\N"
+    assert isinstance(value, bytes)
+    if b"\\" in value or b"\t" in value or b"\n" in value or b"\r" in value:
+        for raw, escaped in _ESCAPES:
+            value = value.replace(raw, escaped)
+    return value
+
+
+def stage_rows(tb: TableBatch, *, direct_new: bool = False) -> tuple[bytes, list[bytes], int, int, int]:
+    """COPY text for the staging table (``_op``, ``_keep``, columns...), and the op counts.
+
+    With ``direct_new``, full rows of keys the batch inserted first come back separately as plain
+    COPY lines for the target table itself (no staging, no ON CONFLICT).
+    """
+    width = len(tb.relation.columns)
+    key_indexes = tb.key_indexes
+    new_keys = tb.new_keys if direct_new else set()
+    lines: list[bytes] = []
+    direct: list[bytes] = []
+    append = lines.append
+    n_del = n_up = n_part = 0
+    for key, entry in tb.entries.items():
+        if entry is DELETED:
+            values: list[bytes] = [b"\\N"] * width
+            for i, k in zip(key_indexes, key, strict=True):
+                values[i] = copy_value(k)
+            append(b"D\t\\N\t" + b"\t".join(values) + b"\n")
+            n_del += 1
+            continue
+        assert isinstance(entry, list)
+        if UNCHANGED in entry:
+            keep = ",".join(str(i) for i, v in enumerate(entry) if v is UNCHANGED).encode()
+            append(b"P\t{" + keep + b"}\t" + b"\t".join([copy_value(v) for v in entry]) + b"\n")
+            n_part += 1
+            continue
+        # Hot path: one C-level scan of the row decides whether any value needs escaping.
+        probe = b"".join([v if v.__class__ is bytes else b"" for v in entry])  # type: ignore[misc]
+        if b"\\" in probe or b"\t" in probe or b"\n" in probe or b"\r" in probe:
+            row = b"\t".join([copy_value(v) for v in entry]) + b"\n"
+        else:
+            row = b"\t".join([v if v.__class__ is bytes else b"\\N" for v in entry]) + b"\n"  # type: ignore[misc]
+        if key in new_keys:
+            direct.append(row)
+        else:
+            append(b"U\t\\N\t" + row)
+        n_up += 1
+    return b"".join(lines), direct, n_del, n_up, n_part
