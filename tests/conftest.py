@@ -3,6 +3,9 @@
 Session-scoped servers are reused when already running (warm runs stay fast); every test gets
 fresh databases / a fresh namespace so tests never see each other's data.
 
+``seed`` gives randomised tests (chaos, generators) their seed: ``ZDTP_TEST_SEED`` replays a run,
+otherwise a fresh one is drawn; a failing test's report says how to replay it.
+
 It also holds the real-node policy: tests marked ``realnode`` run real pods. Under
 ``ZDTP_REAL_NODE=required`` (CI, ``make test`` as root on Linux) any skip of such a test is turned
 into a failure carrying the skip's reason; elsewhere a skip stays a skip but the terminal summary
@@ -12,6 +15,7 @@ says loudly that no real pod ran. The summary always counts the real-pod tests.
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +42,16 @@ def tmp_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     yield monkeypatch
 
 
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """The test's random seed: ``ZDTP_TEST_SEED`` if set (replay), else a fresh one."""
+    env = os.environ.get("ZDTP_TEST_SEED")
+    value = int(env) if env else random.randrange(1 << 32)
+    request.node.user_properties.append(("zdtp_seed", value))
+    print(f"zdtp seed {value} (replay: ZDTP_TEST_SEED={value})")
+    return value
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     mode = os.environ.get("ZDTP_REAL_NODE", "") or "optional (realnode tests skip where no node can run)"
     return [
@@ -57,9 +71,13 @@ def _skip_reason(report: pytest.TestReport) -> str:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    seeds = [v for k, v in item.user_properties if k == "zdtp_seed"]
+    if report.failed and seeds:
+        replay = f"ZDTP_TEST_SEED={seeds[0]} python -m pytest '{item.nodeid}'"
+        report.sections.append(("zdtp seed", f"seed {seeds[0]}; replay with: {replay}"))
     if item.get_closest_marker("realnode") is None:
         return
-    report: pytest.TestReport = outcome.get_result()
     if report.skipped:
         reason = _skip_reason(report)
         if real_node_required():

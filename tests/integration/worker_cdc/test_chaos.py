@@ -2,6 +2,8 @@
 
 The target audits every row write through a trigger. Updates bump a per-row counter by one, ids
 are never reused, so a source change applied twice would write the same (id, counter) twice.
+The generator's changes and the kill moments come from the ``seed`` fixture (``ZDTP_TEST_SEED``
+replays them; a failure's report prints the seed).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class Generator(threading.Thread):
 
 
 def test_kill_9_during_stream_loses_and_duplicates_nothing(
-    source_dsn: str, target_dsn: str, tmp_path: Path
+    source_dsn: str, target_dsn: str, tmp_path: Path, seed: int
 ) -> None:
     with psycopg.connect(source_dsn, autocommit=True) as src:
         src.execute("CREATE TABLE chaos (id int PRIMARY KEY, counter int NOT NULL, payload text)")
@@ -95,7 +97,6 @@ def test_kill_9_during_stream_loses_and_duplicates_nothing(
     port = free_port()
     spec = make_spec(["chaos"], batch_max_changes=2000, health_port=port)
     log = tmp_path / "worker.log"
-    seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     proc = start_subprocess_worker(spec, source_dsn, target_dsn, log=log)
     wait_until(lambda: ready(port), timeout=30, what="first worker streaming")  # slot exists
