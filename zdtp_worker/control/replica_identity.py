@@ -3,7 +3,9 @@
 The stream applies UPDATE and DELETE by key, so every streamed table needs a key the source
 publishes with each change: the primary key (``REPLICA IDENTITY DEFAULT``), a unique index on
 NOT NULL columns (``REPLICA IDENTITY USING INDEX``), or ``REPLICA IDENTITY FULL`` on a table
-that still has one of those (the old row is then sent whole; zdtp keys by the PK/index).
+that still has one of those (the old row is then sent whole; zdtp keys by the PK/index). A
+keyless ``REPLICA IDENTITY FULL`` table streams too, by whole-row match (``key == ()``, see
+:mod:`zdtp_worker.incremental.rowwise`), as PostgreSQL's own subscriber does.
 
 A table without one must be refused **before** anything runs, not by the worker: adding it to a
 publication that publishes UPDATE/DELETE would also make the source's own UPDATE/DELETE on it fail
@@ -93,8 +95,9 @@ def _describe(conn: psycopg.Connection, table: TableName, oid: int, identity: st
         return IdentityCheck(table, identity, replident[1])
     if pk:
         return IdentityCheck(table, identity, pk)
-    if identity == "f" and candidates:
-        return IdentityCheck(table, identity, candidates[0][1])
+    if identity == "f":
+        # Keyed by a unique index when there is one; else by the whole row (see incremental.rowwise).
+        return IdentityCheck(table, identity, candidates[0][1] if candidates else ())
     if candidates:
         name, cols = candidates[0]
         return IdentityCheck(

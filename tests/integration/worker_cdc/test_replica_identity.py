@@ -73,13 +73,13 @@ def test_keys_and_refusals(source_dsn: str) -> None:
     assert not by["uq_nullable"].ok and by["uq_nullable"].fix_index is None
     assert "no primary key and no unique index on NOT NULL columns" in (by["nokey"].problem or "")
     assert "UPDATE/DELETE on it fail" in (by["nokey"].problem or "")
-    assert not by["full_nokey"].ok
+    assert by["full_nokey"].ok and by["full_nokey"].key == ()  # streamed by whole-row match
     assert "REPLICA IDENTITY NOTHING" in (by["nothing"].problem or "")
     assert (by["parted_bad"].problem or "").startswith("source table public.parted_bad has no primary key")
 
     message = replica_identity.refusal(checks)
-    assert message is not None and message.startswith("CDC cannot stream 6 table(s): ")
-    for table in ("public.uq ", "public.nokey ", "public.nothing ", "public.full_nokey "):
+    assert message is not None and message.startswith("CDC cannot stream 5 table(s): ")
+    for table in ("public.uq ", "public.nokey ", "public.nothing "):
         assert table in message
     # Opting in accepts the tables zdtp can fix with an existing index, no others.
     opted = replica_identity.refusal(checks, set_replica_identity=True)
