@@ -108,6 +108,14 @@ class IncrementalOptions(_Model):
     health_port: Annotated[int, Field(gt=0, lt=65536)] = 8080
     ready_max_lag_seconds: Annotated[float, Field(gt=0)] = 60.0
     initial_snapshot: bool = False
+    # A table without a primary key but with a unique index on NOT NULL columns: let zdtp set
+    # REPLICA IDENTITY USING INDEX on the source (never done unless asked).
+    set_replica_identity: bool = False
+    # Follow a source column type change that is not a safe widening (values are copied again).
+    allow_lossy_type_changes: bool = False
+    # The sync's include/exclude patterns: tables matching them but not streamed are reported.
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
 
 
 class WorkerSpec(_Model):
