@@ -10,6 +10,7 @@ attempt's termination message in its own pod for the report.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from kubernetes.client import (
     V1Job,
@@ -59,11 +60,13 @@ def _job(
     name: str,
     namespace: str,
     labels: Mapping[str, str],
-    pod_annotations: Mapping[str, str] | None,
     spec: dict,
-    active_deadline_seconds: int | None,
+    pod_annotations: Mapping[str, str] | None = None,
+    active_deadline_seconds: int | None = None,
     pod_kwargs: Mapping | None = None,
 ) -> V1Job:
+    """The Job around a worker pod; ``common`` of the builders below lands here (name,
+    namespace, labels, pod annotations, deadline, pod-spec kwargs)."""
     template = V1PodTemplateSpec(
         metadata=V1ObjectMeta(labels=dict(labels), annotations=dict(pod_annotations or {}) or None),
         spec=build_pod_spec(cfg, restart_policy="Never", **dict(pod_kwargs or {})),
@@ -76,17 +79,7 @@ def _job(
     )
 
 
-def worker_job(
-    cfg: WorkerContainer,
-    *,
-    name: str,
-    namespace: str,
-    labels: Mapping[str, str],
-    retries: int = 0,
-    pod_annotations: Mapping[str, str] | None = None,
-    active_deadline_seconds: int | None = None,
-    pod_kwargs: Mapping | None = None,
-) -> V1Job:
+def worker_job(cfg: WorkerContainer, *, retries: int = 0, **common: Any) -> V1Job:
     """Pattern (a), "template expansion": one Job runs one worker once (plus ``retries``)."""
     _non_negative(retries=retries)
     spec = dict(
@@ -95,31 +88,17 @@ def worker_job(
         backoff_limit=retries,
         pod_failure_policy=pod_failure_policy(per_index=False),
     )
-    return _job(
-        cfg,
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        pod_annotations=pod_annotations,
-        spec=spec,
-        active_deadline_seconds=active_deadline_seconds,
-        pod_kwargs=pod_kwargs,
-    )
+    return _job(cfg, spec=spec, **common)
 
 
 def indexed_job(
     cfg: WorkerContainer,
     *,
-    name: str,
-    namespace: str,
-    labels: Mapping[str, str],
     completions: int,
     parallelism: int,
     retries_per_index: int = 1,
     max_failed_indexes: int | None = None,
-    pod_annotations: Mapping[str, str] | None = None,
-    active_deadline_seconds: int | None = None,
-    pod_kwargs: Mapping | None = None,
+    **common: Any,
 ) -> V1Job:
     """Pattern (b): one Indexed Job, index *i* runs worker *i*; retries are counted per index so
     one flaky chunk cannot spend the budget of the others."""
@@ -135,30 +114,11 @@ def indexed_job(
         max_failed_indexes=max_failed_indexes,
         pod_failure_policy=pod_failure_policy(per_index=True),
     )
-    return _job(
-        cfg,
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        pod_annotations=pod_annotations,
-        spec=spec,
-        active_deadline_seconds=active_deadline_seconds,
-        pod_kwargs=pod_kwargs,
-    )
+    return _job(cfg, spec=spec, **common)
 
 
 def queue_job(
-    cfg: WorkerContainer,
-    *,
-    name: str,
-    namespace: str,
-    labels: Mapping[str, str],
-    parallelism: int,
-    items: int | None = None,
-    retries: int = 3,
-    pod_annotations: Mapping[str, str] | None = None,
-    active_deadline_seconds: int | None = None,
-    pod_kwargs: Mapping | None = None,
+    cfg: WorkerContainer, *, parallelism: int, items: int | None = None, retries: int = 3, **common: Any
 ) -> V1Job:
     """Patterns (c) and (d): workers pull from a work queue.
 
@@ -176,16 +136,7 @@ def queue_job(
         backoff_limit=retries,
         pod_failure_policy=pod_failure_policy(per_index=False),
     )
-    return _job(
-        cfg,
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        pod_annotations=pod_annotations,
-        spec=spec,
-        active_deadline_seconds=active_deadline_seconds,
-        pod_kwargs=pod_kwargs,
-    )
+    return _job(cfg, spec=spec, **common)
 
 
 def _positive(**values: int) -> None:

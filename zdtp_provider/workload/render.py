@@ -66,23 +66,30 @@ def _parts(options: WorkloadOptions) -> PodParts:
     return replace(parts, mounts=[*parts.mounts, mount], pod_kwargs={**parts.pod_kwargs, "volumes": volumes})
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The workload being rendered: its name, namespace and labels (its companions share them)."""
+
+    name: str
+    namespace: str
+    labels: Mapping[str, str]
+
+
 def _container(
     options: WorkloadOptions,
     parts: PodParts,
-    *,
-    name: str,
-    namespace: str,
-    labels: Mapping[str, str],
+    target: _Target,
     spec_files: Mapping[str, str],
+    *,
     dsns: Mapping[str, str] | None,
     args: Sequence[str],
     index_template: str | None = None,
     health_port: int | None = None,
 ):
     inputs = workload_inputs(
-        name=name,
-        namespace=namespace,
-        labels=labels,
+        name=target.name,
+        namespace=target.namespace,
+        labels=target.labels,
         spec_files=spec_files,
         dsns=dict(dsns or {}),
         user_secret=options.credentials.user_secret(),
@@ -139,16 +146,9 @@ def render_pod(
         run_id=spec.run_id,
         extra=options.pod.labels,
     )
-    cfg, inputs = _container(
-        options,
-        parts,
-        name=pod_name,
-        namespace=namespace,
-        labels=labels,
-        spec_files={"spec.json": spec.to_json()},
-        dsns=dsns,
-        args=full_args(queue=queue, queue_mode=queue_mode),
-    )
+    target = _Target(pod_name, namespace, labels)
+    args = full_args(queue=queue, queue_mode=queue_mode)
+    cfg, inputs = _container(options, parts, target, {"spec.json": spec.to_json()}, dsns=dsns, args=args)
     pod = build_pod(
         cfg,
         name=pod_name,
@@ -209,10 +209,8 @@ def _render_job(
     cfg, inputs = _container(
         options,
         parts,
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        spec_files=spec_files,
+        _Target(name, namespace, labels),
+        spec_files,
         dsns=dsns,
         args=shape.args or full_args(),
         index_template=f"spec-$({INDEX_ENV}).json" if indexed else None,
@@ -293,10 +291,8 @@ def render_deployment(
     cfg, inputs = _container(
         options,
         parts,
-        name=name,
-        namespace=namespace,
-        labels=labels,
-        spec_files={"spec.json": spec.to_json()},
+        _Target(name, namespace, labels),
+        {"spec.json": spec.to_json()},
         dsns=dsns,
         args=incremental_args(),
         health_port=spec.incremental.health_port,

@@ -37,6 +37,18 @@ def owner_key(dag_id: str, task_id: str, map_index: int = UNMAPPED) -> str:
     return f"{dag_id}.{task_id}.{map_index}"
 
 
+def pod_task_labels(*, dag_id: str, task_id: str, run_id: str, map_index: int, try_number: int) -> dict:
+    """The task-instance labels KubernetesPodOperator puts on its pod to find it again (same
+    keys and value sanitising as KPO's, so a rendered pod carries them too)."""
+    from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
+
+    labels = {"dag_id": dag_id, "task_id": task_id, "run_id": run_id, "kubernetes_pod_operator": "True"}
+    if map_index >= 0:
+        labels["map_index"] = str(map_index)
+    labels["try_number"] = str(try_number)
+    return {k: make_safe_label_value(v) for k, v in labels.items()}
+
+
 def sync_task_options(config: SyncTaskConfig) -> WorkloadOptions:
     return WorkloadOptions.from_kwargs(**options_kwargs(config_kwargs(config)))
 
@@ -71,8 +83,8 @@ def render_sync_task(
                 )
             )
         else:
-            out.extend(
-                render_pod(
+            for map_index, spec in enumerate(full_specs):
+                pod = render_pod(
                     options,
                     spec,
                     namespace=config.namespace,
@@ -81,8 +93,16 @@ def render_sync_task(
                     try_number=FIRST_TRY,
                     dsns=dsns,
                 )
-                for spec in full_specs
-            )
+                pod.workload.metadata.labels.update(
+                    pod_task_labels(
+                        dag_id=config.dag_id,
+                        task_id=COPY_TASK,
+                        run_id=run_id,
+                        map_index=map_index,
+                        try_number=FIRST_TRY,
+                    )
+                )
+                out.append(pod)
     if config.mode != "full":
         spec = stream_spec(config, stream_tables)
         out.append(render_deployment(options, spec, namespace=config.namespace, dsns=dsns))
