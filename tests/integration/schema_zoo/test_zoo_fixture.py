@@ -20,7 +20,7 @@ def test_zoo_builds_and_equals_itself(zoo_source: str) -> None:
         shapes = digest.read_shapes(conn, [schema_zoo.SCHEMA])
         assert sorted(shapes) == sorted(schema_zoo.label(t) for t in schema_zoo.TABLES)
         keyless = {label for label, shape in shapes.items() if shape.row_key is None}
-        assert keyless == {"zoo.nokey_plain", "zoo.ri_full"}
+        assert keyless == {"zoo.nokey_plain", "zoo.ri_full_nokey"}
         assert shapes["zoo.nokey_unique"].row_key == ("code",)
         toasted = conn.execute(
             "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'zoo.toast_blobs'::regclass"
@@ -40,7 +40,7 @@ def test_digest_reports_each_kind_of_difference(pg_server: PgServer, zoo_source:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("UPDATE zoo.text_key SET v = v + 1 WHERE k = 'ß'")
             conn.execute("DELETE FROM zoo.nokey_plain WHERE a = 3")
-            conn.execute("INSERT INTO zoo.ri_full VALUES (7, 'twin', 1)")
+            conn.execute("INSERT INTO zoo.ri_full_nokey VALUES (7, 'twin', 1)")
             conn.execute('ALTER TABLE zoo."Order Items" ALTER COLUMN "Qty" TYPE bigint')
             conn.execute("ALTER TABLE zoo.defaults ALTER COLUMN priority DROP DEFAULT")
             conn.execute("UPDATE zoo.scalars_edge SET f8 = 0 WHERE id = 4")  # was -0
@@ -52,7 +52,7 @@ def test_digest_reports_each_kind_of_difference(pg_server: PgServer, zoo_source:
             "zoo.text_key: rows by key (k): 0 missing in target, 0 extra, 1 changed",
             "changed ('ß',): v: source '10' target '11'",
             "zoo.nokey_plain: rows (no key, compared as multisets): 3 missing in target",
-            "zoo.ri_full: rows (no key, compared as multisets): 0 missing in target, 1 extra",
+            "zoo.ri_full_nokey: rows (no key, compared as multisets): 0 missing in target, 1 extra",
             "zoo.Order Items: column 'Qty' type: source 'integer', target 'bigint'",
             "zoo.defaults: column 'priority' default: source '7', target None",
             "changed ('4',): f8: source '-0' target '0'",
