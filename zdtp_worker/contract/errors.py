@@ -25,9 +25,9 @@ class ExitCode(IntEnum):
         return int(self) in FATAL_EXIT_CODES
 
 
-# Exit codes a Job's podFailurePolicy and the operators treat as final (no retry). Sorted tuple:
-# manifests list them in this order.
-FATAL_EXIT_CODES: tuple[int, ...] = (int(ExitCode.DATA_ERROR), int(ExitCode.CONFIG_ERROR))
+# Exit codes a Job's podFailurePolicy and the operators treat as final (no retry); manifests list
+# them as ``sorted(FATAL_EXIT_CODES)``.
+FATAL_EXIT_CODES: frozenset[int] = frozenset({int(ExitCode.DATA_ERROR), int(ExitCode.CONFIG_ERROR)})
 
 
 class WorkerError(Exception):
