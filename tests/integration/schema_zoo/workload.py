@@ -102,7 +102,7 @@ BEFORE_KILL: tuple[Step, ...] = (
         """INSERT INTO zoo."v1.2.events" SELECT i, 'after truncate', NULL FROM generate_series(1, 50) i""",
     ),
     _step(
-        "generated, defaults, identity and edge values through the stream",
+        "generated, defaults, identity and edge values",
         "UPDATE zoo.generated_cols SET qty = qty + 1 WHERE id <= 100",
         "INSERT INTO zoo.generated_cols (id, qty, price) VALUES (1001, 3, 2.5)",
         "INSERT INTO zoo.defaults (id) VALUES (1001)",
