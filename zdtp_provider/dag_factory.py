@@ -45,7 +45,12 @@ START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def table_asset(config: SyncTaskConfig, table: str) -> Asset:
-    schema, name = table.split(".", 1)
+    from urllib.parse import quote
+
+    from zdtp_worker.contract.identifiers import parse_qualified
+
+    # Any identifier: the canonical name in the Asset name, each part percent-encoded in the URI.
+    schema, name = (quote(p, safe="") for p in parse_qualified(table))
     return Asset(
         name=f"zdtp.{config.target_conn_id}.{table}", uri=f"zdtp://{config.target_conn_id}/{schema}/{name}"
     )
@@ -156,6 +161,7 @@ def _plan_task(config: SyncTaskConfig):
                 for t in spec.tables
             ]
             lines.append(f"  {spec.worker}: {', '.join(parts)}")
+        lines += [f"  note: {e.name}: {e.note}" for e in estimates if e.note]
         print("\n".join(lines))
         if params.get("dry_run"):
             print("dry run: no worker is started")

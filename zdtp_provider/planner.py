@@ -1,11 +1,17 @@
 """Plan a sync run: which workers to start and what each copies.
 
-Two halves: :func:`read_catalog` asks the source for tables, row estimates and primary-key bounds
+Two halves: :func:`read_catalog` asks the source for tables, row estimates and key bounds
 (the only I/O here, cheap catalog and index reads); :func:`plan_workers` is pure and turns those
 estimates into balanced :class:`~zdtp_worker.contract.spec.WorkerSpec` units. Large tables with a single
 integer key are split into key ranges so one huge table does not serialise the run; everything
 is then packed largest-first onto at most ``workers`` workers. The worker splits its units into
 resumable chunks itself, so the plan only needs to be roughly balanced.
+
+Every table gets a chunk key here, not in the worker: the primary key, else a unique index on
+NOT NULL columns (it identifies every row just as well), else none — the table is copied as one
+chunk and the plan says so (:attr:`TableEstimate.note`). Tables zdtp cannot reproduce are refused
+here, all at once, before any worker starts. Names are canonical
+(:mod:`zdtp_worker.contract.identifiers`), so any identifier plans like a plain one.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 import psycopg
 
 from zdtp_provider.config import SyncTaskConfig
+from zdtp_worker.contract.identifiers import parse_qualified, render_qualified
 from zdtp_worker.contract.spec import FullOptions, KeyRange, TableSpec, WorkerSpec
 
 INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
@@ -27,12 +34,22 @@ class PlanningError(ValueError):
 
 @dataclass(frozen=True)
 class TableEstimate:
-    name: str  # schema.table
+    name: str  # canonical schema.table (zdtp_worker.contract.identifiers)
     rows: int
     bytes: int
-    pk: tuple[str, ...]
-    int_pk_min: int | None = None  # set when the PK is one integer column
+    pk: tuple[str, ...]  # the key chunks are cut by: the primary key, else key_index's columns
+    int_pk_min: int | None = None  # set when that key is one integer column
     int_pk_max: int | None = None
+    key_index: str | None = None  # no primary key: the NOT NULL unique index used as the key
+
+    @property
+    def note(self) -> str | None:
+        """What the plan says about a table without a primary key (None when it has one)."""
+        if self.key_index:
+            return f"no primary key: chunked by NOT NULL unique index {self.key_index} ({', '.join(self.pk)})"
+        if not self.pk:
+            return "no primary key or NOT NULL unique index: copied as one chunk (a retry recopies it whole)"
+        return None
 
 
 @dataclass(frozen=True)
@@ -44,54 +61,120 @@ class Unit:
     key_range: KeyRange | None = None
 
 
+# Tables (not partitions: a partitioned table is copied through its parent) with their row
+# estimate, size and chunk key: the primary key, else the NOT NULL unique index with the fewest
+# columns (no predicate, no expressions: it identifies every row), else none.
 _CATALOG_SQL = """
-SELECT n.nspname || '.' || c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid),
-       coalesce((SELECT array_agg(a.attname ORDER BY k.ord)
-                 FROM pg_index i
-                 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-                 WHERE i.indrelid = c.oid AND i.indisprimary), '{}'),
-       (SELECT format_type(a.atttypid, NULL) FROM pg_index i
-          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnkeyatts = 1)
+SELECT n.nspname, c.relname, greatest(c.reltuples, 0)::bigint,
+       CASE WHEN c.relkind = 'p' THEN coalesce((SELECT sum(pg_table_size(p.relid))::bigint
+                                                FROM pg_partition_tree(c.oid) p), 0)
+            ELSE pg_table_size(c.oid) END,
+       k.cols, k.primary_key, k.index_name, k.first_type
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN LATERAL (
+  SELECT array_agg(a.attname::text ORDER BY u.ord) AS cols, i.indisprimary AS primary_key,
+         ic.relname::text AS index_name,
+         (array_agg(format_type(a.atttypid, NULL) ORDER BY u.ord))[1] AS first_type
+  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+  CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS u(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.attnum
+  WHERE i.indrelid = c.oid AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+  GROUP BY i.indexrelid, i.indisprimary, ic.relname, i.indnkeyatts
+  HAVING bool_and(a.attnotnull)
+  ORDER BY i.indisprimary DESC, i.indnkeyatts, ic.relname
+  LIMIT 1
+) k ON true
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'zdtp') AND n.nspname NOT LIKE 'pg_toast%'
 """
 
+# What zdtp cannot reproduce, known from the source alone (the worker checks the rest, against
+# the target, before it writes anything): one row per problem.
+_UNREPRODUCIBLE_SQL = """
+SELECT n.nspname, c.relname, 'partition ' || quote_ident(fn.nspname) || '.' || quote_ident(f.relname)
+       || ' is a foreign table; zdtp copies only data stored in the source database'
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN LATERAL pg_partition_tree(c.oid) p ON true
+JOIN pg_class f ON f.oid = p.relid AND f.relkind = 'f' JOIN pg_namespace fn ON fn.oid = f.relnamespace
+WHERE c.relkind = 'p' AND NOT c.relispartition
+UNION ALL
+SELECT n.nspname, c.relname, 'column ' || quote_ident(a.attname) || ' has type ' || format_type(t.oid, NULL)
+       || CASE WHEN t.typtype = 'c'
+               THEN ', the row type of a table; zdtp cannot recreate it (use a composite type)'
+               ELSE ', a base type defined outside any extension; create the type and the table on '
+                    || 'the target yourself, zdtp then copies into it' END
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type at ON at.oid = a.atttypid
+JOIN pg_type t ON t.oid = CASE WHEN at.typelem <> 0 AND at.typlen = -1 THEN at.typelem
+                               WHEN at.typtype = 'd' THEN at.typbasetype ELSE at.oid END
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND t.oid >= 16384
+  AND ((t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) <> 'c')
+       OR (t.typtype = 'b' AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass
+                                           AND d.objid = t.oid AND d.deptype = 'e')))
+"""
+
+
+def _missing_hint(missing: str, catalog: list[str]) -> str:
+    """Point at a table whose name differs only in case (a quoting slip, not a missing table)."""
+    schema, name = parse_qualified(missing)
+    near = [t for t in catalog if [p.lower() for p in parse_qualified(t)] == [schema.lower(), name.lower()]]
+    return f" (did you mean {near[0]}? quote names that are not all lower case)" if near else ""
+
 
 def read_catalog(dsn: str, config: SyncTaskConfig) -> list[TableEstimate]:
-    """Estimates for the tables ``config`` selects; PlanningError for a missing explicit table."""
+    """Estimates for the tables ``config`` selects.
+
+    PlanningError for a missing explicit table, and for selected tables zdtp cannot reproduce
+    (all of them in one message, each with its reason): nothing has run yet.
+    """
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
         rows = conn.execute(_CATALOG_SQL).fetchall()
-        by_name = {r[0]: r for r in rows}
+        by_name = {render_qualified(r[0], r[1]): r for r in rows}
         missing = [t for t in config.tables if t not in by_name]
         if missing:
-            raise PlanningError(f"source has no table {', '.join(missing)} (sync task {config.name!r})")
-        estimates = []
-        for name in config.select_tables(list(by_name)):
-            _, reltuples, size, pk, pk_type = by_name[name]
-            rows_est = int(reltuples)
-            if rows_est == 0:
-                # Never analysed (reltuples -1 → 0) or small: an exact count is cheap enough.
-                schema, table = name.split(".", 1)
-                rows_est = conn.execute(
-                    psycopg.sql.SQL("SELECT count(*) FROM {}.{}").format(
-                        psycopg.sql.Identifier(schema), psycopg.sql.Identifier(table)
-                    )
-                ).fetchone()[0]
-            lo = hi = None
-            if len(pk) == 1 and pk_type in INTEGER_TYPES:
-                schema, table = name.split(".", 1)
-                lo, hi = conn.execute(
-                    psycopg.sql.SQL("SELECT min({k}), max({k}) FROM {s}.{t}").format(
-                        k=psycopg.sql.Identifier(pk[0]),
-                        s=psycopg.sql.Identifier(schema),
-                        t=psycopg.sql.Identifier(table),
-                    )
-                ).fetchone()
-            estimates.append(TableEstimate(name, rows_est, int(size), tuple(pk), lo, hi))
-        return estimates
+            hints = "".join(_missing_hint(t, list(by_name)) for t in missing)
+            raise PlanningError(
+                f"source has no table {', '.join(missing)} (sync task {config.name!r}){hints}"
+            )
+        selected = config.select_tables(list(by_name))
+        problems = [
+            f"{render_qualified(s, n)}: {why}"
+            for s, n, why in conn.execute(_UNREPRODUCIBLE_SQL).fetchall()
+            if render_qualified(s, n) in selected
+        ]
+        if problems:
+            raise PlanningError(
+                f"sync task {config.name!r}: zdtp cannot reproduce {'; '.join(sorted(problems))}. "
+                "Exclude the table(s) or create them on the target yourself."
+            )
+        return [_estimate(conn, by_name[name]) for name in selected]
+
+
+def _estimate(conn: psycopg.Connection, row: tuple) -> TableEstimate:
+    schema, table, reltuples, size, key, primary, index_name, first_type = row
+    qualified = psycopg.sql.Identifier(schema, table)
+    rows_est = int(reltuples)
+    if rows_est == 0:
+        # Never analysed (reltuples -1 → 0) or small: an exact count is cheap enough.
+        rows_est = conn.execute(psycopg.sql.SQL("SELECT count(*) FROM {}").format(qualified)).fetchone()[0]
+    key = tuple(key or ())
+    lo = hi = None
+    if len(key) == 1 and first_type in INTEGER_TYPES:
+        lo, hi = conn.execute(
+            psycopg.sql.SQL("SELECT min({k}), max({k}) FROM {t}").format(
+                k=psycopg.sql.Identifier(key[0]), t=qualified
+            )
+        ).fetchone()
+    return TableEstimate(
+        render_qualified(schema, table),
+        rows_est,
+        int(size or 0),
+        key,
+        lo,
+        hi,
+        key_index=None if primary or not key else index_name,
+    )
 
 
 def split_units(estimates: list[TableEstimate], *, workers: int, allow_split: bool) -> list[Unit]:
@@ -129,6 +212,14 @@ def pack(units: list[Unit], *, workers: int) -> list[list[Unit]]:
     return [b for b in bins if b]
 
 
+def _table_spec(unit: Unit, est: TableEstimate) -> TableSpec:
+    # The chunk key is the planner's decision (primary key, else a NOT NULL unique index), and so
+    # is copying a table with neither as one chunk: the worker does not refuse it later.
+    return TableSpec(
+        source=unit.table, key_range=unit.key_range, key=est.pk or None, allow_single_chunk=not est.pk
+    )
+
+
 def plan_workers(
     config: SyncTaskConfig,
     estimates: list[TableEstimate],
@@ -142,10 +233,11 @@ def plan_workers(
     n = workers or config.workers
     # Swap mode replaces a whole table in one transaction: one worker must own each table.
     units = split_units(estimates, workers=n, allow_split=config.copy_mode != "swap")
+    by_name = {e.name: e for e in estimates}
     options = FullOptions(copy_mode=config.copy_mode, chunk_rows=config.chunk_rows, verify=config.verify)
     specs = []
     for i, bucket in enumerate(pack(units, workers=n)):
-        tables = [TableSpec(source=u.table, key_range=u.key_range) for u in bucket]
+        tables = [_table_spec(u, by_name[u.table]) for u in bucket]
         specs.append(
             WorkerSpec(
                 mode="full", task=config.name, run_id=run_id, worker=f"w{i}", tables=tables, full=options

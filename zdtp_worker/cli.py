@@ -88,13 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     except WorkerError as exc:
         message = redact(str(exc)).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"zdtp-worker: error: {message}", file=sys.stderr, flush=True)
+        # What a full-sync worker finished before failing stays in the result, per table.
+        tables = getattr(exc, "tables", None) or []
         result = WorkerResult(
             status="error",
             exit_code=int(exc.exit_code),
             mode=args.mode,
             run_id=spec.run_id if spec else "",
             worker=spec.worker if spec else "",
+            rows=sum(t.rows for t in tables),
+            bytes=sum(t.bytes for t in tables),
+            chunks=sum(t.chunks for t in tables),
             seconds=round(time.monotonic() - started, 3),
+            tables=tables,
             message=message,
         )
     write_result(result)

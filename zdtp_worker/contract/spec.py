@@ -13,8 +13,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from zdtp_worker.contract.identifiers import (
+    MAX_IDENT_BYTES,
+    IdentifierError,
+    parse_qualified,
+    render_qualified,
+    sql_qualified,
+)
+
 SPEC_VERSION = 1
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -23,13 +30,22 @@ class _Model(BaseModel):
 
 
 def _check_ident(value: str, what: str) -> str:
-    if not _IDENT.match(value):
-        raise ValueError(f"{what} {value!r} is not a plain SQL identifier (letters, digits, _; max 63)")
+    """Any name PostgreSQL can store: non-empty, no NUL, at most 63 bytes (never truncated)."""
+    if not value or "\x00" in value or len(value.encode()) > MAX_IDENT_BYTES:
+        raise ValueError(
+            f"{what} {value!r} is not a PostgreSQL identifier (1 to {MAX_IDENT_BYTES} bytes, no NUL)"
+        )
     return value
 
 
 class TableName(_Model):
-    """A schema-qualified table; parsed from ``"schema.table"`` or ``"table"`` (schema public)."""
+    """A schema-qualified table, any identifier PostgreSQL allows.
+
+    Given as ``{"schema": ..., "name": ...}`` (exact names; what the planner emits) or as text with
+    SQL quoting rules (``sales."Order Items"``, ``orders`` → ``public.orders``; see
+    :mod:`zdtp_worker.contract.identifiers`). ``str()`` is the canonical text form, which parses
+    back to the same table; ``qualified`` is the SQL form.
+    """
 
     schema_: str = Field("public", alias="schema")
     name: str
@@ -40,8 +56,11 @@ class TableName(_Model):
     @classmethod
     def _from_string(cls, value: Any) -> Any:
         if isinstance(value, str):
-            schema, _, name = value.rpartition(".")
-            return {"schema": schema or "public", "name": name}
+            try:
+                schema, name = parse_qualified(value)
+            except IdentifierError as exc:
+                raise ValueError(str(exc)) from None
+            return {"schema": schema, "name": name}
         return value
 
     @field_validator("schema_", "name")
@@ -51,10 +70,10 @@ class TableName(_Model):
 
     @property
     def qualified(self) -> str:
-        return f'"{self.schema_}"."{self.name}"'
+        return sql_qualified(self.schema_, self.name)
 
     def __str__(self) -> str:
-        return f"{self.schema_}.{self.name}"
+        return render_qualified(self.schema_, self.name)
 
 
 class KeyRange(_Model):
@@ -73,8 +92,22 @@ class TableSpec(_Model):
     source: TableName
     target: TableName | None = None
     key_range: KeyRange | None = None
-    # Copy a table without a primary key as one chunk (no resume inside it).
+    # The columns chunks and key ranges are cut by, chosen by the planner: the primary key, or a
+    # unique index on NOT NULL columns when the table has none. None: the worker uses the
+    # primary key (specs written before the planner chose keys).
+    key: tuple[str, ...] | None = None
+    # Copy a table without a primary key (or ``key``) as one chunk (no resume inside it).
     allow_single_chunk: bool = False
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("key names no column (leave it out and set allow_single_chunk instead)")
+            for col in v:
+                _check_ident(col, "key column")
+        return v
 
     @property
     def target_name(self) -> TableName:

@@ -1,8 +1,10 @@
-"""What a table looks like, read from ``pg_catalog``: columns, types, primary key, size.
+"""What a table looks like to the copy, read from ``pg_catalog``: columns, types, keys, size.
 
-The planner needs the primary key and a size estimate, the schema module needs columns and types
-to create or check the target, the copy decides binary vs text from the types. Everything is
-read once per table, under the source snapshot, into a frozen :class:`TableInfo`.
+The chunker needs the chunk key (the primary key, else a unique index on NOT NULL columns — the
+planner's choice travels in ``TableSpec.key``) and a size estimate, the schema module needs
+columns and types to check the target, the copy decides binary vs text from the types and leaves
+generated columns to the target. Everything is read once per table, under the source snapshot,
+into a frozen :class:`TableInfo`. (Creating a faithful target needs more: ``zdtp_worker.pg.shape``.)
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.pg.catalog import key_columns_sql
 from zdtp_worker.pg.quoting import ident
@@ -28,6 +31,7 @@ class Column:
     type_oid: int
     category: str  # pg_type.typcategory: N numeric, S string, D date/time, A array, ...
     not_null: bool
+    generated: bool = False  # GENERATED ALWAYS AS (...): computed by each side, never copied
 
     @property
     def builtin(self) -> bool:
@@ -41,6 +45,9 @@ class TableInfo:
     pk: tuple[str, ...]  # primary-key columns in key order; () when the table has none
     est_rows: int  # pg_class.reltuples (-1 when never analysed)
     size_bytes: int  # heap size
+    oid: int = 0
+    relkind: str = "r"  # "r" table, "p" partitioned table
+    key: tuple[str, ...] = ()  # the chunk key: the primary key or a NOT NULL unique index; ()=none
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -53,8 +60,23 @@ class TableInfo:
         return tuple(self.column(n) for n in self.pk)
 
     @property
+    def key_columns(self) -> tuple[Column, ...]:
+        return tuple(self.column(n) for n in self.key)
+
+    @property
+    def copied(self) -> tuple[Column, ...]:
+        """Columns whose values COPY moves (a generated column is computed by the target)."""
+        return tuple(c for c in self.columns if not c.generated)
+
+    @property
     def column_list(self) -> str:
         return ", ".join(ident(c.name) for c in self.columns)
+
+    @property
+    def from_sql(self) -> str:
+        """What to read rows from: ``ONLY`` a plain table, so rows of tables that INHERIT from it
+        are not copied twice; a partitioned table is read through its partitions."""
+        return self.name.qualified if self.relkind == "p" else f"ONLY {self.name.qualified}"
 
 
 _TABLE_SQL = """
@@ -64,21 +86,54 @@ WHERE n.nspname = $1 AND c.relname = $2
 """
 _COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type_sql, a.atttypid::int AS type_oid,
-       t.typcategory::text AS category, a.attnotnull
+       t.typcategory::text AS category, a.attnotnull, a.attgenerated <> '' AS generated
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
 _PK_SQL = key_columns_sql("$1")
+# Unique indexes that identify every row (no predicate, no expression, all columns NOT NULL),
+# fewest columns first: the planner's rule for a table without a primary key.
+_UNIQUE_KEYS_SQL = """
+SELECT array_agg(a.attname::text ORDER BY u.ord) AS cols
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+CROSS JOIN LATERAL unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY AS u(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
+WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+GROUP BY i.indexrelid, ic.relname, i.indnkeyatts
+HAVING bool_and(a.attnotnull)
+ORDER BY i.indnkeyatts, ic.relname
+"""
 
 
-async def read_table(conn: asyncpg.Connection, table: TableName) -> TableInfo | None:
-    """Return the table's description, or ``None`` when no such table (or view) exists."""
+async def _chunk_key(
+    conn: asyncpg.Connection, table: TableName, oid: int, pk: tuple[str, ...], wanted: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    """The key to chunk by: ``wanted`` (the planner's) when it identifies rows, else PK / index."""
+    candidates = [pk] if pk else []
+    candidates += [tuple(r["cols"]) for r in await conn.fetch(_UNIQUE_KEYS_SQL, oid)]
+    if wanted is None:
+        return candidates[0] if candidates else ()
+    if tuple(wanted) not in candidates:
+        raise DataError(
+            f"source table {table}: key ({', '.join(wanted)}) is neither its primary key nor a unique "
+            "index on NOT NULL columns (the table changed since planning: plan again)"
+        )
+    return tuple(wanted)
+
+
+async def read_table(
+    conn: asyncpg.Connection, table: TableName, *, key: tuple[str, ...] | None = None
+) -> TableInfo | None:
+    """Return the table's description, or ``None`` when no such table (or view) exists.
+
+    ``key`` is the planner's chunk key (checked); without it the primary key, else the best
+    unique index on NOT NULL columns, is used."""
     row = await conn.fetchrow(_TABLE_SQL, table.schema_, table.name)
     if row is None or row["relkind"] not in ("r", "p"):
         return None
     cols = await conn.fetch(_COLUMNS_SQL, row["oid"])
-    pk = await conn.fetch(_PK_SQL, row["oid"])
+    pk_cols = tuple(r["attname"] for r in await conn.fetch(_PK_SQL, row["oid"]))
     return TableInfo(
         name=table,
         columns=tuple(
@@ -88,10 +143,14 @@ async def read_table(conn: asyncpg.Connection, table: TableName) -> TableInfo | 
                 type_oid=c["type_oid"],
                 category=c["category"],
                 not_null=c["attnotnull"],
+                generated=c["generated"],
             )
             for c in cols
         ),
-        pk=tuple(r["attname"] for r in pk),
+        pk=pk_cols,
         est_rows=int(row["reltuples"]),
         size_bytes=int(row["size"]),
+        oid=int(row["oid"]),
+        relkind=row["relkind"],
+        key=await _chunk_key(conn, table, int(row["oid"]), pk_cols, key),
     )

@@ -26,6 +26,7 @@ from zdtp_worker.full.progress import Progress, log_event
 from zdtp_worker.full.schema import CopyFormat
 from zdtp_worker.full.sqlparts import range_clause
 from zdtp_worker.full.verify import range_checksum
+from zdtp_worker.pg.quoting import ident
 
 Verify = Literal["none", "count", "checksum"]
 
@@ -52,6 +53,11 @@ class TableJob:
     copy_into: TableName  # target, or the staging table in swap mode
     fmt: CopyFormat
     part: str = ""  # the key range this worker owns (checkpoints.part_key); "" = whole table
+    # Columns COPY moves (both sides' generated columns left out); () = the source's copied ones.
+    columns: tuple[str, ...] = ()
+    # The target is a table this run created and holds only finished chunks (see finalize): a
+    # chunk has nothing to delete, and there is no index yet to delete with.
+    fresh: bool = False
     rows: int = 0
     bytes: int = 0
     chunks: int = 0
@@ -70,13 +76,15 @@ async def copy_chunk(
     ctx: SessionPair, job: TableJob, chunk: Chunk, *, item: queue.Item | None = None
 ) -> ChunkOutcome | None:
     """Copy one chunk in one transaction; ``None`` when it turned out to be done or not ours."""
-    pk = job.source.pk_columns
+    pk = job.source.key_columns
     read_where = range_clause(pk, chunk.lower, chunk.upper, upper_inclusive=chunk.upper_inclusive)
     delete_where = range_clause(
         pk, chunk.del_lower, chunk.del_upper, upper_inclusive=chunk.del_upper_inclusive
     )
-    columns = [c.name for c in job.source.columns]
-    select_sql = f"SELECT {job.source.column_list} FROM {job.source.name.qualified} WHERE {read_where}"
+    columns = list(job.columns) or [c.name for c in job.source.copied]
+    select_sql = (
+        f"SELECT {', '.join(ident(c) for c in columns)} FROM {job.source.from_sql} WHERE {read_where}"
+    )
     target_key = str(job.target)
     started = time.monotonic()
     tgt = ctx.target
@@ -92,7 +100,8 @@ async def copy_chunk(
             return None
         log_event("chunk_start", table=target_key, chunk=chunk.no, worker=ctx.worker)
         ctx.progress.start_chunk(target_key, chunk.no)
-        await tgt.execute(f"DELETE FROM {job.copy_into.qualified} WHERE {delete_where}")
+        if not job.fresh:
+            await tgt.execute(f"DELETE FROM {job.copy_into.qualified} WHERE {delete_where}")
         rows = nbytes = 0
         if not chunk.empty:
             # Read the range with a bitmap heap scan (pages in physical order, one pin per page)
@@ -118,7 +127,7 @@ async def copy_chunk(
         checksum: Decimal | None = None
         if ctx.verify == "checksum":
             src_rows, checksum = await range_checksum(
-                ctx.source, job.source.name.qualified, columns, read_where if not chunk.empty else "FALSE"
+                ctx.source, job.source.from_sql, columns, read_where if not chunk.empty else "FALSE"
             )
             tgt_rows, tgt_sum = await range_checksum(tgt, job.copy_into.qualified, columns, delete_where)
             if (src_rows, checksum) != (tgt_rows, tgt_sum):

@@ -52,10 +52,10 @@ class Chunk:
 def _bound(values: list[Any] | None, info: TableInfo, what: str) -> Bound:
     if values is None:
         return None
-    if len(values) != len(info.pk) or any(v is None for v in values):
+    if len(values) != len(info.key) or any(v is None for v in values):
         raise ConfigError(
-            f"table {info.name}: key_range.{what} needs {len(info.pk)} non-null values "
-            f"for primary key ({', '.join(info.pk)})"
+            f"table {info.name}: key_range.{what} needs {len(info.key)} non-null values "
+            f"for key ({', '.join(info.key)})"
         )
     return [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
 
@@ -81,13 +81,13 @@ async def plan_table(
     chunk_bytes: int | None,
 ) -> list[Chunk]:
     """Plan ``info``'s chunks, reading the source under the caller's transaction/snapshot."""
-    if not info.pk:
+    if not info.key:
         return single_chunk()
-    pk = info.pk_columns
+    pk = info.key_columns
     kr_lower = _bound(key_range.lower if key_range else None, info, "lower")
     kr_upper = _bound(key_range.upper if key_range else None, info, "upper")
     where = range_clause(pk, kr_lower, kr_upper)
-    table = info.name.qualified
+    table = info.from_sql
     last = await conn.fetchrow(
         f"SELECT {key_text(pk)} FROM {table} WHERE {where} ORDER BY {order_by(pk, descending=True)} LIMIT 1"
     )
@@ -126,13 +126,13 @@ async def _integer_starts(
     chunk_bytes: int | None,
     whole_table: bool,
 ) -> list[list[str]]:
-    col = info.pk_columns[0]
-    lo = int(await conn.fetchval(f"SELECT min({ident(col.name)}) FROM {info.name.qualified} WHERE {where}"))
+    col = info.key_columns[0]
+    lo = int(await conn.fetchval(f"SELECT min({ident(col.name)}) FROM {info.from_sql} WHERE {where}"))
     hi = int(max_key[0])
     if whole_table and info.est_rows > 0:
         rows = info.est_rows
     else:
-        rows = int(await conn.fetchval(f"SELECT count(*) FROM {info.name.qualified} WHERE {where}"))
+        rows = int(await conn.fetchval(f"SELECT count(*) FROM {info.from_sql} WHERE {where}"))
     per_chunk = rows_per_chunk(info, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes, rows=rows)
     span = hi - lo + 1
     step = max(1, math.ceil(span * per_chunk / max(rows, 1)))
@@ -142,16 +142,16 @@ async def _integer_starts(
 async def _sampled_starts(
     conn: asyncpg.Connection, info: TableInfo, where: str, chunk_rows: int, chunk_bytes: int | None
 ) -> list[list[str]]:
-    pk = info.pk_columns
+    pk = info.key_columns
     rows = info.est_rows if info.est_rows > 0 else 0
     per_chunk = rows_per_chunk(info, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes, rows=rows)
     if chunk_bytes and rows == 0:
-        count = int(await conn.fetchval(f"SELECT count(*) FROM {info.name.qualified} WHERE {where}"))
+        count = int(await conn.fetchval(f"SELECT count(*) FROM {info.from_sql} WHERE {where}"))
         per_chunk = rows_per_chunk(info, chunk_rows=chunk_rows, chunk_bytes=chunk_bytes, rows=count)
     cols = ", ".join(f"s.zdtp_k{i}" for i in range(len(pk)))
     sql = (
         f"SELECT {cols} FROM (SELECT {key_text(pk)}, row_number() OVER (ORDER BY {order_by(pk)}) AS zdtp_rn "
-        f"FROM {info.name.qualified} WHERE {where}) s WHERE (s.zdtp_rn - 1) % {int(per_chunk)} = 0 "
+        f"FROM {info.from_sql} WHERE {where}) s WHERE (s.zdtp_rn - 1) % {int(per_chunk)} = 0 "
         f"ORDER BY s.zdtp_rn"
     )
     return [[str(v) for v in r.values()] for r in await conn.fetch(sql)]

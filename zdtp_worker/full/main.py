@@ -9,9 +9,10 @@ The work itself: :mod:`.tables` (a run over the spec's tables), :mod:`.queue_run
 work queue, and :func:`~zdtp_worker.full.queue_run.enqueue_chunks`), :mod:`.session` (sessions).
 
 Exit codes (see ``zdtp_worker.contract.errors``): 78 malformed spec, unknown source table, wrong
-credentials, missing database, invalid snapshot id; 65 table without primary key (unless
-``allow_single_chunk``), incompatible target table (names the column), rows rejected, verification
-mismatch; 75 unreachable host, lost connection, lock timeout, serialization failure, SIGTERM.
+credentials, missing database, invalid snapshot id; 65 table without a key (unless
+``allow_single_chunk``), incompatible or lossy target table (names the column and both types), a
+table zdtp cannot reproduce (names what and the fix), rows rejected, verification mismatch;
+75 unreachable host, lost connection, lock timeout, serialization failure, SIGTERM.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ from zdtp_worker.contract.errors import ConfigError, DataError, TemporaryError, 
 from zdtp_worker.contract.result import WorkerResult
 from zdtp_worker.contract.spec import TableName, WorkerSpec
 from zdtp_worker.full.catalog import read_table
-from zdtp_worker.full.chunk import SessionPair
+from zdtp_worker.full.chunk import SessionPair, TableJob
 from zdtp_worker.full.progress import Progress, Step, log_event
 from zdtp_worker.full.queue_run import run_queue
 from zdtp_worker.full.schema import TargetPlan, ensure_target_table_async
 from zdtp_worker.full.session import close, connect, connect_pair, worker_id
-from zdtp_worker.full.tables import run_tables
+from zdtp_worker.full.tables import run_tables, table_result
 from zdtp_worker.pg.errors import classify
 from zdtp_worker.pg.session import describe_target
+from zdtp_worker.pg.shape_read import read_shape
 
 
 async def run_full_async(
@@ -59,6 +61,7 @@ async def run_full_async(
     step = Step()
     src = tgt = None
     extra: list[SessionPair] = []
+    jobs: list[TableJob] = []
     progress = Progress(interval=opts.progress_interval_seconds)
     reporter: asyncio.Task[None] | None = None
     try:
@@ -82,11 +85,15 @@ async def run_full_async(
             )
         else:
             same_db = describe_target(source_dsn) == describe_target(target_dsn)
-            tables = await run_tables([ctx, *extra], spec, step, same_db)
-    except WorkerError:
+            tables = await run_tables([ctx, *extra], spec, step, same_db, jobs)
+    except WorkerError as exc:
+        exc.tables = [table_result(j, None) for j in jobs]  # type: ignore[attr-defined]
         raise
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-        raise classify(exc, role="full sync", what=step.what) from None
+        error = classify(exc, role="full sync", what=step.what)
+        # Finished chunks are committed: the failed result still reports them, per table.
+        error.tables = [table_result(j, None) for j in jobs]  # type: ignore[attr-defined]
+        raise error from None
     finally:
         if reporter is not None:
             reporter.cancel()
@@ -182,9 +189,10 @@ def ensure_target_table(
             info = await read_table(src, src_name)
             if info is None:
                 raise ConfigError(f"source table {src_name} does not exist")
-            if not info.pk and not allow_single_chunk:
+            if not info.key and not allow_single_chunk:
                 raise DataError(f"source table {src_name} has no primary key")
-            return await ensure_target_table_async(tgt, info, tgt_name)
+            shape = await read_shape(src, info.oid)
+            return await ensure_target_table_async(tgt, info, tgt_name, shape=shape)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise classify(exc, role="ensure target", what=str(tgt_name)) from None
         finally:

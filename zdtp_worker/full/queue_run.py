@@ -25,6 +25,7 @@ from zdtp_worker.full.session import close, connect_pair
 from zdtp_worker.full.tables import check_tables, prepare_table, table_result
 from zdtp_worker.pg.errors import classify
 from zdtp_worker.pg.session import describe_target
+from zdtp_worker.pg.shape_read import read_shape
 
 
 async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]) -> TableJob:
@@ -32,12 +33,14 @@ async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]
     if key in cache:
         return cache[key]
     source = TableName.model_validate(payload["source"])
-    info = await read_table(ctx.source, source)
+    # The key the chunks were cut by (items enqueued before keys were recorded: the default rule).
+    info = await read_table(ctx.source, source, key=tuple(payload["key"]) if payload.get("key") else None)
     if info is None:
         raise ConfigError(f"source table {source} does not exist")
     target = TableName.model_validate(payload["target"])
     copy_into = TableName.model_validate(payload.get("copy_table") or payload["target"])
-    tp = await ensure_target_table_async(ctx.target, info, copy_into)
+    shape = await read_shape(ctx.source, info.oid)
+    tp = await ensure_target_table_async(ctx.target, info, copy_into, shape=shape)
     cache[key] = TableJob(
         run_id=payload["run_id"],
         source=info,
@@ -45,6 +48,7 @@ async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]
         copy_into=copy_into,
         fmt=tp.copy_format,
         part=payload.get("part", ""),
+        columns=tp.columns,
     )
     return cache[key]
 
@@ -112,9 +116,20 @@ def enqueue_chunks(
             await checkpoints.bootstrap(tgt)
             await queue.bootstrap(tgt)
             items: list[tuple[str, dict]] = []
-            for ts, info, _ in checked:
+            for ts, info, _, shape in checked:
                 step.what = f"table {ts.target_name}"
-                _, plan = await prepare_table(src, tgt, run_id=spec.run_id, opts=spec.full, ts=ts, info=info)
+                # Queue items are copied by whoever claims them: no worker knows it is the last,
+                # so tables get their keys at creation here.
+                _, plan = await prepare_table(
+                    src,
+                    tgt,
+                    run_id=spec.run_id,
+                    opts=spec.full,
+                    ts=ts,
+                    info=info,
+                    shape=shape,
+                    keys_after_load=False,
+                )
                 done = await checkpoints.done_chunks(tgt, spec.run_id, plan.target_table, part=plan.part)
                 for chunk in plan.chunks:
                     if chunk.no in done:
@@ -126,6 +141,7 @@ def enqueue_chunks(
                         "target": plan.target_table,
                         "part": plan.part,
                         "copy_table": plan.copy_table,
+                        "key": list(info.key),
                         "chunk": chunk.to_json(),
                     }
                     items.append((f"{spec.run_id}/{plan.target_table}/{plan.part}/{chunk.no}", payload))

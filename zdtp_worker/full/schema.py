@@ -1,16 +1,21 @@
-"""The target table: create it from the source's shape, or check that an existing one can take
-the source's rows; plus the staging table and the atomic swap behind ``copy_mode: swap``.
+"""The target table: create it as a faithful copy of the source, or check that an existing one
+can take the source's rows without loss; plus the staging table and the atomic swap behind
+``copy_mode: swap``.
 
-Creating copies columns, types, NOT NULLs and the primary key (not defaults, other indexes,
-grants or triggers: those belong to whoever owns the target). An existing table is accepted when
-every source column exists there with the same type (binary COPY) or a type of the same category
-(text COPY: the target parses the source's text form); anything else is a DataError naming the
-column. ``ensure_target_table_async`` is also used by the CDC engine for its initial snapshot.
+Creating reproduces the source (``zdtp_worker.pg.shape`` + :mod:`.target_ddl`): types, defaults,
+generated and identity columns, collations, NOT NULL, CHECKs, keys, unique indexes, partitions,
+sequences — not foreign keys, triggers, grants or other indexes: those belong to whoever owns
+the target. An existing table is accepted when every source column exists there with the same
+type (binary COPY) or a type every source value converts to exactly (a safe widening, text COPY:
+the target parses the source's text form); a lossy conversion (``numeric(12,4)`` into
+``numeric(12,2)``, ``timestamptz`` into ``date``, ``float8`` into ``real``) is a DataError naming
+the column and both types. Generated columns are computed by each side and never copied.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,8 +23,11 @@ import asyncpg
 
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
+from zdtp_worker.full import target_ddl
 from zdtp_worker.full.catalog import TableInfo, read_table
+from zdtp_worker.incremental.type_change import classify
 from zdtp_worker.pg.quoting import ident
+from zdtp_worker.pg.shape import TableShape
 
 CopyFormat = Literal["binary", "text"]
 
@@ -32,43 +40,51 @@ class TargetPlan:
     target: TableName
     exists: bool
     copy_format: CopyFormat
+    columns: tuple[str, ...] = ()  # what COPY moves (generated columns of either side left out)
 
 
 def check_compatible(source: TableInfo, target: TableInfo) -> CopyFormat:
-    """Return the COPY format that moves ``source`` rows into ``target`` or raise DataError."""
+    """The COPY format that moves ``source`` rows into ``target``, or DataError."""
+    return copy_plan(source, target)[0]
+
+
+def copy_plan(source: TableInfo, target: TableInfo) -> tuple[CopyFormat, tuple[str, ...]]:
+    """The COPY format and column list that move ``source`` rows into ``target``, or DataError."""
     where = f"target table {target.name}"
     binary = True
     target_cols = {c.name: c for c in target.columns}
+    columns = []
     for col in source.columns:
         tcol = target_cols.get(col.name)
         if tcol is None:
             raise DataError(f"{where}: column {col.name!r} is missing (source type {col.type_sql})")
+        if tcol.generated:
+            if not col.generated:
+                raise DataError(
+                    f"{where}: column {col.name!r} is generated there but holds data on the source"
+                )
+            continue  # both sides compute it
+        columns.append(col.name)  # a source-generated column into a plain one: copy its values
         if tcol.type_sql == col.type_sql:
             binary = binary and col.builtin
             continue
-        if tcol.category != col.category:
+        verdict = classify(col.type_sql, tcol.type_sql) if tcol.category == col.category else "lossy"
+        if verdict == "lossy":
             raise DataError(
-                f"{where}: column {col.name!r} is {tcol.type_sql}, "
-                f"incompatible with source type {col.type_sql}"
+                f"{where}: column {col.name!r} is {tcol.type_sql}, which cannot hold every value of the "
+                f"source type {col.type_sql} exactly (change the target column or leave it out)"
             )
         binary = False
     source_names = {c.name for c in source.columns}
     for tcol in target.columns:
-        if tcol.name not in source_names and tcol.not_null:
+        if tcol.name not in source_names and tcol.not_null and not tcol.generated:
             raise DataError(f"{where}: column {tcol.name!r} is NOT NULL but the source has no such column")
     if source.pk and target.pk and tuple(source.pk) != tuple(target.pk):
         raise DataError(
             f"{where}: primary key ({', '.join(target.pk)}) "
             f"differs from the source's ({', '.join(source.pk)})"
         )
-    return "binary" if binary else "text"
-
-
-def create_table_sql(source: TableInfo, target: TableName) -> str:
-    cols = [f"{ident(c.name)} {c.type_sql}{' NOT NULL' if c.not_null else ''}" for c in source.columns]
-    if source.pk:
-        cols.append(f"PRIMARY KEY ({', '.join(ident(n) for n in source.pk)})")
-    return f"CREATE TABLE {target.qualified} ({', '.join(cols)})"
+    return ("binary" if binary else "text"), tuple(columns)
 
 
 async def _lock_name(conn: asyncpg.Connection, name: str) -> None:
@@ -76,39 +92,57 @@ async def _lock_name(conn: asyncpg.Connection, name: str) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"zdtp:{name}")
 
 
+lock_name = _lock_name
+
+
 async def inspect_target(conn: asyncpg.Connection, source: TableInfo, target: TableName) -> TargetPlan:
     """Read-only check: does the target exist, and can it take the rows? Changes nothing."""
     existing = await read_table(conn, target)
     if existing is None:
-        fmt: CopyFormat = "binary" if all(c.builtin for c in source.columns) else "text"
-        return TargetPlan(source=source, target=target, exists=False, copy_format=fmt)
-    return TargetPlan(
-        source=source, target=target, exists=True, copy_format=check_compatible(source, existing)
-    )
+        fmt: CopyFormat = "binary" if all(c.builtin for c in source.copied) else "text"
+        columns = tuple(c.name for c in source.copied)
+        return TargetPlan(source=source, target=target, exists=False, copy_format=fmt, columns=columns)
+    fmt, columns = copy_plan(source, existing)
+    return TargetPlan(source=source, target=target, exists=True, copy_format=fmt, columns=columns)
 
 
 async def ensure_target_table_async(
-    conn: asyncpg.Connection, source: TableInfo, target: TableName
+    conn: asyncpg.Connection,
+    source: TableInfo,
+    target: TableName,
+    *,
+    shape: TableShape,
+    with_keys: bool = True,
+    on_create: Callable[[], Awaitable[None]] | None = None,
 ) -> TargetPlan:
-    """Create the target schema/table when missing, else check it; safe with parallel workers."""
+    """Create the target (schema, types, sequences, table, partitions) when missing, else check
+    it; safe with parallel workers. ``with_keys=False`` leaves keys for after the bulk load;
+    ``on_create`` runs in the creating transaction (to record who created the table)."""
     async with conn.transaction():
         await _lock_name(conn, str(target))
         plan = await inspect_target(conn, source, target)
         if not plan.exists:
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(target.schema_)}")
-            await conn.execute(create_table_sql(source, target))
-            plan = TargetPlan(source=source, target=target, exists=True, copy_format=plan.copy_format)
+            await target_ddl.check_creatable(conn, shape, target=target)
+            await target_ddl.create_table(conn, shape, target=target, with_keys=with_keys)
+            if on_create is not None:
+                await on_create()
+            plan = await inspect_target(conn, source, target)
     return plan
+
+
+def _head(text: str, max_bytes: int) -> str:
+    """The longest prefix of ``text`` within ``max_bytes`` UTF-8 bytes (identifiers are bytes)."""
+    return text.encode()[:max_bytes].decode(errors="ignore")
 
 
 def staging_name(target: TableName, run_id: str) -> TableName:
     """A per-run staging table next to the target (same schema, so the swap is a rename)."""
     digest = hashlib.sha256(f"{target}/{run_id}".encode()).hexdigest()[:10]
-    return TableName(schema=target.schema_, name=f"{target.name[:40]}__zdtp_{digest}")
+    return TableName(schema=target.schema_, name=f"{_head(target.name, 40)}__zdtp_{digest}")
 
 
 async def ensure_staging_table(
-    conn: asyncpg.Connection, source: TableInfo, target: TableName, staging: TableName
+    conn: asyncpg.Connection, source: TableInfo, target: TableName, staging: TableName, *, shape: TableShape
 ) -> TargetPlan:
     """Create the staging table shaped like the existing target (or like the source if none)."""
     async with conn.transaction():
@@ -119,12 +153,12 @@ async def ensure_staging_table(
                     f"CREATE TABLE {staging.qualified} (LIKE {target.qualified} INCLUDING ALL)"
                 )
             else:
-                await conn.execute(create_table_sql(source, staging))
+                await target_ddl.check_creatable(conn, shape, target=staging)
+                await target_ddl.create_table(conn, shape, target=staging, with_keys=True)
     existing = await read_table(conn, staging)
     assert existing is not None
-    return TargetPlan(
-        source=source, target=staging, exists=True, copy_format=check_compatible(source, existing)
-    )
+    fmt, columns = copy_plan(source, existing)
+    return TargetPlan(source=source, target=staging, exists=True, copy_format=fmt, columns=columns)
 
 
 async def drop_table(conn: asyncpg.Connection, table: TableName) -> None:
@@ -146,7 +180,7 @@ async def swap_in(conn: asyncpg.Connection, *, staging: TableName, target: Table
         await conn.execute(f"LOCK TABLE {target.qualified} IN ACCESS EXCLUSIVE MODE")
         await conn.execute(f"DROP TABLE {target.qualified}")
     await conn.execute(f"ALTER TABLE {staging.qualified} RENAME TO {ident(target.name)}")
-    wanted = f"{target.name[:58]}_pkey"
+    wanted = f"{_head(target.name, 58)}_pkey"
     if pkey and pkey != wanted:
         taken = await conn.fetchval(
             "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -164,7 +198,7 @@ __all__ = [
     "CopyFormat",
     "TargetPlan",
     "check_compatible",
-    "create_table_sql",
+    "copy_plan",
     "drop_table",
     "ensure_staging_table",
     "ensure_target_table_async",

@@ -1,8 +1,15 @@
 """A run over the spec's tables: check them all, then per table prepare (target or staging
-table, chunk plan) and copy the chunks not done yet, over one or more session pairs; swap in.
+table, chunk plan) and copy the chunks not done yet, over one or more session pairs; swap in;
+build the keys of a table this run created once all of it is in; move its sequences.
 
 Order of work, chosen so bad input changes nothing in the target: check every table (exists,
-has a PK, target compatible) before creating the ``zdtp`` schema, target tables and plans.
+has a key or may be one chunk, target compatible or creatable) before creating the ``zdtp``
+schema, target tables and plans.
+
+Keys after the load (:mod:`.finalize`) apply in ``resume`` mode without checksum verification:
+``restart`` forgets finished chunks whose rows are still there (its deletes need the key index),
+checksums read each chunk's range back from the target (they need it too), ``swap`` builds its
+staging table whole.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import asyncpg
 from zdtp_worker.contract.errors import ConfigError, DataError
 from zdtp_worker.contract.result import TableResult
 from zdtp_worker.contract.spec import FullOptions, TableSpec, WorkerSpec
-from zdtp_worker.full import checkpoints
+from zdtp_worker.full import checkpoints, finalize, target_ddl
 from zdtp_worker.full.catalog import TableInfo, read_table
 from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
 from zdtp_worker.full.chunking import Chunk, plan_table, single_chunk
@@ -25,10 +32,15 @@ from zdtp_worker.full.schema import (
     ensure_staging_table,
     ensure_target_table_async,
     inspect_target,
+    lock_name,
     staging_name,
     swap_in,
 )
 from zdtp_worker.pg.checksum import format_checksum
+from zdtp_worker.pg.shape import TableShape
+from zdtp_worker.pg.shape_read import read_shape
+
+Checked = tuple[TableSpec, TableInfo, TargetPlan, TableShape]
 
 
 async def check_tables(
@@ -37,7 +49,7 @@ async def check_tables(
     tables: list[TableSpec],
     *,
     same_database: bool,
-) -> list[tuple[TableSpec, TableInfo, TargetPlan]]:
+) -> list[Checked]:
     """Read-only validation of every table before anything is written."""
     checked = []
     seen: set[str] = set()
@@ -48,14 +60,19 @@ async def check_tables(
         seen.add(str(target))
         if same_database and ts.source == target:
             raise ConfigError(f"table {target}: source and target are the same table")
-        info = await read_table(src, ts.source)
+        info = await read_table(src, ts.source, key=ts.key)
         if info is None:
             raise ConfigError(f"source table {ts.source} does not exist")
-        if not info.pk and not ts.allow_single_chunk:
+        if not info.key and not ts.allow_single_chunk:
             raise DataError(
-                f"source table {ts.source} has no primary key; set allow_single_chunk to copy it as one chunk"
+                f"source table {ts.source} has no primary key and no unique index on NOT NULL columns; "
+                "set allow_single_chunk to copy it as one chunk"
             )
-        checked.append((ts, info, await inspect_target(tgt, info, target)))
+        shape = await read_shape(src, info.oid)
+        plan = await inspect_target(tgt, info, target)
+        if not plan.exists:
+            await target_ddl.check_creatable(tgt, shape, target=target)
+        checked.append((ts, info, plan, shape))
     return checked
 
 
@@ -78,6 +95,10 @@ async def table_checksum(tgt: asyncpg.Connection, run_id: str, target: str, part
     return sum(sums, Decimal(0))  # type: ignore[arg-type]
 
 
+def defer_keys(opts: FullOptions) -> bool:
+    return opts.copy_mode == "resume" and opts.verify != "checksum"
+
+
 async def prepare_table(
     src: asyncpg.Connection,
     tgt: asyncpg.Connection,
@@ -86,6 +107,8 @@ async def prepare_table(
     opts: FullOptions,
     ts: TableSpec,
     info: TableInfo,
+    shape: TableShape,
+    keys_after_load: bool = True,
 ) -> tuple[TableJob, checkpoints.Plan]:
     """Create target/staging table and load or make the plan (reused by a rerun of the run)."""
     target = ts.target_name
@@ -94,21 +117,30 @@ async def prepare_table(
     if opts.copy_mode == "restart":
         await checkpoints.forget_run(tgt, run_id, key, part=part)
     plan = await checkpoints.load_plan(tgt, run_id, key, part=part)
+    fresh = False
     if opts.copy_mode == "swap":
         copy_into = staging_name(target, run_id)
         if plan is None or not plan.swapped:
-            tp = await ensure_staging_table(tgt, info, target, copy_into)
+            tp = await ensure_staging_table(tgt, info, target, copy_into, shape=shape)
         else:
             tp = await inspect_target(tgt, info, target)
     else:
         copy_into = target
-        tp = await ensure_target_table_async(tgt, info, target)
+        deferred = keys_after_load and defer_keys(opts)
+
+        async def created() -> None:
+            await finalize.record_created(tgt, run_id=run_id, target=key)
+
+        tp = await ensure_target_table_async(
+            tgt, info, target, shape=shape, with_keys=not deferred, on_create=created if deferred else None
+        )
+        fresh = deferred and await finalize.pending(tgt, run_id=run_id, target=key)
     if plan is None:
         chunks = (
             await plan_table(
                 src, info, key_range=ts.key_range, chunk_rows=opts.chunk_rows, chunk_bytes=opts.chunk_bytes
             )
-            if info.pk
+            if info.key
             else single_chunk()
         )
         plan = await checkpoints.save_plan(
@@ -127,11 +159,40 @@ async def prepare_table(
             source=str(ts.source),
             chunks=len(plan.chunks),
             copy_into=str(copy_into),
+            key=list(info.key),
+            keys_after_load=fresh,
         )
     job = TableJob(
-        run_id=run_id, source=info, target=target, copy_into=copy_into, fmt=tp.copy_format, part=part
+        run_id=run_id,
+        source=info,
+        target=target,
+        copy_into=copy_into,
+        fmt=tp.copy_format,
+        part=part,
+        columns=tp.columns,
+        fresh=fresh,
     )
     return job, plan
+
+
+async def finish_table(
+    src: asyncpg.Connection, tgt: asyncpg.Connection, *, job: TableJob, ts: TableSpec, shape: TableShape
+) -> None:
+    """After this worker's part of a table: build its keys if this run created it keyless and
+    every part is in; then move its sequences to at least the source's values."""
+    key = str(job.target)
+    if job.fresh:
+        async with tgt.transaction():
+            await lock_name(tgt, key)
+            if await finalize.finish_part(
+                tgt, run_id=job.run_id, target=key, part=job.part, key_range=ts.key_range
+            ):
+                built = await target_ddl.build_keys(tgt, shape, target=job.target)
+                await finalize.mark_finalized(tgt, run_id=job.run_id, target=key)
+                log_event("keys_built", table=key, keys=built)
+    moved = await target_ddl.copy_sequences(src, tgt, shape, target=job.target)
+    if moved:
+        log_event("sequences", table=key, values=moved)
 
 
 async def copy_chunks(streams: list[SessionPair], job: TableJob, chunks: list[Chunk], step: Step) -> None:
@@ -157,20 +218,26 @@ async def copy_chunks(streams: list[SessionPair], job: TableJob, chunks: list[Ch
 
 
 async def run_tables(
-    streams: list[SessionPair], spec: WorkerSpec, step: Step, same_database: bool
+    streams: list[SessionPair], spec: WorkerSpec, step: Step, same_database: bool, jobs: list[TableJob]
 ) -> list[TableResult]:
+    """Copy every table of ``spec``; ``jobs`` collects each table's figures as it goes, so a
+    failure can still report what was finished."""
     ctx = streams[0]
     src, tgt, opts = ctx.source, ctx.target, spec.full
     step.what = "checking tables"
     checked = await check_tables(src, tgt, spec.tables, same_database=same_database)
-    ctx.progress.total_rows = sum(max(info.est_rows, 0) for _, info, _ in checked)
+    ctx.progress.total_rows = sum(max(info.est_rows, 0) for _, info, _, _ in checked)
     step.what = "creating zdtp schema"
     await checkpoints.bootstrap(tgt)
+    await finalize.bootstrap(tgt)
     results = []
-    for ts, info, _ in checked:
+    for ts, info, _, shape in checked:
         key = str(ts.target_name)
         step.what = f"table {key}"
-        job, plan = await prepare_table(src, tgt, run_id=spec.run_id, opts=opts, ts=ts, info=info)
+        job, plan = await prepare_table(
+            src, tgt, run_id=spec.run_id, opts=opts, ts=ts, info=info, shape=shape
+        )
+        jobs.append(job)
         if plan.swapped:
             log_event("table_skip", table=key, reason="run already swapped in")
             job.skipped = len(plan.chunks)
@@ -190,6 +257,8 @@ async def run_tables(
                     await swap_in(tgt, staging=job.copy_into, target=job.target)
                     await checkpoints.mark_swapped(tgt, spec.run_id, key, part=job.part)
                 log_event("swap", table=key, staging=str(job.copy_into))
+        step.what = f"table {key} keys and sequences"
+        await finish_table(src, tgt, job=job, ts=ts, shape=shape)
         checksum = (
             await table_checksum(tgt, spec.run_id, key, job.part) if opts.verify == "checksum" else None
         )

@@ -12,7 +12,7 @@ from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full.catalog import Column, TableInfo
 from zdtp_worker.full.chunking import Chunk, rows_per_chunk
 from zdtp_worker.full.progress import Progress
-from zdtp_worker.full.schema import check_compatible, create_table_sql, staging_name
+from zdtp_worker.full.schema import check_compatible, staging_name
 from zdtp_worker.full.session import _connect_kwargs
 from zdtp_worker.full.sqlparts import range_clause
 from zdtp_worker.pg.checksum import checksum_sql, format_checksum
@@ -64,8 +64,23 @@ def test_check_compatible() -> None:
 
 
 def test_create_table_sql() -> None:
-    sql = create_table_sql(_info(INT, TXT), TableName(schema="s", name="x"))
-    assert sql == 'CREATE TABLE "s"."x" ("id" integer NOT NULL, "b" text, PRIMARY KEY ("id"))'
+    # Target DDL is built from the source's full shape now (zdtp_worker.pg.ddl).
+    from zdtp_worker.pg.ddl import create_table_sql
+    from zdtp_worker.pg.shape import ColumnShape, ConstraintShape, TableShape
+
+    shape = TableShape(
+        schema="p",
+        name="t",
+        relkind="r",
+        unlogged=False,
+        columns=(ColumnShape("id", "integer", True), ColumnShape("b", "text", False)),
+        constraints=(ConstraintShape("t_pkey", "p", 'PRIMARY KEY ("id")'),),
+    )
+    sql = create_table_sql(shape, schema="s", name="x", with_keys=True)
+    assert (
+        sql
+        == 'CREATE TABLE "s"."x" ("id" integer NOT NULL, "b" text, CONSTRAINT "t_pkey" PRIMARY KEY ("id"))'
+    )
 
 
 def test_staging_name_is_short_and_stable() -> None:

@@ -1,0 +1,88 @@
+"""The planner reads the real catalog: any identifier, the chunk key of a table without a primary
+key, and refusals of what zdtp cannot reproduce — before any worker runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.worker_full.helpers import execute
+from zdtp_provider.config import SyncTaskConfig
+from zdtp_provider.planner import PlanningError, plan_workers, read_catalog
+
+pytestmark = pytest.mark.postgres
+
+
+def _config(**kw: object) -> SyncTaskConfig:
+    return SyncTaskConfig.model_validate({"name": "p", "source_conn_id": "s", "target_conn_id": "t", **kw})
+
+
+def test_quoted_names_keys_and_notes(source_dsn: str) -> None:
+    execute(
+        source_dsn,
+        """
+        CREATE SCHEMA "Odd Schema";
+        CREATE TABLE "Odd Schema"."Order Items" ("Item ID" int PRIMARY KEY, v text);
+        CREATE TABLE "Odd Schema"."a.b" (id bigint PRIMARY KEY);
+        CREATE TABLE "Odd Schema".nokey (a int, b text);
+        CREATE TABLE "Odd Schema".ukey (code text NOT NULL, n int, other int NOT NULL);
+        CREATE UNIQUE INDEX ukey_n ON "Odd Schema".ukey (n);            -- nullable: not a key
+        CREATE UNIQUE INDEX ukey_part ON "Odd Schema".ukey (code) WHERE other > 0;  -- partial
+        CREATE UNIQUE INDEX ukey_two ON "Odd Schema".ukey (other, code);
+        CREATE UNIQUE INDEX ukey_code ON "Odd Schema".ukey (code);
+        INSERT INTO "Odd Schema"."Order Items" SELECT g, 'x' FROM generate_series(1, 50) g;
+        """,
+    )
+    est = {e.name: e for e in read_catalog(source_dsn, _config(include=['"Odd Schema".*']))}
+    assert sorted(est) == [
+        '"Odd Schema"."Order Items"',
+        '"Odd Schema"."a.b"',
+        '"Odd Schema".nokey',
+        '"Odd Schema".ukey',
+    ]
+    items = est['"Odd Schema"."Order Items"']
+    assert (items.rows, items.pk, items.int_pk_min, items.int_pk_max, items.note) == (
+        50,
+        ("Item ID",),
+        1,
+        50,
+        None,
+    )
+    assert est['"Odd Schema".ukey'].pk == ("code",) and est['"Odd Schema".ukey'].key_index == "ukey_code"
+    assert "NOT NULL unique index ukey_code (code)" in (est['"Odd Schema".ukey'].note or "")
+    assert est['"Odd Schema".nokey'].pk == () and "one chunk" in (est['"Odd Schema".nokey'].note or "")
+
+    specs = plan_workers(_config(include=['"Odd Schema".*']), list(est.values()), run_id="r", workers=2)
+    tables = {str(t.source): t for s in specs for t in s.tables}
+    assert tables['"Odd Schema".nokey'].allow_single_chunk
+    assert not tables['"Odd Schema"."Order Items"'].allow_single_chunk
+    assert tables['"Odd Schema"."Order Items"'].source.name == "Order Items"
+
+
+def test_explicit_table_case_slip_gets_a_hint(source_dsn: str) -> None:
+    execute(source_dsn, 'CREATE TABLE "Orders" (id int PRIMARY KEY)')
+    with pytest.raises(PlanningError, match=r'no table public.orders .*did you mean public."Orders"\?'):
+        read_catalog(source_dsn, _config(tables=["Orders"]))
+    assert [e.name for e in read_catalog(source_dsn, _config(tables=['"Orders"']))] == ['public."Orders"']
+
+
+def test_unreproducible_tables_are_refused_at_plan_time(source_dsn: str) -> None:
+    execute(
+        source_dsn,
+        """
+        CREATE TABLE base (x int, y text);
+        CREATE TABLE uses_rowtype (id int PRIMARY KEY, r base, rs base[]);
+        CREATE TABLE fine (id int PRIMARY KEY);
+        """,
+    )
+    with pytest.raises(PlanningError) as err:
+        read_catalog(source_dsn, _config(include=["public.*"]))
+    text = str(err.value)
+    assert "public.uses_rowtype: column r has type base, the row type of a table" in text
+    assert "column rs" in text and "fine" not in text
+    # Excluding the table plans the rest.
+    assert [
+        e.name for e in read_catalog(source_dsn, _config(include=["public.*"], exclude=["public.uses_*"]))
+    ] == [
+        "public.base",
+        "public.fine",
+    ]
