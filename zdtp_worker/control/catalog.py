@@ -19,6 +19,7 @@ class ColumnDef:
     name: str
     type_sql: str  # format_type(), e.g. "numeric(12,2)"
     not_null: bool
+    generated: str = ""  # "" | "s" (stored) | "v" (virtual, PG 18): never in the stream
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def read_table(conn: psycopg.Connection, name: TableName) -> TableDef | None:
         return None
     oid = int(row[0])
     cols = conn.execute(
-        "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute"
+        "SELECT attname, format_type(atttypid, atttypmod), attnotnull, attgenerated::text FROM pg_attribute"
         " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
         (oid,),
     ).fetchall()
@@ -53,7 +54,7 @@ def read_table(conn: psycopg.Connection, name: TableName) -> TableDef | None:
     return TableDef(
         name=name,
         oid=oid,
-        columns=tuple(ColumnDef(c[0], c[1], bool(c[2])) for c in cols),
+        columns=tuple(ColumnDef(c[0], c[1], bool(c[2]), c[3]) for c in cols),
         pk=tuple(r[0] for r in pk),
     )
 

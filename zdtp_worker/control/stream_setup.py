@@ -5,11 +5,13 @@ input fails fast with a clear message and exit code:
 
 - ``wal_level`` must be ``logical`` (78),
 - the role must have REPLICATION (or be superuser) (78),
-- every spec table must exist (78) and have a primary key (65).
+- every spec table must exist (78) and have a usable replica identity (65, with the fix; see
+  :mod:`.replica_identity`).
 
-Creating the publication and the slot is idempotent. Airflow runs :func:`prepare_stream` before a
-``full+incremental`` copy (so every change after that point is retained); the CDC worker runs the
-same steps at start.
+Creating the publication (:mod:`.publication`: ``publish_via_partition_root``, membership read
+right) and the slot (only ``zdtp_*`` names, see :mod:`.slot_guard`) is idempotent. Airflow runs
+:func:`prepare_stream` before a ``full+incremental`` copy (so every change after that point is
+retained); the CDC worker runs the same steps at start.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import psycopg
 
 from zdtp_worker.contract.errors import ConfigError, DataError
 from zdtp_worker.contract.spec import TableName
+from zdtp_worker.control import publication as _publication
+from zdtp_worker.control import replica_identity, slot_guard
 from zdtp_worker.control.catalog import TableDef, read_table
 from zdtp_worker.control.session import connect
-from zdtp_worker.pg.quoting import ident
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,14 @@ def check_replication_privilege(conn: psycopg.Connection) -> None:
         )
 
 
-def check_source(conn: psycopg.Connection, tables: list[TableName]) -> dict[TableName, TableDef]:
-    """All pre-flight checks; returns the tables' descriptions. Raises before anything is applied."""
+def check_source(
+    conn: psycopg.Connection, tables: list[TableName], *, set_replica_identity: bool = False
+) -> dict[TableName, TableDef]:
+    """All pre-flight checks; returns the tables' descriptions. Raises before anything is changed.
+
+    With ``set_replica_identity`` a table whose only problem is a missing ``REPLICA IDENTITY
+    USING INDEX`` passes (:func:`prepare_source` then sets it).
+    """
     check_wal_level(conn)
     check_replication_privilege(conn)
     found: dict[TableName, TableDef] = {}
@@ -57,47 +66,43 @@ def check_source(conn: psycopg.Connection, tables: list[TableName]) -> dict[Tabl
         info = read_table(conn, name)
         if info is None:
             raise ConfigError(f"source table {name} does not exist")
-        if not info.pk:
-            raise DataError(f"source table {name} has no primary key; CDC applies updates and deletes by key")
         found[name] = info
+    replica_identity.check(conn, tables, set_replica_identity=set_replica_identity)
     return found
 
 
+def stream_keys(
+    conn: psycopg.Connection, tables: list[TableName], *, set_replica_identity: bool = False
+) -> dict[TableName, tuple[str, ...]]:
+    """The key each table's changes are applied by (``()``: whole-row match), fixing identities
+    first when opted in. Call after :func:`check_source`."""
+    checks = replica_identity.inspect(conn, tables)
+    if set_replica_identity and replica_identity.apply_fixes(conn, checks):
+        checks = replica_identity.inspect(conn, tables)
+    message = replica_identity.refusal(checks)
+    if message:
+        raise DataError(message)
+    return {t: c.key for t, c in checks.items()}
+
+
 def ensure_publication(conn: psycopg.Connection, name: str, tables: list[TableName]) -> None:
-    """Create the publication for the tables, or add the ones it lacks (idempotent)."""
-    row = conn.execute("SELECT puballtables FROM pg_publication WHERE pubname = %s", (name,)).fetchone()
-    table_list = ", ".join(t.qualified for t in tables)
-    if row is None:
-        try:
-            conn.execute(f"CREATE PUBLICATION {ident(name)} FOR TABLE {table_list}")
-            log.info("created publication %s for %s", name, ", ".join(map(str, tables)))
-            return
-        except psycopg.errors.DuplicateObject:
-            row = (False,)
-    if row[0]:
-        return
-    present = {
-        (r[0], r[1])
-        for r in conn.execute(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s", (name,)
-        ).fetchall()
-    }
-    missing = [t for t in tables if (t.schema_, t.name) not in present]
-    if missing:
-        conn.execute(f"ALTER PUBLICATION {ident(name)} ADD TABLE {', '.join(t.qualified for t in missing)}")
-        log.info("added %s to publication %s", ", ".join(map(str, missing)), name)
+    """Create zdtp's publication (via partition roots) or add what it lacks; check someone else's."""
+    _publication.ensure(conn, name, tables)
 
 
 def slot_info(conn: psycopg.Connection, slot: str) -> tuple[str, str, int | None] | None:
     """(database, plugin, active pid) of an existing slot, else ``None``."""
-    row = conn.execute(
-        "SELECT database, plugin, active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-    ).fetchone()
-    return (row[0], row[1], row[2]) if row else None
+    state = slot_guard.read_slot(conn, slot)
+    return None if state is None else (state.database or "", state.plugin or "", state.active_pid)
 
 
 def ensure_slot(conn: psycopg.Connection, slot: str) -> bool:
-    """Create the logical slot with pgoutput if missing; ``True`` when created now."""
+    """Create the logical slot with pgoutput if missing; ``True`` when created now.
+
+    Only slots in zdtp's namespace are created. An existing slot is never replaced here: whether
+    it can still serve the stream is :func:`slot_guard.check_resume`'s call.
+    """
+    slot_guard.check_namespace(slot=slot)
     info = slot_info(conn, slot)
     dbname = conn.info.dbname
     if info is not None:
@@ -116,16 +121,59 @@ def ensure_slot(conn: psycopg.Connection, slot: str) -> bool:
 
 
 def drop_slot(conn: psycopg.Connection, slot: str) -> None:
-    if slot_info(conn, slot) is not None:
-        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    """Drop the slot if it exists and is zdtp's (never anyone else's)."""
+    slot_guard.drop_own_slot(conn, slot)
 
 
-def prepare_stream(*, source_dsn: str, tables: list[TableName], slot: str, publication: str) -> None:
-    """Check the source for CDC, then create the publication and slot if missing (idempotent)."""
-    conn = connect(source_dsn, role="source")
+def reset_stream_state(target_dsn: str, stream: str) -> bool:
+    """Forget the stream's applied LSN on the target: a copy is about to redefine its content.
+
+    ``full+incremental`` runs call this (through :func:`prepare_stream`) after the slot exists
+    and before the copy, so the stream that follows starts from the slot, whatever an earlier
+    stream had applied (and a gap left by a lost slot is healed by the copy).
+    """
+    conn = connect(target_dsn, role="target")
     try:
-        check_source(conn, tables)
-        ensure_publication(conn, publication, tables)
-        ensure_slot(conn, slot)
+        if conn.execute("SELECT to_regclass('zdtp.cdc_state')").fetchone() == (None,):
+            return False
+        cur = conn.execute("DELETE FROM zdtp.cdc_state WHERE stream = %s", (stream,))
+        if cur.rowcount:
+            log.info("stream %s: applied position on the target reset for the new copy", stream)
+        return bool(cur.rowcount)
     finally:
         conn.close()
+
+
+def prepare_stream(
+    *,
+    source_dsn: str,
+    tables: list[TableName],
+    slot: str,
+    publication: str,
+    set_replica_identity: bool = False,
+    restart_on_target: str | None = None,
+) -> None:
+    """Check the source for CDC, then create the publication and slot if missing (idempotent).
+
+    Every check runs before anything is created. With ``restart_on_target`` (the target DSN of a
+    ``full+incremental`` run, whose copy follows) an invalidated zdtp slot is replaced and the
+    stream's applied position on that target is reset: the copy makes the target whole again.
+    Without it (``incremental``), a lost slot stays an error for the worker to report.
+    """
+    conn = connect(source_dsn, role="source")
+    try:
+        check_source(conn, tables, set_replica_identity=set_replica_identity)
+        stream_keys(conn, tables, set_replica_identity=set_replica_identity)
+        slot_guard.check_namespace(slot=slot)
+        ensure_publication(conn, publication, tables)
+        if restart_on_target is not None:
+            state = slot_guard.read_slot(conn, slot)
+            if state is not None and state.invalidated:
+                log.warning("replication slot %s was invalidated: replacing it before the copy", slot)
+                slot_guard.drop_own_slot(conn, slot)
+        ensure_slot(conn, slot)
+        slot_guard.warn_unlimited_retention(conn, slot=slot)
+    finally:
+        conn.close()
+    if restart_on_target is not None:
+        reset_stream_state(restart_on_target, slot)

@@ -256,9 +256,9 @@ class ColumnSync:
         if verdict == "lossy" and not self.allow_lossy:
             raise DataError(
                 f"{where} changed type on the source from {old} to {new}, which is not a safe widening"
-                " (values could change); not applying. Set incremental.allow_lossy_type_changes: true"
-                " to apply it to the target (values are then copied from the source), or re-run"
-                " full+incremental"
+                " (incompatible schema change: values could change); not applying. Set"
+                " incremental.allow_lossy_type_changes: true to apply it to the target (values are"
+                " then copied from the source), or re-run full+incremental"
             )
         if verdict != "widen" and name in key:
             raise DataError(

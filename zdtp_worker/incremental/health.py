@@ -39,6 +39,12 @@ class Metrics:
     lag_bytes: int = 0
     lag_seconds: float = 0.0
     schema_changes: int = 0
+    # The source side, refreshed by the source watch (see .source_watch); -1: not known yet.
+    slot_retained_wal_bytes: int = -1
+    slot_safe_wal_bytes: int = -1  # -1 also when the source sets no max_slot_wal_keep_size
+    source_wal_keep_unlimited: bool = False
+    tables_not_streamed: int = 0
+    sequences_moved: int = 0
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
@@ -119,8 +125,38 @@ class Metrics:
             (
                 "zdtp_cdc_schema_changes_total",
                 "counter",
-                "Source columns added on the target.",
+                "Source column changes (added, widened, kept) applied on the target.",
                 self.schema_changes,
+            ),
+            (
+                "zdtp_cdc_slot_retained_wal_bytes",
+                "gauge",
+                "WAL the stream's slot holds on the source (current LSN - restart_lsn).",
+                self.slot_retained_wal_bytes,
+            ),
+            (
+                "zdtp_cdc_slot_safe_wal_bytes",
+                "gauge",
+                "WAL the slot may still retain before the source invalidates it (-1: no limit).",
+                self.slot_safe_wal_bytes,
+            ),
+            (
+                "zdtp_cdc_source_wal_keep_unlimited",
+                "gauge",
+                "1 when the source has max_slot_wal_keep_size = -1 (retention without limit).",
+                int(self.source_wal_keep_unlimited),
+            ),
+            (
+                "zdtp_cdc_tables_not_streamed",
+                "gauge",
+                "Source tables matching include that this stream does not carry.",
+                self.tables_not_streamed,
+            ),
+            (
+                "zdtp_cdc_sequences_moved_total",
+                "counter",
+                "Target sequences moved forward to the source's value.",
+                self.sequences_moved,
             ),
         ]
         out = []

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import psycopg
 from psycopg2.extras import ReplicationCursor
 
 from zdtp_worker.contract.spec import IncrementalOptions
@@ -43,6 +44,9 @@ from zdtp_worker.incremental.pgoutput import (
     tuple_data,
 )
 from zdtp_worker.incremental.relations import Relations
+from zdtp_worker.incremental.rowwise import RowChange, RowwiseTable
+from zdtp_worker.incremental.sequences import SequenceKeeper
+from zdtp_worker.incremental.source_watch import SourceWatch
 from zdtp_worker.incremental.staging import Shape
 from zdtp_worker.incremental.target import Target
 
@@ -55,6 +59,8 @@ IDLE_WAIT_SECONDS = 0.5
 # rather than rolled back; well inside Kubernetes' default 30 s grace period.
 STOP_FINISH_SECONDS = 5.0
 PING_SECONDS = 5.0
+# Target sequences are moved ahead at most this often while changes are applied (and at stop).
+SEQUENCE_SECONDS = 5.0
 
 
 @dataclass
@@ -80,6 +86,10 @@ class ChangeLoop:
         stats: RunStats,
         stop: threading.Event,
         skip_upto: int,
+        sequences: SequenceKeeper | None = None,
+        source: psycopg.Connection | None = None,
+        watch: SourceWatch | None = None,
+        watch_conn: psycopg.Connection | None = None,
     ) -> None:
         self.cur = cur
         self.target = target
@@ -100,6 +110,14 @@ class ChangeLoop:
         self.batch_started: float | None = None
         self.oldest_pending: float | None = None  # source commit time (unix) of the oldest unapplied txn
         self.last_ping = time.monotonic()
+        # Keyless REPLICA IDENTITY FULL tables: ordered changes per relation, applied on flush.
+        self.rows: dict[int, RowwiseTable] = {}
+        self.sequences = sequences
+        self.source = source  # used by the sequence keeper, on the applier thread only
+        self.watch = watch
+        self.watch_conn = watch_conn
+        self.sequences_due = False  # changes were committed since the last sequence round
+        self.last_sequences = 0.0
 
     def run(self) -> None:
         self._loop(self.cur)
@@ -125,6 +143,10 @@ class ChangeLoop:
             msg = read()
             if msg is None:
                 metrics.beat()
+                if not self.in_txn and not self.pending_txns and (cur.wal_end or 0) > self.target.end_lsn:
+                    # psycopg2 may confirm this keepalive position at its next status update
+                    # (inside the next read): store it on the target first. See Target.advance.
+                    self.applier.sync(lambda end=cur.wal_end: self.target.advance(end))
                 if self.pending_txns and not self.in_txn:
                     self._commit(cur)
                 self.applier.reap()
@@ -134,6 +156,7 @@ class ChangeLoop:
                     self.last_ping = time.monotonic()
                     self.applier.submit(self.target.ping)
                 self._update_lag(cur, idle=idle)
+                self._housekeeping()
                 wait = 0.01 if self.applier.in_flight else 0.05 if stop_deadline else IDLE_WAIT_SECONDS
                 select.select([cur], [], [], wait)
                 continue
@@ -142,7 +165,10 @@ class ChangeLoop:
                 (oid,) = _OID.unpack_from(payload, 1)
                 shape = self.shapes.get(oid) or self._shape(oid)
                 if shape is not None:
-                    self.batch.insert(shape.relation, shape.key_indexes, tuple_data(payload, 6)[0])
+                    if shape.key_indexes:
+                        self.batch.insert(shape.relation, shape.key_indexes, tuple_data(payload, 6)[0])
+                    else:
+                        self._row(shape, RowChange("I", new=tuple_data(payload, 6)[0]))
                     self.pending_changes += 1
             else:
                 self._handle(decode(payload), cur)
@@ -161,13 +187,19 @@ class ChangeLoop:
                 return
             shape = self._shape(m.relation_oid)
             if shape is not None:
-                self.batch.insert(shape.relation, shape.key_indexes, m.new)
+                if shape.rowwise:
+                    self._row(shape, RowChange("I", new=m.new))
+                else:
+                    self.batch.insert(shape.relation, shape.key_indexes, m.new)
                 self.pending_changes += 1
         elif isinstance(m, Update):
             if self.skip:
                 return
             shape = self._shape(m.relation_oid)
-            if shape is not None:
+            if shape is not None and shape.rowwise:
+                self._row(shape, RowChange("U", new=m.new, old=m.old))
+                self.pending_changes += 1
+            elif shape is not None:
                 try:
                     self.batch.update(shape.relation, shape.key_indexes, m.new, m.old)
                 except NeedsTargetRow:
@@ -181,7 +213,10 @@ class ChangeLoop:
                 return
             shape = self._shape(m.relation_oid)
             if shape is not None:
-                self.batch.delete(shape.relation, shape.key_indexes, m.old)
+                if shape.rowwise:
+                    self._row(shape, RowChange("D", old=m.old))
+                else:
+                    self.batch.delete(shape.relation, shape.key_indexes, m.old)
                 self.pending_changes += 1
         elif isinstance(m, Begin):
             self.in_txn = True
@@ -210,6 +245,7 @@ class ChangeLoop:
                 shape = self._shape(oid)
                 if shape is not None:
                     self.batch.drop_table(oid)
+                    self.rows.pop(oid, None)
                     names.append(shape.target)
             if names:
                 self.applier.submit(lambda: self.target.truncate(names))
@@ -218,12 +254,46 @@ class ChangeLoop:
     def _relation(self, rel: Relation) -> None:
         if not self.rels.changed(rel):
             return
-        if self.batch.has_entries(rel.oid):
+        if self.batch.has_entries(rel.oid) or rel.oid in self.rows:
             self._flush()  # buffered rows have the old shape
         self.rels.update(rel)
 
     def _shape(self, oid: int) -> Shape | None:
         return self.rels.shape(oid)
+
+    def _row(self, shape: Shape, change: RowChange) -> None:
+        table = self.rows.get(shape.relation.oid)
+        if table is None:
+            columns = [c.name for c in shape.relation.columns]
+            table = self.rows[shape.relation.oid] = RowwiseTable(shape.target.qualified, columns)
+        table.changes.append(change)
+        if len(table.changes) >= self.opts.batch_max_changes:
+            self._flush()
+
+    # -- source watch and sequences ------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        """Slow, periodic work while the stream is quiet enough to read: never per change."""
+        if self.watch is not None and self.watch_conn is not None and self.watch.due():
+            report = self.watch.poll(self.watch_conn)
+            m = self.metrics
+            m.slot_retained_wal_bytes = -1 if report.retained_bytes is None else report.retained_bytes
+            m.slot_safe_wal_bytes = -1 if report.safe_wal_bytes is None else report.safe_wal_bytes
+            m.tables_not_streamed = len(report.not_streamed)
+        if self.sequences_due and time.monotonic() - self.last_sequences >= SEQUENCE_SECONDS:
+            self._sync_sequences()
+
+    def _sync_sequences(self) -> None:
+        keeper, source = self.sequences, self.source
+        if keeper is None or source is None:
+            return
+        self.sequences_due = False
+        self.last_sequences = time.monotonic()
+
+        def sync() -> None:
+            moved = keeper.sync(source, self.target.conn)
+            self.metrics.sequences_moved += len(moved)
+
+        self.applier.submit(sync)
 
     # -- apply / commit -------------------------------------------------------------------
     def _flush(self) -> None:
@@ -232,6 +302,9 @@ class ChangeLoop:
             batch, self.batch = self.batch, Batch()
             shapes = {oid: s for oid, s in self.shapes.items() if s is not None and oid in batch.tables}
             self.applier.submit(lambda: self.target.apply(batch, shapes))
+        if self.rows:
+            tables, self.rows = list(self.rows.values()), {}
+            self.applier.submit(lambda: [t.apply(self.target.conn) for t in tables])
 
     def _commit(self, cur: ReplicationCursor) -> None:
         assert self.last_commit is not None
@@ -263,6 +336,7 @@ class ChangeLoop:
             self.stats.batches += 1
 
         self.applier.submit(commit, feedback_lsn=last.end_lsn)
+        self.sequences_due = True
         self.pending_txns = 0
         self.pending_changes = 0
         self.batch_started = None
@@ -276,6 +350,7 @@ class ChangeLoop:
     def _rollback(self) -> None:
         self.applier.sync(self.target.rollback)
         self.batch.clear()
+        self.rows.clear()
         self.shapes.clear()  # staging tables created in the rolled-back transaction are gone
         self.pending_txns = 0
         self.pending_changes = 0
@@ -288,9 +363,12 @@ class ChangeLoop:
             self._rollback()
         elif self.pending_txns:
             self._commit(cur)
+            self._sync_sequences()  # a cut-over usually follows a stop: ids must not be reused
             self.applier.reap(wait_all=True)
             log.info("stopping: committed the last batch up to %s", format_lsn(self.target.end_lsn))
         else:
+            if self.sequences_due:
+                self._sync_sequences()
             self.applier.sync(self.target.rollback)
             log.info("stopping: nothing pending; applied up to %s", format_lsn(self.target.end_lsn))
 

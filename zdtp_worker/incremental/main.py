@@ -56,7 +56,7 @@ def initial_snapshot_handoff(
         src = connect(source_dsn, role="source", application_name="zdtp-cdc")
         try:
             # No state on the target means no completed hand-off: a slot left over from a crashed
-            # attempt has a consistent point the copy did not use, so start over.
+            # attempt has a consistent point the copy did not use, so start over (zdtp's slot only).
             drop_slot(src, slot)
         finally:
             src.close()
@@ -87,10 +87,15 @@ def initial_snapshot_handoff(
         if result.exit_code != 0:
             raise TemporaryError(f"initial snapshot copy failed: {result.message or result.status}")
         # Everything committed before the consistent point is in the copy: mark it applied.
-        # (commit LSNs in the stream are >= the consistent point, so store one less.)
-        stored = max(consistent_point - 1, 0)
+        # (commit LSNs in the stream are >= the consistent point, so store one less as the last
+        # applied commit; the end LSN is the consistent point itself, where the slot starts, so
+        # the slot's confirmed position is never past what the target holds: no false "gap".)
         target.commit(
-            commit_lsn=stored, end_lsn=stored, commit_time=None, transactions=0, changes=result.rows
+            commit_lsn=max(consistent_point - 1, 0),
+            end_lsn=consistent_point,
+            commit_time=None,
+            transactions=0,
+            changes=result.rows,
         )
         log.info("initial copy done: %s rows; streaming from %s", result.rows, format_lsn(consistent_point))
         return consistent_point

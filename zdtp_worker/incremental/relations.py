@@ -2,9 +2,11 @@
 messages arrive; and the schema check that keeps the target able to take the source's rows.
 
 pgoutput describes a relation (columns, type OIDs, replica identity) before its first change and
-again after every change of its shape. Each description is checked against the target table:
-a missing column is added there, a changed type or key stops the stream (65), because applying
-rows of another shape would corrupt the target.
+again after every change of its shape. Each description is checked against the target table and
+the target follows the source's column changes (:mod:`.column_sync`: added columns keep the
+source's values, safe widenings are applied, lossy changes stop the stream with 65). The key the
+changes are applied by must exist on the target as a primary key or unique index; a keyless
+``REPLICA IDENTITY FULL`` table has the empty key and is applied by whole rows (:mod:`.rowwise`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,34 @@ from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.control.catalog import type_names
 from zdtp_worker.incremental.applier import Applier
+from zdtp_worker.incremental.column_sync import ColumnSync
 from zdtp_worker.incremental.health import Metrics
 from zdtp_worker.incremental.pgoutput import Relation
 from zdtp_worker.incremental.staging import Shape
 from zdtp_worker.incremental.target import Target
 
 log = logging.getLogger(__name__)
+
+# Column sets of the target's primary key and plain unique indexes (what ON CONFLICT can infer).
+_UNIQUE_KEYS_SQL = """
+SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey[0:i.indnkeyatts - 1]) k(attnum)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum)
+FROM pg_index i
+WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+  AND i.indexprs IS NULL
+"""
+
+
+def check_target_key(conn: psycopg.Connection, tgt_name: TableName, key: tuple[str, ...]) -> None:
+    """The target must have a primary key or unique index on exactly the key's columns."""
+    if not key:
+        return  # whole-row match
+    keys = {frozenset(r[0]) for r in conn.execute(_UNIQUE_KEYS_SQL, (tgt_name.qualified,)).fetchall()}
+    if frozenset(key) not in keys:
+        raise DataError(
+            f"target table {tgt_name} has no primary key or unique index on ({', '.join(key)}),"
+            " the key the source's changes are applied by; add one on the target"
+        )
 
 
 def reconcile(
@@ -32,27 +56,19 @@ def reconcile(
     key: tuple[str, ...],
     *,
     metrics: Metrics,
+    sync: ColumnSync,
+    source: TableName,
+    first_sight: bool,
 ) -> None:
-    """Add columns the target lacks; refuse a different key or a changed column type."""
-    tgt = target.table(tgt_name)
-    if tgt is None:
+    """Check the key on the target and follow the source's column changes there."""
+    if target.table(tgt_name) is None:
         raise DataError(f"target table {tgt_name} disappeared")
-    if tuple(sorted(tgt.pk)) != tuple(sorted(key)):
-        raise DataError(
-            f"target table {tgt_name} primary key ({', '.join(tgt.pk)}) differs from the source key"
-            f" ({', '.join(key)})"
-        )
-    have_types = tgt.column_types
-    for name, type_sql in columns:
-        have = have_types.get(name)
-        if have is None:
-            target.add_column(tgt_name, name, type_sql)
-            metrics.schema_changes += 1
-        elif have != type_sql:
-            raise DataError(
-                f"column {name} of {tgt_name} is {type_sql} on the source but {have} on the target"
-                " (incompatible schema change); not applying"
-            )
+    check_target_key(target.conn, tgt_name, key)
+    done = sync.reconcile(source=source, target=tgt_name, published=columns, key=key, first_sight=first_sight)
+    if done:
+        target.tables.pop(tgt_name, None)  # re-read the changed definition
+        metrics.schema_changes += len(done)
+        log.info("target %s follows the source: %s", tgt_name, "; ".join(done))
 
 
 class Relations:
@@ -66,8 +82,13 @@ class Relations:
         source: psycopg.Connection,
         applier: Applier,
         metrics: Metrics,
+        keys: dict[TableName, tuple[str, ...]],
+        sync: ColumnSync,
     ) -> None:
         self.mapping = mapping
+        self.stream_keys = keys  # per source table, from the catalog at start (stream_setup.stream_keys)
+        self.sync = sync
+        self.seen: set[TableName] = set()  # tables whose columns this run has already seen
         self.target = target
         self.source = source  # resolves type OIDs of Relation messages to type names
         self.applier = applier
@@ -83,30 +104,42 @@ class Relations:
         """Take a (new) description; check and adapt the target on the applier thread."""
         self.relations[rel.oid] = rel
         self.shapes.pop(rel.oid, None)
-        tgt_name = self.mapping.get(TableName(schema=rel.namespace, name=rel.name))
+        src_name = TableName(schema=rel.namespace, name=rel.name)
+        tgt_name = self.mapping.get(src_name)
         if tgt_name is None:
             self.shapes[rel.oid] = None
             return
-        self.keys[rel.oid] = self.applier.sync(lambda: self._on_target(rel, tgt_name))
+        self.keys[rel.oid] = self.applier.sync(lambda: self._on_target(rel, src_name, tgt_name))
 
-    def _on_target(self, rel: Relation, tgt_name: TableName) -> tuple[str, ...]:
-        """Check a (new) relation description against the target; add columns. Applier thread."""
-        tgt = self.target.table(tgt_name)
-        if tgt is None:
-            raise DataError(f"target table {tgt_name} disappeared")
+    def _on_target(self, rel: Relation, src_name: TableName, tgt_name: TableName) -> tuple[str, ...]:
+        """Check a (new) relation description against the target; follow its columns. Applier thread."""
         names = [c.name for c in rel.columns]
-        # REPLICA IDENTITY FULL flags every column as key: use the primary key instead.
-        key = tgt.pk if rel.replica_identity == "f" else tuple(c.name for c in rel.columns if c.is_key)
-        if not key or rel.replica_identity == "n":
-            raise DataError(
-                f"source table {rel.qualified} no longer has a primary key / replica identity"
-                " (incompatible schema change); not applying"
-            )
+        if rel.replica_identity == "f":
+            # FULL flags every column as key: apply by the table's own key (PK / unique NOT NULL
+            # index, as found at start), or by whole rows when it has none.
+            key = self.stream_keys.get(src_name, ())
+        else:
+            key = tuple(c.name for c in rel.columns if c.is_key)
+            if not key or rel.replica_identity == "n":
+                raise DataError(
+                    f"source table {rel.qualified} no longer has a primary key / replica identity"
+                    " (incompatible schema change); not applying"
+                )
         missing = [k for k in key if k not in names]
         if missing:
             raise DataError(f"source table {rel.qualified}: key column(s) {missing} not published")
         types = type_names(self.source, [(c.type_oid, c.type_modifier) for c in rel.columns])
-        reconcile(self.target, tgt_name, list(zip(names, types, strict=True)), key, metrics=self.metrics)
+        reconcile(
+            self.target,
+            tgt_name,
+            list(zip(names, types, strict=True)),
+            key,
+            metrics=self.metrics,
+            sync=self.sync,
+            source=src_name,
+            first_sight=src_name not in self.seen,
+        )
+        self.seen.add(src_name)
         return key
 
     def shape(self, oid: int) -> Shape | None:

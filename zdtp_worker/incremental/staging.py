@@ -32,6 +32,11 @@ class Shape:
     sql_copy_direct: str
     used_in_txn: bool = False
 
+    @property
+    def rowwise(self) -> bool:
+        """No key: changes are applied by whole-row match, in order (see :mod:`.rowwise`)."""
+        return not self.key_indexes
+
 
 def build_shape(
     relation: Relation,

@@ -19,16 +19,19 @@ from psycopg2.extras import ReplicationCursor
 
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName, WorkerSpec
-from zdtp_worker.control import stream_setup
+from zdtp_worker.control import slot_guard, stream_setup
 from zdtp_worker.control.catalog import TableDef
 from zdtp_worker.control.names import publication_name, slot_name, stream_key
 from zdtp_worker.control.session import connect
 from zdtp_worker.incremental import replication
 from zdtp_worker.incremental.applier import Applier
+from zdtp_worker.incremental.column_sync import ColumnSync
 from zdtp_worker.incremental.health import Metrics
 from zdtp_worker.incremental.loop import ChangeLoop, RunStats
 from zdtp_worker.incremental.pgoutput import DecodeError, format_lsn
 from zdtp_worker.incremental.relations import Relations, reconcile
+from zdtp_worker.incremental.sequences import SequenceKeeper
+from zdtp_worker.incremental.source_watch import SourceWatch
 from zdtp_worker.incremental.target import Target
 from zdtp_worker.pg.errors import classify
 
@@ -63,6 +66,7 @@ class Stream:
         self.mapping: dict[TableName, TableName] = {t.source: t.target_name for t in spec.tables}
         self.target = Target(target_dsn, stream=stream_key(spec), application_name=f"zdtp-cdc-{spec.worker}")
         self.src: psycopg.Connection | None = None
+        self.watch_conn: psycopg.Connection | None = None  # the source watch's own session
         self.repl: psycopg2.extensions.connection | None = None
         self.stats = RunStats()
         self.applier = Applier(on_committed=lambda lsn: None)  # rewired to the loop once it exists
@@ -83,7 +87,7 @@ class Stream:
         return self.stats
 
     def _close(self) -> None:
-        for conn in (self.target, self.src, self.repl):
+        for conn in (self.target, self.src, self.watch_conn, self.repl):
             try:
                 if conn is not None:
                     conn.close()
@@ -92,21 +96,35 @@ class Stream:
 
     def _run(self) -> None:
         self.src = connect(self.source_dsn, role="source", application_name="zdtp-cdc")
-        tables = stream_setup.check_source(self.src, list(self.mapping))
+        names = list(self.mapping)
+        fix = self.opts.set_replica_identity
+        slot_guard.check_namespace(slot=self.slot)
+        tables = stream_setup.check_source(self.src, names, set_replica_identity=fix)
         self.target.connect()
         if not self._acquire_lease():
             self.stats.stopped = True
             return
         self.target.load_state()
-        self._prepare_target(tables)
-        stream_setup.ensure_publication(self.src, self.publication, list(self.mapping))
+        handoff = self.snapshot_handoff is not None and self.target.commit_lsn == 0
+        if not handoff:  # (a hand-off replaces the slot and copies everything)
+            # Before touching anything: would streaming from the slot skip changes the target
+            # never got? (slot dropped, recreated, advanced by someone else, or invalidated)
+            state = slot_guard.read_slot(self.src, self.slot)
+            slot_guard.check_resume(state, slot=self.slot, applied_end_lsn=self.target.end_lsn)
+        self.metrics.source_wal_keep_unlimited = slot_guard.warn_unlimited_retention(self.src, slot=self.slot)
+        keys = stream_setup.stream_keys(self.src, names, set_replica_identity=fix)
+        sync = ColumnSync(self.src, self.target.conn, allow_lossy=self.opts.allow_lossy_type_changes)
+        self._prepare_target(tables, keys, sync)
+        stream_setup.ensure_publication(self.src, self.publication, names)
         self.repl = replication.replication_connect(self.source_dsn)
         cur = self.repl.cursor()
-        if self.snapshot_handoff is not None and self.target.commit_lsn == 0:
+        if handoff:
+            assert self.snapshot_handoff is not None
             self.snapshot_handoff(cur, self.target)
         else:
             stream_setup.ensure_slot(self.src, self.slot)
         self.metrics.applied_lsn = self.target.end_lsn
+        self.watch_conn = connect(self.source_dsn, role="source", application_name="zdtp-cdc-watch")
         loop = ChangeLoop(
             cur=cur,
             target=self.target,
@@ -116,6 +134,8 @@ class Stream:
                 source=self.src,
                 applier=self.applier,
                 metrics=self.metrics,
+                keys={s: keys[s] for s in self.mapping},
+                sync=sync,
             ),
             applier=self.applier,
             opts=self.opts,
@@ -123,6 +143,15 @@ class Stream:
             stats=self.stats,
             stop=self.stop,
             skip_upto=self.target.commit_lsn,
+            sequences=SequenceKeeper(dict(self.mapping)),
+            source=self.src,
+            watch=SourceWatch(
+                slot=self.slot,
+                streamed={(t.schema_, t.name) for t in self.mapping},
+                include=list(self.opts.include),
+                exclude=list(self.opts.exclude),
+            ),
+            watch_conn=self.watch_conn,
         )
         self.applier.on_committed = loop.on_committed
         replication.start_replication(
@@ -153,20 +182,25 @@ class Stream:
             self.stop.wait(LEASE_POLL_SECONDS)
         return False
 
-    def _prepare_target(self, tables: dict[TableName, TableDef]) -> None:
-        """Create missing target tables; add missing columns; refuse incompatible ones."""
+    def _prepare_target(
+        self, tables: dict[TableName, TableDef], keys: dict[TableName, tuple[str, ...]], sync: ColumnSync
+    ) -> None:
+        """Create missing target tables; follow the source's columns; check the keys."""
         for src_name, tgt_name in self.mapping.items():
             info = tables[src_name]
+            key = keys[src_name]
             if self.target.table(tgt_name) is None:
                 log.warning("target table %s is missing: creating it empty", tgt_name)
-                self.target.create_table(
-                    tgt_name, [(c.name, c.type_sql, c.not_null) for c in info.columns], info.pk
-                )
+                plain = [(c.name, c.type_sql, c.not_null) for c in info.columns if not c.generated]
+                self.target.create_table(tgt_name, plain, key)
             reconcile(
                 self.target,
                 tgt_name,
-                [(c.name, c.type_sql) for c in info.columns],
-                info.pk,
+                [(c.name, c.type_sql) for c in info.columns if not c.generated],
+                key,
                 metrics=self.metrics,
+                sync=sync,
+                source=src_name,
+                first_sight=True,
             )
         self.target.conn.commit()

@@ -142,6 +142,29 @@ class Target:
         self.conn.commit()
         self.commit_lsn, self.end_lsn = commit_lsn, end_lsn
 
+    def advance(self, end_lsn: int) -> None:
+        """Record that the stream is applied up to ``end_lsn`` though no change arrived since the
+        last commit (the source wrote only WAL this stream does not carry); commits.
+
+        psycopg2 confirms such positions to the slot on its own (keepalive ``wal_end``, once
+        every received message is confirmed); storing them first keeps the slot's confirmed
+        position at or behind the target's, which is what the start-up gap check relies on.
+        """
+        if end_lsn <= self.end_lsn:
+            return
+        cur = self.conn.execute(
+            "UPDATE zdtp.cdc_state SET end_lsn = %s::pg_lsn, updated_at = now()"
+            " WHERE stream = %s AND commit_lsn = %s::pg_lsn",
+            (format_lsn(end_lsn), self.stream, format_lsn(self.commit_lsn)),
+        )
+        if cur.rowcount != 1:
+            self.rollback()
+            raise TemporaryError(
+                f"stream {self.stream}: zdtp.cdc_state moved under us (another writer?); not advancing"
+            )
+        self.conn.commit()
+        self.end_lsn = end_lsn
+
     def rollback(self) -> None:
         if self._conn is not None and not self._conn.closed:
             self._conn.rollback()
@@ -161,9 +184,15 @@ class Target:
     def create_table(
         self, name: TableName, columns: list[tuple[str, str, bool]], pk: tuple[str, ...]
     ) -> None:
-        """Create a missing target table (columns: name, type, not null) with the source's PK."""
+        """Create a missing target table (columns: name, type, not null) keyed like the source.
+
+        ``pk`` is the stream's key (primary key or unique NOT NULL index on the source); empty
+        for a keyless REPLICA IDENTITY FULL table. Generated columns are added afterwards by
+        the column follower, as generated columns.
+        """
         defs = [f"{ident(n)} {t}{' NOT NULL' if nn else ''}" for n, t, nn in columns]
-        defs.append(f"PRIMARY KEY ({', '.join(ident(k) for k in pk)})")
+        if pk:
+            defs.append(f"PRIMARY KEY ({', '.join(ident(k) for k in pk)})")
         self.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(name.schema_)}")
         self.conn.execute(f"CREATE TABLE IF NOT EXISTS {name.qualified} ({', '.join(defs)})")
         self.tables.pop(name, None)
