@@ -107,6 +107,11 @@ async def create_table(
     conn: asyncpg.Connection, shape: TableShape, *, target: TableName, with_keys: bool
 ) -> None:
     """Create ``target`` like ``shape`` (call inside a transaction, after :func:`check_creatable`)."""
+    # Schemas, types and sequences are shared between tables that parallel workers create at the
+    # same time; ``IF NOT EXISTS`` does not survive that race (unique violation in the catalog).
+    # One database-wide lock for the (short) creating transactions; always taken after the
+    # table's own lock, so the two cannot deadlock.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('zdtp:create-shared-objects'))")
     schemas = {target.schema_, *(t.schema for t in shape.types if t.kind != "x")}
     schemas |= {s.schema for s in shape.sequences}
     for schema in sorted(schemas):
