@@ -92,17 +92,51 @@ class ZdtpKubeOperator(BaseOperator):
         return f"{ti.dag_id}.{ti.task_id}.{getattr(ti, 'map_index', -1)}"
 
 
-def pop_pod_arguments(op: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Take the KPO pod arguments out of ``kwargs`` (before ``BaseOperator.__init__`` sees them).
+class PodArgumentsMixin(BaseOperator):
+    """KubernetesPodOperator's pod arguments as explicit keyword parameters, stored as attributes
+    of the same names (templating and :meth:`WorkloadOptions.from_operator` read them).
 
-    An unsupported argument raises here, at DAG parse, naming it.
+    Explicit, not ``**kwargs``: Airflow validates ``.partial()``/``.expand()`` arguments against the
+    ``__init__`` signatures of the class hierarchy. Deprecated zdtp spellings are translated with a
+    DeprecationWarning; KPO arguments zdtp cannot honour raise here, at DAG parse, naming them.
     """
-    with as_airflow_error():
-        return take_pod_arguments(kwargs, operator=type(op).__name__)
 
-
-def set_pod_arguments(op: Any, given: dict[str, Any]) -> None:
-    """Store every pod argument as ``op``'s attribute of the same name (templating reads them)."""
-    defaults = PodArguments()
-    for name in PodArguments.names():
-        setattr(op, name, given.get(name, getattr(defaults, name)))
+    def __init__(
+        self,
+        *,
+        container_resources: Any = None,
+        image_pull_policy: str | None = None,
+        affinity: Any = None,
+        tolerations: Any = None,
+        node_selector: Any = None,
+        image_pull_secrets: Any = None,
+        env_vars: Any = None,
+        env_from: Any = None,
+        volumes: Any = None,
+        volume_mounts: Any = None,
+        init_containers: Any = None,
+        priority_class_name: str | None = None,
+        hostnetwork: bool = False,
+        service_account_name: str | None = None,
+        labels: Any = None,
+        annotations: Any = None,
+        termination_grace_period: int | None = None,
+        runtime_class_name: str | None = None,
+        schedulername: str | None = None,
+        dnspolicy: str | None = None,
+        pod_template_file: str | None = None,
+        pod_template_dict: Any = None,
+        full_pod_spec: Any = None,
+        worker_resources: Any = None,
+        host_network: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        params = dict(locals())
+        given = {k: params[k] for k in PodArguments.names()}
+        aliases = {"worker_resources": worker_resources, "host_network": host_network}
+        given.update({k: v for k, v in aliases.items() if v is not None})
+        with as_airflow_error():
+            pod = take_pod_arguments({**given, **kwargs}, operator=type(self).__name__)
+        super().__init__(**kwargs)
+        for name in PodArguments.names():
+            setattr(self, name, pod.get(name))

@@ -94,8 +94,13 @@ class FullSyncOperator(KubernetesPodOperator):
         active_deadline_seconds: int | None = None,
         log_events_on_startup: bool = False,
         log_pod_spec_on_failure: bool = False,
+        worker_resources: Any = None,
+        host_network: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        # Deprecated zdtp spellings, explicit so .partial() accepts them; KPO's names are primary.
+        aliases = {"worker_resources": worker_resources, "host_network": host_network}
+        kwargs.update({k: v for k, v in aliases.items() if v is not None})
         with as_airflow_error():
             translate_aliases(kwargs, operator=type(self).__name__)
             check_unsupported(kwargs, operator=type(self).__name__)

@@ -27,9 +27,8 @@ from zdtp_provider.operators._deployment_target import (
 from zdtp_provider.operators._inputs import as_airflow_error, default_deferrable, lookup_dsns
 from zdtp_provider.operators._kube_operator import (
     POD_TEMPLATE_FIELDS,
+    PodArgumentsMixin,
     ZdtpKubeOperator,
-    pop_pod_arguments,
-    set_pod_arguments,
 )
 from zdtp_provider.triggers.deployment import ON_KILL_ACTIONS, ZdtpRolloutTrigger, rollout_event
 from zdtp_provider.workload import Rendered, WorkloadOptions, deployment_name, render_deployment, resolve_spec
@@ -38,7 +37,7 @@ from zdtp_provider.workload.specs import STREAM_RUN_ID, SpecInput
 DEPLOYMENT_STATE_KEY = "zdtp_deployment"
 
 
-class IncrementalSyncOperator(ZdtpKubeOperator):
+class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
     """Apply the incremental worker's Deployment and wait until it is Available.
 
     Takes KubernetesPodOperator's pod arguments (``container_resources``, ``affinity``,
@@ -74,9 +73,7 @@ class IncrementalSyncOperator(ZdtpKubeOperator):
         on_kill_action: str = "scale_to_zero",
         **kwargs: Any,
     ) -> None:
-        pod = pop_pod_arguments(self, kwargs)
         super().__init__(**kwargs)
-        set_pod_arguments(self, pod)
         if on_kill_action not in ON_KILL_ACTIONS:
             raise AirflowException(
                 f"on_kill_action: must be one of {ON_KILL_ACTIONS}, got {on_kill_action!r}"

@@ -18,9 +18,8 @@ from zdtp_provider.operators._inputs import as_airflow_error, lookup_dsns
 from zdtp_provider.operators._job_lifecycle import JobKilled, JobLifecycleOperator
 from zdtp_provider.operators._kube_operator import (
     POD_TEMPLATE_FIELDS,
+    PodArgumentsMixin,
     ZdtpKubeOperator,
-    pop_pod_arguments,
-    set_pod_arguments,
 )
 from zdtp_provider.workload import (
     Rendered,
@@ -34,7 +33,7 @@ from zdtp_provider.workload import (
 from zdtp_provider.workload.specs import SpecInput
 
 
-class _FullSyncJobBase(JobLifecycleOperator):
+class _FullSyncJobBase(PodArgumentsMixin, JobLifecycleOperator):
     """Arguments every Job operator takes: image, credentials, KPO pod arguments, deadline."""
 
     template_fields: Sequence[str] = (*ZdtpKubeOperator.template_fields, *POD_TEMPLATE_FIELDS)
@@ -52,9 +51,7 @@ class _FullSyncJobBase(JobLifecycleOperator):
         active_deadline_seconds: int | None = None,
         **kwargs: Any,
     ) -> None:
-        pod = pop_pod_arguments(self, kwargs)
         super().__init__(**kwargs)
-        set_pod_arguments(self, pod)
         self.image = image
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id

@@ -89,3 +89,30 @@ def test_deferrable_defaults_to_airflow_config(kind: str, monkeypatch: pytest.Mo
     assert OPERATORS[kind]({}).deferrable is False
     monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
     assert OPERATORS[kind]({}).deferrable is True
+
+
+@pytest.mark.parametrize(
+    "cls", [FullSyncOperator, FullSyncJobOperator, QueueFullSyncJobOperator, IncrementalSyncOperator]
+)
+def test_partial_accepts_kpo_arguments_and_aliases(cls) -> None:
+    """Airflow checks .partial() arguments against the __init__ signatures: they must be explicit."""
+    import pendulum
+    from airflow.sdk import DAG
+
+    extra = {"work_queue": "q"} if cls is QueueFullSyncJobOperator else {}
+    with DAG("d", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
+        mapped = cls.partial(
+            task_id="t",
+            image="i",
+            namespace=NS,
+            container_resources={"limits": {"memory": "1Gi"}},
+            affinity={},
+            image_pull_secrets="regcred",
+            **extra,
+        ).expand(spec=[SPEC])
+        with pytest.warns(DeprecationWarning):
+            old = cls.partial(task_id="o", image="i", worker_resources={"limits": {"memory": "2Gi"}}, **extra)
+            old = old.expand(spec=[SPEC]).unmap({"spec": SPEC})
+    op = mapped.unmap({"spec": SPEC})
+    assert op.container_resources == {"limits": {"memory": "1Gi"}}
+    assert old.container_resources == {"limits": {"memory": "2Gi"}}
