@@ -19,6 +19,7 @@ from zdtp_worker.contract.errors import ConfigError, WorkerError
 from zdtp_worker.contract.result import WorkerResult, write_result
 from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.credentials import redact
+from zdtp_worker.logs import configure as configure_logs
 
 
 def load_spec(spec_file: str | None, *, mode: str, queue: str | None = None) -> WorkerSpec:
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     spec: WorkerSpec | None = None
     try:
         spec = load_spec(args.spec, mode=args.mode, queue=getattr(args, "queue", None))
+        configure_logs(spec)  # JSON lines with mode/task/run_id/worker from here on, both modes
         if args.mode == "full":
             from zdtp_worker.full.main import run_full_cli
 

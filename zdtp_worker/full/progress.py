@@ -9,11 +9,11 @@ During a chunk, rows are estimated from bytes streamed so far (COPY only reports
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from zdtp_worker import logs
 
 
 @dataclass
@@ -24,8 +24,7 @@ class Step:
 
 
 def log_event(event: str, **fields: Any) -> None:
-    record = {"ts": round(time.time(), 3), "event": event, **fields}
-    print(json.dumps(record, default=str), file=sys.stderr, flush=True)
+    logs.event(event, **fields)  # the format both workers share (zdtp_worker.logs)
 
 
 class Progress:
