@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 
 import psycopg
 
+from zdtp_worker.contract.identifiers import parse_qualified
 from zdtp_worker.control.catalog import column_names
 from zdtp_worker.control.session import connect
 from zdtp_worker.pg.checksum import checksum_sql, format_checksum
@@ -36,7 +37,7 @@ class TableComparison:
 
 def measure(conn: psycopg.Connection, table: str, *, level: str) -> tuple[int, str | None]:
     """(rows, checksum or None) of ``schema.table`` at ``level`` ``count`` or ``checksum``."""
-    schema, name = table.split(".", 1)
+    schema, name = parse_qualified(table)  # canonical names: any identifier, dots included
     table_sql = qualified(schema, name)
     if level == "count":
         return conn.execute(f"SELECT count(*) FROM {table_sql}").fetchone()[0], None
