@@ -43,9 +43,11 @@ def _source_dsn(config: SyncTaskConfig, explicit: str | None) -> str:
 
 
 def _plan(config: SyncTaskConfig, args: argparse.Namespace):
-    from zdtp_provider.planner import plan_workers, read_catalog
+    from zdtp_provider.planner import check_streamable, plan_workers, read_catalog
 
-    estimates = read_catalog(_source_dsn(config, args.source_dsn), config)
+    dsn = _source_dsn(config, args.source_dsn)
+    estimates = read_catalog(dsn, config)
+    check_streamable(dsn, config, [e.name for e in estimates])  # CDC modes only
     return estimates, plan_workers(config, estimates, run_id=args.run_id, workers=args.workers)
 
 
@@ -58,6 +60,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"invalid: {exc}", file=sys.stderr)
             bad += 1
             continue
+        if cfg.mode != "full" and os.environ.get("ZDTP_SOURCE_DSN"):
+            # With a source at hand, also refuse tables CDC cannot stream (same check as plan).
+            from zdtp_provider.planner import PlanningError, check_streamable, read_catalog
+
+            dsn = os.environ["ZDTP_SOURCE_DSN"]
+            try:
+                check_streamable(dsn, cfg, [e.name for e in read_catalog(dsn, cfg)])
+            except PlanningError as exc:
+                print(f"invalid: {path}: {exc}", file=sys.stderr)
+                bad += 1
+                continue
         schedule = cfg.schedule or "on demand"
         print(f"ok: {path}: DAG {cfg.dag_id}, mode {cfg.mode}, fan-out {cfg.fanout}, {schedule}")
     return 1 if bad else 0
@@ -66,7 +79,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     if config.mode == "incremental":
-        print(f"{config.dag_id}: incremental only: one Deployment streams {', '.join(config.tables)}")
+        from zdtp_provider.planner import check_streamable, read_catalog
+
+        dsn = _source_dsn(config, args.source_dsn)
+        streamed = [e.name for e in read_catalog(dsn, config)]
+        check_streamable(dsn, config, streamed)  # no usable replica identity: refused, with the fix
+        print(f"{config.dag_id}: incremental only: one Deployment streams {', '.join(streamed)}")
         return 0
     estimates, specs = _plan(config, args)
     if args.output == "json":

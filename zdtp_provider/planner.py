@@ -24,6 +24,7 @@ import psycopg
 from zdtp_provider.config import SyncTaskConfig
 from zdtp_worker.contract.identifiers import parse_qualified, render_qualified
 from zdtp_worker.contract.spec import FullOptions, KeyRange, TableSpec, WorkerSpec
+from zdtp_worker.control import replica_identity
 
 INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
@@ -149,6 +150,17 @@ def read_catalog(dsn: str, config: SyncTaskConfig) -> list[TableEstimate]:
                 "Exclude the table(s) or create them on the target yourself."
             )
         return [_estimate(conn, by_name[name]) for name in selected]
+
+
+def check_streamable(dsn: str, config: SyncTaskConfig, tables: list[str]) -> None:
+    """PlanningError naming every table a CDC mode cannot stream, with the fix (``zdtp plan`` /
+    ``validate``; the DAG's ``prepare_stream`` refuses the same way before creating anything)."""
+    if config.mode == "full" or not tables:
+        return
+    with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
+        refused = replica_identity.refusal_for(conn, [parse_qualified(t) for t in tables])
+    if refused:
+        raise PlanningError(f"sync task {config.name!r} (mode {config.mode}): {refused}")
 
 
 def _estimate(conn: psycopg.Connection, row: tuple) -> TableEstimate:

@@ -170,6 +170,14 @@ def refusal(checks: dict[TableName, IdentityCheck], *, set_replica_identity: boo
     return "CDC cannot stream " + f"{len(problems)} table(s): " + "; ".join(problems)
 
 
+def refusal_for(
+    conn: psycopg.Connection, tables: list[tuple[str, str]], *, set_replica_identity: bool = False
+) -> str | None:
+    """:func:`refusal` for (schema, name) pairs: what the planner calls for CDC modes."""
+    names = [TableName(schema=schema, name=name) for schema, name in tables]
+    return refusal(inspect(conn, names), set_replica_identity=set_replica_identity)
+
+
 def check(conn: psycopg.Connection, tables: list[TableName], *, set_replica_identity: bool = False) -> None:
     """Raise DataError (exit 65) when some table has no usable replica identity."""
     message = refusal(inspect(conn, tables), set_replica_identity=set_replica_identity)
