@@ -64,11 +64,13 @@ class SnapshotReader(Catalog, Protocol):
         """Split the table (or its key range) into bounded key ranges."""
         ...
 
-    async def copy_out(self, info: TableInfo, chunk: Chunk, *, fmt: CopyFormat, sink: Sink) -> int:
-        """Stream the chunk's rows to ``sink`` in ``fmt``; return the rows sent."""
+    async def copy_out(
+        self, info: TableInfo, chunk: Chunk, *, columns: list[str], fmt: CopyFormat, sink: Sink
+    ) -> int:
+        """Stream ``columns`` of the chunk's rows to ``sink`` in ``fmt``; return the rows sent."""
         ...
 
-    async def checksum(self, info: TableInfo, chunk: Chunk) -> tuple[int, Decimal]:
+    async def checksum(self, info: TableInfo, chunk: Chunk, *, columns: list[str]) -> tuple[int, Decimal]:
         """Rows and order-independent checksum of the chunk's read range."""
         ...
 
@@ -137,7 +139,9 @@ class TargetWriter(Catalog, Protocol):
         """Write the rows arriving in ``pieces`` (``fmt``); return the rows stored."""
         ...
 
-    async def checksum(self, table: TableName, info: TableInfo, chunk: Chunk) -> tuple[int, Decimal]:
+    async def checksum(
+        self, table: TableName, info: TableInfo, chunk: Chunk, *, columns: list[str]
+    ) -> tuple[int, Decimal]:
         """Rows and checksum of the chunk's (delete) range in ``table``."""
         ...
 

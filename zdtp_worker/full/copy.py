@@ -1,10 +1,12 @@
 """The hot path: stream one chunk's rows from source to target as COPY bytes, never decoding a
 row in Python.
 
-``COPY (SELECT …) TO STDOUT`` on the source feeds ``COPY … FROM STDIN`` on the target through a
-small bounded queue; the two run concurrently, so memory stays bounded and both servers work at
-the same time. Binary format when source and target types match and are built in (no per-database
-OIDs inside the data), text otherwise (the target parses the source's text form).
+The reader's ``copy_out`` (``COPY (SELECT …) TO STDOUT`` on PostgreSQL) feeds the writer's
+``copy_in`` (``COPY … FROM STDIN``) through a small bounded queue; the two run concurrently, so
+memory stays bounded and both servers work at the same time. Binary format when source and
+target types match and are built in (no per-database OIDs inside the data), text otherwise (the
+target parses the source's text form). Driver-free: both ends are :mod:`zdtp_worker.drivers`
+Protocols.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import asyncpg
-
 from zdtp_worker.contract.spec import TableName
+from zdtp_worker.drivers import SnapshotReader, TargetWriter
+from zdtp_worker.full.catalog import TableInfo
+from zdtp_worker.full.chunking import Chunk
 from zdtp_worker.full.schema import CopyFormat
 
-# Bytes the pipe may hold between the two connections; asyncpg hands over ~64 KiB pieces.
+# Pieces the pipe may hold between the two sessions; asyncpg hands over ~64 KiB pieces.
 _QUEUE_PIECES = 64
 
 
@@ -30,25 +33,19 @@ class CopyStats:
     nbytes: int
 
 
-def _rows(status: str) -> int:
-    # "COPY 123"
-    try:
-        return int(status.rsplit(" ", 1)[-1])
-    except (ValueError, AttributeError):
-        return -1
-
-
 async def copy_range(
-    source: asyncpg.Connection,
-    target: asyncpg.Connection,
+    source: SnapshotReader,
+    target: TargetWriter,
     *,
-    select_sql: str,
-    target_table: TableName,
+    info: TableInfo,
+    chunk: Chunk,
     columns: list[str],
+    target_table: TableName,
     fmt: CopyFormat,
     on_bytes: Callable[[int], None] | None = None,
 ) -> CopyStats:
-    """Copy the rows of ``select_sql`` into ``target_table(columns)``; call in a target transaction."""
+    """Copy ``columns`` of the chunk's rows of ``info`` into ``target_table``; call in a target
+    transaction."""
     pipe: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_QUEUE_PIECES)
     total = 0
 
@@ -59,9 +56,9 @@ async def copy_range(
             on_bytes(len(data))
         await pipe.put(data)
 
-    async def produce() -> str:
+    async def produce() -> int:
         try:
-            return await source.copy_from_query(select_sql, output=sink, format=fmt)
+            return await source.copy_out(info, chunk, columns=columns, fmt=fmt, sink=sink)
         finally:
             await pipe.put(None)
 
@@ -71,13 +68,7 @@ async def copy_range(
 
     producer = asyncio.create_task(produce())
     try:
-        target_status = await target.copy_to_table(
-            target_table.name,
-            schema_name=target_table.schema_,
-            columns=columns,  # asyncpg quotes the names
-            source=pieces(),
-            format=fmt,
-        )
+        target_rows = await target.copy_in(target_table, columns, fmt=fmt, pieces=pieces())
     except BaseException:
         source_failed = producer.done() and not producer.cancelled() and producer.exception() is not None
         if source_failed:
@@ -90,5 +81,5 @@ async def copy_range(
         with contextlib.suppress(BaseException):
             await producer
         raise
-    source_status = await producer
-    return CopyStats(source_rows=_rows(source_status), target_rows=_rows(target_status), nbytes=total)
+    source_rows = await producer
+    return CopyStats(source_rows=source_rows, target_rows=target_rows, nbytes=total)

@@ -29,10 +29,11 @@ from zdtp_worker.contract.result import WorkerResult
 from zdtp_worker.contract.spec import TableName, WorkerSpec
 from zdtp_worker.full.catalog import read_table
 from zdtp_worker.full.chunk import SessionPair, TableJob
+from zdtp_worker.full.postgres import open_pair
 from zdtp_worker.full.progress import Progress, Step, log_event
 from zdtp_worker.full.queue_run import run_queue
 from zdtp_worker.full.schema import TargetPlan, ensure_target_table_async
-from zdtp_worker.full.session import close, connect, connect_pair, worker_id
+from zdtp_worker.full.session import close, connect, worker_id
 from zdtp_worker.full.tables import run_tables, table_result
 from zdtp_worker.pg.errors import classify
 from zdtp_worker.pg.session import describe_target
@@ -65,15 +66,15 @@ async def run_full_async(
     progress = Progress(interval=opts.progress_interval_seconds)
     reporter: asyncio.Task[None] | None = None
     try:
-        src, tgt = await connect_pair(source_dsn, target_dsn, snapshot=opts.snapshot)
+        src, tgt = await open_pair(source_dsn, target_dsn, snapshot=opts.snapshot)
         ctx = SessionPair(
             source=src, target=tgt, worker=worker_id(spec), verify=opts.verify, progress=progress
         )
         if opts.streams > 1 and not queue_name:
             # Every stream reads the same snapshot: the one given, or one exported by this run.
-            shared = opts.snapshot or await src.fetchval("SELECT pg_export_snapshot()")
+            shared = opts.snapshot or await src.export_snapshot()
             for _ in range(opts.streams - 1):
-                s, t = await connect_pair(source_dsn, target_dsn, snapshot=shared)
+                s, t = await open_pair(source_dsn, target_dsn, snapshot=shared)
                 extra.append(
                     SessionPair(source=s, target=t, worker=ctx.worker, verify=opts.verify, progress=progress)
                 )
@@ -97,10 +98,10 @@ async def run_full_async(
     finally:
         if reporter is not None:
             reporter.cancel()
-        conns = [c for c in (src, tgt) if c is not None]
-        conns += [c for e in extra for c in (e.source, e.target)]
-        if conns:
-            await close(*conns)
+        ends = [c for c in (src, tgt) if c is not None]
+        ends += [c for e in extra for c in (e.source, e.target)]
+        for end in ends:
+            await end.close()
     result = WorkerResult(
         mode="full",
         run_id=spec.run_id,

@@ -34,13 +34,14 @@ async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]
         return cache[key]
     source = TableName.model_validate(payload["source"])
     # The key the chunks were cut by (items enqueued before keys were recorded: the default rule).
-    info = await read_table(ctx.source, source, key=tuple(payload["key"]) if payload.get("key") else None)
+    src, tgt = ctx.source.conn, ctx.target.conn  # type: ignore[attr-defined]  # see tables.run_tables
+    info = await read_table(src, source, key=tuple(payload["key"]) if payload.get("key") else None)
     if info is None:
         raise ConfigError(f"source table {source} does not exist")
     target = TableName.model_validate(payload["target"])
     copy_into = TableName.model_validate(payload.get("copy_table") or payload["target"])
-    shape = await read_shape(ctx.source, info.oid)
-    tp = await ensure_target_table_async(ctx.target, info, copy_into, shape=shape)
+    shape = await read_shape(src, info.oid)
+    tp = await ensure_target_table_async(tgt, info, copy_into, shape=shape)
     cache[key] = TableJob(
         run_id=payload["run_id"],
         source=info,
@@ -58,16 +59,16 @@ async def run_queue(
 ) -> list[TableResult]:
     tgt = ctx.target
     step.what = f"queue {queue_name}"
-    await checkpoints.bootstrap(tgt)
-    await queue.bootstrap(tgt)
+    await tgt.state.bootstrap()
+    await tgt.queue.bootstrap()
     jobs: dict[str, TableJob] = {}
     while True:
-        item = await queue.claim(tgt, queue_name, owner=ctx.worker, lease_seconds=lease_seconds)
+        item = await tgt.queue.claim(queue_name, owner=ctx.worker, lease_seconds=lease_seconds)
         if item is None:
             if mode == "one":
                 log_event("queue_empty", queue=queue_name)
                 break
-            remaining, wait = await queue.open_items(tgt, queue_name)
+            remaining, wait = await tgt.queue.open_items(queue_name)
             if remaining == 0:
                 log_event("queue_drained", queue=queue_name)
                 break

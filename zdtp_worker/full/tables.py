@@ -223,7 +223,9 @@ async def run_tables(
     """Copy every table of ``spec``; ``jobs`` collects each table's figures as it goes, so a
     failure can still report what was finished."""
     ctx = streams[0]
-    src, tgt, opts = ctx.source, ctx.target, spec.full
+    # Table preparation still runs on the PostgreSQL sessions themselves (not behind
+    # zdtp_worker.drivers yet); the chunks go through the Protocols.
+    src, tgt, opts = ctx.source.conn, ctx.target.conn, spec.full  # type: ignore[attr-defined]
     step.what = "checking tables"
     checked = await check_tables(src, tgt, spec.tables, same_database=same_database)
     ctx.progress.total_rows = sum(max(info.est_rows, 0) for _, info, _, _ in checked)
