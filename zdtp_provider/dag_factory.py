@@ -228,7 +228,14 @@ def _prepare_stream_task(config: SyncTaskConfig):
         source = _dsn(config.source_conn_id)
         tables = [e.name for e in read_catalog(source, config)]
         try:
-            names = prepare(source_dsn=source, config=config, tables=tables)
+            names = prepare(
+                source_dsn=source,
+                config=config,
+                tables=tables,
+                # full+incremental: the copy that follows redefines the target, so the stream
+                # restarts from the slot (and a lost slot is replaced instead of failing forever).
+                target_dsn=_dsn(config.target_conn_id) if config.mode == "full+incremental" else None,
+            )
         except WorkerError as exc:
             raise AirflowFailException(str(exc)) from None
         # Slot and publication stay unset: the worker derives the same names prepare used.

@@ -34,7 +34,9 @@ def planned_tables(specs: list[WorkerSpec]) -> list[str]:
     return list(seen)
 
 
-def prepare_stream(*, source_dsn: str, config: SyncTaskConfig, tables: list[str]) -> dict[str, str]:
+def prepare_stream(
+    *, source_dsn: str, config: SyncTaskConfig, tables: list[str], target_dsn: str | None = None
+) -> dict[str, str]:
     """Check the source for CDC, then create the task's publication and slot if missing.
 
     The same pre-flight checks and idempotent set-up the incremental worker runs at start, so a
@@ -45,6 +47,11 @@ def prepare_stream(*, source_dsn: str, config: SyncTaskConfig, tables: list[str]
     )
     slot, publication = slot_name(spec), publication_name(spec)
     _prepare_stream(
-        source_dsn=source_dsn, tables=[t.source for t in spec.tables], slot=slot, publication=publication
+        source_dsn=source_dsn,
+        tables=[t.source for t in spec.tables],
+        slot=slot,
+        publication=publication,
+        # Given for full+incremental: a copy follows, so the stream restarts from the slot.
+        restart_on_target=target_dsn,
     )
     return {"slot": slot, "publication": publication}
