@@ -12,6 +12,7 @@ import asyncio
 import os
 import socket
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 
@@ -22,6 +23,7 @@ from zdtp_worker.pg.errors import classify
 from zdtp_worker.pg.quoting import literal
 from zdtp_worker.pg.session import SESSION_SETTINGS, describe_target, parse_dsn
 
+_SSL_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")
 SERVER_SETTINGS = {**SESSION_SETTINGS, "application_name": "zdtp-worker-full"}
 
 
@@ -41,6 +43,11 @@ def _connect_kwargs(dsn: str, role: str) -> dict[str, Any]:
             raise ConfigError(f"{role} DSN: port {params['port']!r} is not a number") from None
     if params.get("sslmode"):
         kwargs["ssl"] = params["sslmode"]
+    # asyncpg reads certificate files (sslrootcert...) only from a URI's query; the keyword
+    # arguments above take precedence over anything else a URI would say.
+    files = {k: str(params[k]) for k in _SSL_FILES if params.get(k)}
+    if files:
+        kwargs["dsn"] = "postgresql://?" + urlencode(files)
     return kwargs
 
 
