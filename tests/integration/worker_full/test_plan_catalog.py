@@ -86,3 +86,19 @@ def test_unreproducible_tables_are_refused_at_plan_time(source_dsn: str) -> None
         "public.base",
         "public.fine",
     ]
+
+
+def test_foreign_partition_is_refused_at_plan_time(source_dsn: str) -> None:
+    execute(
+        source_dsn,
+        """
+        CREATE EXTENSION file_fdw;
+        CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+        CREATE TABLE events (id int NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
+        CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+        CREATE FOREIGN TABLE events_old PARTITION OF events FOR VALUES FROM ('2000-01-01') TO ('2025-01-01')
+            SERVER files OPTIONS (filename '/dev/null');
+        """,
+    )
+    with pytest.raises(PlanningError, match=r"public.events: partition public.events_old is a foreign table"):
+        read_catalog(source_dsn, _config(tables=["events"]))
