@@ -82,3 +82,35 @@ def test_every_table_is_planned_exactly_once(rows: list[int], workers: int) -> N
         assert all(lo < hi for lo, hi in bounds), bounds
         for (_, upper), (lower, _) in itertools.pairwise(bounds):
             assert upper == lower, bounds
+
+
+def test_plan_carries_keys_and_single_chunk_decisions_and_any_name() -> None:
+    est = [
+        TableEstimate('sales."Order Items"', 1_000_000, 0, ("Item ID",), 1, 1_000_000),
+        TableEstimate("sales.by_code", 500, 0, ("code",), key_index="by_code_code"),
+        TableEstimate('"a.b"."x-y"', 300, 0, ()),
+    ]
+    specs = plan_workers(CFG, est, run_id="r", workers=3)
+    tables = [t for s in specs for t in s.tables]
+    items = [t for t in tables if t.source.name == "Order Items"]
+    assert len(items) == 3 and all(t.key == ("Item ID",) and not t.allow_single_chunk for t in items)
+    (by_code,) = (t for t in tables if t.source.name == "by_code")
+    assert by_code.key == ("code",) and not by_code.allow_single_chunk
+    (keyless,) = (t for t in tables if t.source.name == "x-y")
+    assert keyless.key is None and keyless.allow_single_chunk and keyless.source.schema_ == "a.b"
+    assert est[2].note and "one chunk" in est[2].note and "by_code_code" in (est[1].note or "")
+    assert est[0].note is None
+    # Names are canonical in the spec JSON too, and the workers are named w0..wN whatever the tables.
+    assert {str(t.source) for t in tables} == {e.name for e in est}
+    assert sorted(s.worker for s in specs) == ["w0", "w1", "w2"]
+
+
+def test_table_names_in_kubernetes_labels_are_valid_and_distinct() -> None:
+    # Table names never become object names; when one is used as a label value it is hashed.
+    from zdtp_provider.k8s.names import label_value, validate_label
+
+    names = ['zoo."Order Items"', 'zoo."order items"', 'zoo."größe_日本"', "zoo." + '"' + "x" * 63 + '"']
+    values = [label_value(n) for n in names]
+    for v in values:
+        validate_label("zdtp.io/table", v, field="labels")
+    assert len(set(values)) == len(values)
