@@ -189,3 +189,54 @@ def test_lossy_type_change_while_streaming_stops_with_exit_65(
     )
     assert kept == [(old_type,)]
     assert _rows(target_dsn, "SELECT count(*) FROM zoo.prices WHERE id = 1") == [(1,)]
+
+
+UNREPRODUCIBLE = {
+    # A column of an extension's type, the extension not installed on the target.
+    "extension-type": (
+        "CREATE EXTENSION hstore; CREATE TABLE zoo.ext_t (id int PRIMARY KEY, attrs hstore);"
+        " INSERT INTO zoo.ext_t VALUES (1, 'a=>1')",
+        "",
+        ("hstore", "CREATE EXTENSION"),
+    ),
+    # A generated column calling a user function the target lacks.
+    "user-function": (
+        "CREATE FUNCTION zoo.double_it(int) RETURNS int IMMUTABLE LANGUAGE sql AS 'SELECT $1 * 2';"
+        " CREATE TABLE zoo.fn_t (id int PRIMARY KEY,"
+        " twice int GENERATED ALWAYS AS (zoo.double_it(id)) STORED);"
+        " INSERT INTO zoo.fn_t (id) VALUES (1)",
+        "",
+        ("double_it",),
+    ),
+    # An enum the target already has, with fewer labels.
+    "enum-differs": (
+        "CREATE TYPE zoo.mood AS ENUM ('sad', 'ok', 'happy');"
+        " CREATE TABLE zoo.enum_t (id int PRIMARY KEY, m zoo.mood);"
+        " INSERT INTO zoo.enum_t VALUES (1, 'happy')",
+        "CREATE SCHEMA zoo; CREATE TYPE zoo.mood AS ENUM ('sad', 'ok')",
+        ("mood", "happy"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREPRODUCIBLE))
+def test_table_the_target_cannot_reproduce_is_refused_before_writing(
+    empty_source: str, target_dsn: str, case: str
+) -> None:
+    source_sql, target_sql, expected = UNREPRODUCIBLE[case]
+    with psycopg.connect(empty_source, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA zoo")
+        conn.execute(source_sql)
+    if target_sql:
+        with psycopg.connect(target_dsn, autocommit=True) as conn:
+            conn.execute(target_sql)
+    finished = harness.run_full_workers(
+        harness.plan(empty_source, harness.zoo_config("zoo-unrepro")),
+        source_dsn=empty_source,
+        target_dsn=target_dsn,
+    )
+    assert [f.returncode for f in finished] == [EXIT_DATA] * len(finished), [f.describe() for f in finished]
+    message = finished[0].stderr
+    for word in expected:
+        assert word in message, message
+    assert_target_empty(target_dsn)
