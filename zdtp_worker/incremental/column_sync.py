@@ -161,6 +161,10 @@ class ColumnSync:
                         fast_default_ok=not orphans and not first_sight,
                     )
                 )
+            elif have.type_sql != type_sql and classify(type_sql, have.type_sql) == "widen":
+                # The target already holds a wider type than these changes carry: a restarted
+                # stream replays changes from before a widening the target followed at start.
+                continue
             elif have.type_sql != type_sql:
                 done.append(
                     self._retype(
