@@ -30,6 +30,8 @@ PAGES = [REPO / "README.md", *sorted(DOCS.glob("*.md"))]
 #   demo       run by `make demo` (the Makefile must have the rule)
 #   dry-run    the Makefile rule exists and `make -n` resolves it; not run by the suite
 #   test       run by this module, as written (from the repository root)
+#   install    docs/install.md: a command for the reader's own Airflow/cluster/registry; not run as
+#              written (see the comment at those entries for the tests that cover what it does)
 #   compose    a Docker command: NOT run anywhere here (no Docker engine on the test machines);
 #              checked statically: services and profiles exist in docker-compose.yaml, and any
 #              `airflow ...` command run inside a container parses with this repo's Airflow CLI
@@ -53,6 +55,23 @@ COMMANDS: dict[str, str] = {
     "docker compose exec airflow-scheduler airflow connections list": "compose",
     "docker compose exec airflow-scheduler zdtp render /opt/airflow/dags/syncs/shop.yaml": "compose",
     ".venv/bin/zdtp validate dags/syncs/shop.yaml dags/syncs/shop_stream.yaml": "test",
+    # docs/install.md: commands for the reader's own Airflow and cluster, NOT run as written here.
+    # What they do is exercised by: test_provider_listing (providers get/list of the installed
+    # wheel), test_worker_image (wheel and image content), tests/integration/deploy (kustomize
+    # render + server-side dry-run), tests/integration/connections (postgres connections, TLS).
+    "uv build --wheel": "install",
+    'pip install dist/zdtp-0.1.0-py3-none-any.whl "apache-airflow==3.3.2" --constraint'
+    ' "https://raw.githubusercontent.com/apache/airflow/constraints-3.3.2/constraints-3.11.txt"': "install",
+    "airflow providers get zdtp": "install",
+    "airflow connections add shop_source --conn-type postgres --conn-host db.example.com --conn-port 5432"
+    ' --conn-login zdtp --conn-password "$SOURCE_PASSWORD" --conn-schema shop --conn-extra'
+    """ '{"sslmode": "verify-full", "sslrootcert": "/opt/airflow/certs/pg-ca.crt"}'""": "install",
+    "kubectl create secret generic pg-tls --namespace data-sync --from-file=/opt/airflow/certs/pg-ca.crt": (
+        "install"
+    ),
+    "kubectl apply --server-side -k zdtp-install/": "install",
+    "docker build -t registry.example.com/zdtp/worker:0.1.0 .": "install",
+    "docker push registry.example.com/zdtp/worker:0.1.0": "install",
 }
 
 
