@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import logging
 import select
-import struct
 import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
-from psycopg2.extras import ReplicationCursor
 
 from zdtp_worker.contract.spec import IncrementalOptions
+from zdtp_worker.drivers import ChangeDecoder, ChangeReader, ChangeWriter
 from zdtp_worker.incremental.applier import Applier
 from zdtp_worker.incremental.batch import Batch, NeedsTargetRow
 from zdtp_worker.incremental.health import Metrics
@@ -39,19 +38,15 @@ from zdtp_worker.incremental.pgoutput import (
     Relation,
     Truncate,
     Update,
-    decode,
     format_lsn,
-    tuple_data,
 )
 from zdtp_worker.incremental.relations import Relations
 from zdtp_worker.incremental.rowwise import RowChange, RowwiseTable
 from zdtp_worker.incremental.sequences import SequenceKeeper
 from zdtp_worker.incremental.source_watch import SourceWatch
 from zdtp_worker.incremental.staging import Shape
-from zdtp_worker.incremental.target import Target
 
 log = logging.getLogger(__name__)
-_OID = struct.Struct("!I")
 
 PG_EPOCH_UNIX = PG_EPOCH.timestamp()
 IDLE_WAIT_SECONDS = 0.5
@@ -77,8 +72,9 @@ class ChangeLoop:
     def __init__(
         self,
         *,
-        cur: ReplicationCursor,
-        target: Target,
+        cur: ChangeReader,
+        target: ChangeWriter,
+        decoder: ChangeDecoder,
         relations: Relations,
         applier: Applier,
         opts: IncrementalOptions,
@@ -93,6 +89,7 @@ class ChangeLoop:
     ) -> None:
         self.cur = cur
         self.target = target
+        self.decoder = decoder
         self.rels = relations
         self.shapes = relations.shapes  # the same dict: the hot path reads it directly
         self.applier = applier
@@ -126,11 +123,12 @@ class ChangeLoop:
         """The applier finished a commit: the slot may now forget WAL up to ``lsn``."""
         self._feedback(self.cur, lsn)
 
-    def _loop(self, cur: ReplicationCursor) -> None:
+    def _loop(self, cur: ChangeReader) -> None:
         max_changes = self.opts.batch_max_changes
         max_seconds = self.opts.batch_max_seconds
         metrics = self.metrics
         read = cur.read_message
+        decode, fast_insert = self.decoder, self.decoder.insert
         stop_deadline: float | None = None
         while True:
             if self.stop.is_set():
@@ -161,14 +159,15 @@ class ChangeLoop:
                 select.select([cur], [], [], wait)
                 continue
             payload = msg.payload
-            if payload[0] == 0x49 and not self.skip:  # Insert: the hot path, no message object
-                (oid,) = _OID.unpack_from(payload, 1)
+            inserted = None if self.skip else fast_insert(payload)
+            if inserted is not None:  # the hot path, no message object
+                oid, new = inserted
                 shape = self.shapes.get(oid) or self._shape(oid)
                 if shape is not None:
                     if shape.key_indexes:
-                        self.batch.insert(shape.relation, shape.key_indexes, tuple_data(payload, 6)[0])
+                        self.batch.insert(shape.relation, shape.key_indexes, new)
                     else:
-                        self._row(shape, RowChange("I", new=tuple_data(payload, 6)[0]))
+                        self._row(shape, RowChange("I", new=new))
                     self.pending_changes += 1
             else:
                 self._handle(decode(payload), cur)
@@ -181,7 +180,7 @@ class ChangeLoop:
             ):
                 self._commit(cur)
 
-    def _handle(self, m: object, cur: ReplicationCursor) -> None:
+    def _handle(self, m: object, cur: ChangeReader) -> None:
         if isinstance(m, Insert):
             if self.skip:
                 return
@@ -306,7 +305,7 @@ class ChangeLoop:
             tables, self.rows = list(self.rows.values()), {}
             self.applier.submit(lambda: [t.apply(self.target.conn) for t in tables])
 
-    def _commit(self, cur: ReplicationCursor) -> None:
+    def _commit(self, cur: ChangeReader) -> None:
         assert self.last_commit is not None
         self._flush()
         last = self.last_commit
@@ -343,7 +342,7 @@ class ChangeLoop:
         self.oldest_pending = None
         self._update_lag(cur, idle=False, commit_time=commit_time)
 
-    def _feedback(self, cur: ReplicationCursor, flush_lsn: int) -> None:
+    def _feedback(self, cur: ChangeReader, flush_lsn: int) -> None:
         """Tell the slot it may forget WAL up to ``flush_lsn`` (only after the target committed)."""
         cur.send_feedback(flush_lsn=flush_lsn)
 
@@ -356,7 +355,7 @@ class ChangeLoop:
         self.pending_changes = 0
         self.batch_started = None
 
-    def _graceful_stop(self, cur: ReplicationCursor) -> None:
+    def _graceful_stop(self, cur: ChangeReader) -> None:
         self.stats.stopped = True
         if self.in_txn:
             log.info("stopping: rolling back the batch (source transaction in progress; it will replay)")
@@ -372,7 +371,7 @@ class ChangeLoop:
             self.applier.sync(self.target.rollback)
             log.info("stopping: nothing pending; applied up to %s", format_lsn(self.target.end_lsn))
 
-    def _update_lag(self, cur: ReplicationCursor, *, idle: bool, commit_time: datetime | None = None) -> None:
+    def _update_lag(self, cur: ChangeReader, *, idle: bool, commit_time: datetime | None = None) -> None:
         m = self.metrics
         wal_end = cur.wal_end or 0
         m.server_wal_end = max(m.server_wal_end, wal_end)

@@ -223,3 +223,19 @@ def decode(buf: bytes) -> Message:
     if kind in (0x4F, 0x59, 0x4D):  # 'O' origin, 'Y' type, 'M' message
         return Ignored(chr(kind))
     raise DecodeError(f"unknown pgoutput message type {chr(kind)!r}")
+
+
+class PgOutputDecoder:
+    """:class:`~zdtp_worker.drivers.ChangeDecoder` for pgoutput protocol v1."""
+
+    def __call__(self, payload: bytes) -> Message:
+        return decode(payload)
+
+    @staticmethod
+    def insert(payload: bytes) -> tuple[int, list[Value]] | None:
+        """The hot path: (relation oid, new row) of an Insert without building a message object;
+        ``None`` for any other message."""
+        if payload[0] != 0x49:  # 'I'
+            return None
+        (oid,) = _U32.unpack_from(payload, 1)
+        return oid, tuple_data(payload, 6)[0]

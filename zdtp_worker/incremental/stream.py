@@ -28,7 +28,7 @@ from zdtp_worker.incremental.applier import Applier
 from zdtp_worker.incremental.column_sync import ColumnSync
 from zdtp_worker.incremental.health import Metrics
 from zdtp_worker.incremental.loop import ChangeLoop, RunStats
-from zdtp_worker.incremental.pgoutput import DecodeError, format_lsn
+from zdtp_worker.incremental.pgoutput import DecodeError, PgOutputDecoder, format_lsn
 from zdtp_worker.incremental.relations import Relations, reconcile
 from zdtp_worker.incremental.sequences import SequenceKeeper
 from zdtp_worker.incremental.source_watch import SourceWatch
@@ -128,6 +128,7 @@ class Stream:
         loop = ChangeLoop(
             cur=cur,
             target=self.target,
+            decoder=PgOutputDecoder(),
             relations=Relations(
                 mapping=self.mapping,
                 target=self.target,
