@@ -119,3 +119,18 @@ def test_overlay_namespace_applies_with_server_side_dry_run(
         "configmap",
     }
     assert applied == expected, out
+
+
+def test_overlay_without_prometheus_operator_drops_the_crd_kinds(tmp_path) -> None:
+    """The overlay docs/install.md gives for clusters without Prometheus Operator."""
+    folder = overlay(tmp_path, "data-sync")
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    kustomization["patches"] = [
+        {
+            "patch": f"$patch: delete\napiVersion: monitoring.coreos.com/v1\nkind: {kind}\nmetadata: {{name: {name}}}"
+        }
+        for kind, name in (("PodMonitor", "zdtp-workers"), ("PrometheusRule", "zdtp-cdc"))
+    ]
+    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    kinds = {d["kind"] for d in render(folder)}
+    assert kinds == KINDS - {"PodMonitor", "PrometheusRule"}
