@@ -127,7 +127,8 @@ def test_overlay_without_prometheus_operator_drops_the_crd_kinds(tmp_path) -> No
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     kustomization["patches"] = [
         {
-            "patch": f"$patch: delete\napiVersion: monitoring.coreos.com/v1\nkind: {kind}\nmetadata: {{name: {name}}}"
+            "patch": "$patch: delete\napiVersion: monitoring.coreos.com/v1\n"
+            f"kind: {kind}\nmetadata: {{name: {name}}}"
         }
         for kind, name in (("PodMonitor", "zdtp-workers"), ("PrometheusRule", "zdtp-cdc"))
     ]
