@@ -56,8 +56,11 @@ def resolve_spec(spec: SpecInput, *, mode: str, run_id: str | None, field: str =
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        # Name the offending value too (like a sync-task file's error): the message is all a
+        # user sees of a rejected spec.
+        shown = "" if first["type"] == "missing" else f" = {first['input']!r}"
         raise WorkloadError(
-            f"{field}.{where}: {first['msg']}" if where else f"{field}: {first['msg']}"
+            f"{field}.{where}{shown}: {first['msg']}" if where else f"{field}{shown}: {first['msg']}"
         ) from None
     if parsed.mode != mode:
         raise WorkloadError(
