@@ -212,7 +212,7 @@ VALID_SPEC: dict[str, Any] = {
     "tables": [{"source": "public.orders"}],
 }
 _ident_bad = st.one_of(
-    st.sampled_from(["1abc", "a b", 'x"y', "a-b", "ü", "$x"]),
+    st.sampled_from(["1abc", "a b", 'x"y', "a-b", "$x"]),
     st.text(alphabet="abc", min_size=64, max_size=80),
 )
 
@@ -227,7 +227,7 @@ _spec_breaks = st.one_of(
     _spec("task", ("task",), _not_matching(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")),
     _spec("run_id", ("run_id",), st.text(alphabet="r", min_size=201, max_size=220)),
     _spec("version", ("version",), st.integers().filter(lambda v: v != 1)),
-    _spec("tables.0.source.name", ("tables", 0, "source"), _ident_bad.map(lambda n: f"public.{n}")),
+    _spec("tables.0.source", ("tables", 0, "source"), _ident_bad.map(lambda n: f"public.{n}")),
     _spec("full.chunk_rows", ("full", "chunk_rows"), st.integers(max_value=0)),
     _spec("full.streams", ("full", "streams"), st.integers(max_value=0) | st.integers(min_value=17)),
     _spec("full.lease_seconds", ("full", "lease_seconds"), st.floats(max_value=0, allow_nan=False)),
@@ -248,7 +248,7 @@ _incremental_breaks = st.one_of(
         st.one_of(st.integers(max_value=0), st.integers(min_value=65536)),
     ),
     _spec("incremental.batch_max_changes", ("incremental", "batch_max_changes"), st.integers(max_value=0)),
-    _spec("tables.0.source.name", ("tables", 0, "source"), _ident_bad.map(lambda n: f"public.{n}")),
+    _spec("tables.0.source", ("tables", 0, "source"), _ident_bad.map(lambda n: f"public.{n}")),
     _spec("task", ("task",), _not_matching(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")),
 )
 
