@@ -8,7 +8,13 @@ Layers, low to high:
 - ``staging``     pure SQL of applying a batch (COPY into a staging table, then DELETE / upsert /
                   partial UPDATE) and the staging COPY text.
 - ``target``      target connection: lease (advisory lock), ``zdtp.cdc_state``, table DDL, apply.
-- ``relations``   source relation → target shape, schema checks, adding new columns.
+- ``type_change`` pure: which column type changes are safe widenings, which are lossy.
+- ``column_sync`` the target follows the source's columns (ADD with the source's default for old
+                  rows, backfill by key, DROP/RENAME keep data, widenings, generated columns).
+- ``rowwise``     whole-row apply of keyless ``REPLICA IDENTITY FULL`` tables, in stream order.
+- ``sequences``   target sequences kept at or ahead of the source's.
+- ``source_watch`` periodic: slot health and retained WAL, tables matching include not streamed.
+- ``relations``   source relation → target shape and key, schema checks via ``column_sync``.
 - ``applier``     the thread that owns the target connection while streaming.
 - ``health``      /healthz, /readyz and Prometheus /metrics over stdlib ``http.server``.
 - ``loop``        the main loop: read, decode, batch, apply, commit state, send feedback.
@@ -21,14 +27,18 @@ Source checks, publication/slot set-up and slot/publication names live in
 Exit codes (see ``zdtp_worker.contract.errors``):
 
 - 0  stopped by SIGTERM/SIGINT after committing (or rolling back) the current batch.
-- 65 data/schema problem: a published table without a primary key, an incompatible source
-     schema change (column type changed, primary key dropped or changed), target PK mismatch.
+- 65 data/schema problem: a table without a usable replica identity, a lossy source column type
+     change (unless opted in), primary key dropped or changed, target key mismatch; the slot lost
+     changes (gap, dropped, invalidated): re-run full+incremental (see docs/cdc-safety.md).
 - 75 temporary: connection lost, slot busy for too long. Safe to restart (exactly-once holds).
 - 78 configuration: ``wal_level`` is not ``logical``, the source role lacks REPLICATION, a spec
-     table does not exist on the source.
+     table does not exist on the source, a slot name outside ``zdtp_*``, someone else's
+     publication that does not fit (never altered).
 
 Exactly-once in effect: every target transaction that applies changes also writes the commit LSN
 of the last source transaction it contains into ``zdtp.cdc_state``; on start the worker skips every
 source transaction whose commit LSN is <= that value, whatever the slot replays. Replication
-feedback (flush LSN) is sent only after the target commit.
+feedback (flush LSN) is sent only after the target commit, and positions passed without changes
+are stored before psycopg2 may confirm them, so the slot is never ahead of the target: a slot
+that is ahead at start lost changes (``zdtp_worker.control.slot_guard``).
 """
