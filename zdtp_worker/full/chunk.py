@@ -55,6 +55,8 @@ class TableJob:
     # The target is a table this run created and holds only finished chunks (see finalize): a
     # chunk has nothing to delete, and there is no index yet to delete with.
     fresh: bool = False
+    # The target was created keyless by this run: its keys are built once all of it is in.
+    keys_pending: bool = False
     rows: int = 0
     bytes: int = 0
     chunks: int = 0

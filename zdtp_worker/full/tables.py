@@ -117,7 +117,7 @@ async def prepare_table(
     if opts.copy_mode == "restart":
         await checkpoints.forget_run(tgt, run_id, key, part=part)
     plan = await checkpoints.load_plan(tgt, run_id, key, part=part)
-    fresh = False
+    fresh = pending = False
     if opts.copy_mode == "swap":
         copy_into = staging_name(target, run_id)
         if plan is None or not plan.swapped:
@@ -134,7 +134,9 @@ async def prepare_table(
         tp = await ensure_target_table_async(
             tgt, info, target, shape=shape, with_keys=not deferred, on_create=created if deferred else None
         )
-        fresh = deferred and await finalize.pending(tgt, run_id=run_id, target=key)
+        # Keyless because this run created it so: even a ``restart`` of the run must build them.
+        pending = keys_after_load and await finalize.pending(tgt, run_id=run_id, target=key)
+        fresh = deferred and pending
     if plan is None:
         chunks = (
             await plan_table(
@@ -171,6 +173,7 @@ async def prepare_table(
         part=part,
         columns=tp.columns,
         fresh=fresh,
+        keys_pending=pending,
     )
     return job, plan
 
@@ -181,7 +184,7 @@ async def finish_table(
     """After this worker's part of a table: build its keys if this run created it keyless and
     every part is in; then move its sequences to at least the source's values."""
     key = str(job.target)
-    if job.fresh:
+    if job.keys_pending:
         async with tgt.transaction():
             await lock_name(tgt, key)
             if await finalize.finish_part(

@@ -69,3 +69,23 @@ def test_existing_target_keeps_its_sequence_when_ahead(source_dsn: str, target_d
     run_full(spec, source_dsn=source_dsn, target_dsn=target_dsn)
     assert scalar(target_dsn, "SELECT count(*) FROM t") == 10
     assert scalar(target_dsn, "SELECT last_value FROM t_id_seq") == 500  # never moved back
+
+
+def test_a_restart_of_the_run_still_builds_the_keys(source_dsn: str, target_dsn: str) -> None:
+    execute(
+        source_dsn,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);"
+        " INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2000) g; ANALYZE",
+    )
+    cfg = SyncTaskConfig(
+        name="rk", source_conn_id="s", target_conn_id="t", tables=["t"], workers=2, chunk_rows=300
+    )
+    first, second = plan_workers(cfg, read_catalog(source_dsn, cfg), run_id="rk-run")
+    run_full(first, source_dsn=source_dsn, target_dsn=target_dsn)  # resume: created keyless
+    assert scalar(target_dsn, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass") == 0
+    for spec in (first, second):  # the same run again, from scratch
+        restart = spec.model_copy(update={"full": spec.full.model_copy(update={"copy_mode": "restart"})})
+        run_full(restart, source_dsn=source_dsn, target_dsn=target_dsn)
+    assert scalar(target_dsn, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass") == 1
+    assert scalar(target_dsn, "SELECT count(*), count(DISTINCT id) FROM t") == 2000
+    assert scalar(target_dsn, "SELECT count(DISTINCT id) FROM t") == 2000
