@@ -13,76 +13,18 @@ worker pod copies over verify-full.
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from devtools.postgres15 import Postgres15Server
-from tests.integration.connections.tls_server import Authority, make_ca, start_tls_server
+from tests.integration.connections.tls_server import conn_env, make_ca
 from tests.integration.worker_full.helpers import run_worker, spec_dict
 from zdtp_provider.connections import resolve_dsns
 from zdtp_provider.k8s.secret import SOURCE_KEY, TARGET_KEY
 
 pytestmark = [pytest.mark.postgres]
-
-
-@pytest.fixture(scope="module")
-def ca() -> Authority:
-    return make_ca()
-
-
-@pytest.fixture(scope="module")
-def tls_server(ca: Authority) -> Iterator[Postgres15Server]:
-    server = start_tls_server(ca)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ca_file(tmp_path: Path, ca: Authority) -> Path:
-    path = tmp_path / "airflow-certs" / "pg-ca.crt"
-    path.parent.mkdir()
-    path.write_bytes(ca.cert_pem)
-    return path
-
-
-def _conn_env(monkeypatch, conn_id: str, server: Postgres15Server, db: str, **extra: str) -> None:
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{conn_id.upper()}",
-        json.dumps(
-            {
-                "conn_type": "postgres",
-                "host": server.host,
-                "port": server.port,
-                "login": "postgres",
-                "password": server.password,
-                "schema": db,
-                "extra": extra,
-            }
-        ),
-    )
-
-
-@pytest.fixture
-def databases(tls_server: Postgres15Server, ca_file: Path) -> Iterator[tuple[str, str]]:
-    names = (f"tls_src_{uuid.uuid4().hex[:8]}", f"tls_tgt_{uuid.uuid4().hex[:8]}")
-    admin = tls_server.dsn() + f"?sslmode=verify-full&sslrootcert={ca_file}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    src = tls_server.dsn(names[0]) + f"?sslmode=verify-full&sslrootcert={ca_file}"
-    with psycopg.connect(src, autocommit=True) as conn:
-        conn.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        conn.execute("INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
-        assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
-    yield names
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _count(dsn: str) -> int:
@@ -95,7 +37,7 @@ def test_worker_copies_over_verify_full_with_the_connections_ca(
 ) -> None:
     source_db, target_db = databases
     for conn_id, db in (("tls_src", source_db), ("tls_tgt", target_db)):
-        _conn_env(monkeypatch, conn_id, tls_server, db, sslmode="verify-full", sslrootcert=str(ca_file))
+        conn_env(monkeypatch, conn_id, tls_server, db, sslmode="verify-full", sslrootcert=str(ca_file))
     dsns = resolve_dsns(source_conn_id="tls_src", target_conn_id="tls_tgt")
     proc = run_worker(spec_dict(["t"], run_id="tls-1"), dsns[SOURCE_KEY], dsns[TARGET_KEY])
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -109,7 +51,7 @@ def test_a_ca_that_did_not_sign_the_server_fails_verification(
     other.write_bytes(make_ca("some other CA").cert_pem)
     source_db, target_db = databases
     for conn_id, db in (("tls_src", source_db), ("tls_tgt", target_db)):
-        _conn_env(monkeypatch, conn_id, tls_server, db, sslmode="verify-full", sslrootcert=str(other))
+        conn_env(monkeypatch, conn_id, tls_server, db, sslmode="verify-full", sslrootcert=str(other))
     dsns = resolve_dsns(source_conn_id="tls_src", target_conn_id="tls_tgt")
     proc = run_worker(spec_dict(["t"], run_id="tls-2"), dsns[SOURCE_KEY], dsns[TARGET_KEY])
     assert proc.returncode in (75, 78), proc.stderr[-2000:]
@@ -122,7 +64,7 @@ def test_per_task_sslmode_overrides_the_connection(
     tls_server: Postgres15Server, databases: tuple[str, str], ca_file: Path, monkeypatch
 ) -> None:
     source_db, _ = databases
-    _conn_env(monkeypatch, "tls_src", tls_server, source_db, sslmode="verify-full", sslrootcert=str(ca_file))
+    conn_env(monkeypatch, "tls_src", tls_server, source_db, sslmode="verify-full", sslrootcert=str(ca_file))
     plain = resolve_dsns(source_conn_id="tls_src", target_conn_id=None, sslmode="disable")[SOURCE_KEY]
     with pytest.raises(psycopg.OperationalError, match="no encryption"):
         psycopg.connect(plain).close()

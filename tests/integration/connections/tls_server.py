@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import os
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -128,3 +130,20 @@ def start_tls_server(ca: Authority) -> Postgres15Server:
         server.stop()
         raise
     return server
+
+
+def conn_env(monkeypatch: Any, conn_id: str, server: Postgres15Server, db: str, **extra: str) -> None:
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{conn_id.upper()}",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": server.host,
+                "port": server.port,
+                "login": "postgres",
+                "password": server.password,
+                "schema": db,
+                "extra": extra,
+            }
+        ),
+    )
