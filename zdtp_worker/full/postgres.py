@@ -122,31 +122,9 @@ class PgRunState:
     async def is_done(self, run_id: str, target: str, chunk_no: int, *, part: str = "") -> bool:
         return await checkpoints.is_done(self.conn, run_id, target, chunk_no, part=part)
 
-    async def record_chunk(
-        self,
-        *,
-        run_id: str,
-        target: str,
-        part: str,
-        chunk_no: int,
-        rows: int,
-        nbytes: int,
-        checksum: Decimal | None,
-        worker: str,
-        seconds: float,
-    ) -> None:
-        await checkpoints.record_chunk(
-            self.conn,
-            run_id=run_id,
-            target=target,
-            part=part,
-            chunk_no=chunk_no,
-            rows=rows,
-            nbytes=nbytes,
-            checksum=checksum,
-            worker=worker,
-            seconds=seconds,
-        )
+    async def record_chunk(self, **fields: Any) -> None:
+        """Keyword arguments as in :meth:`zdtp_worker.drivers.RunState.record_chunk`."""
+        await checkpoints.record_chunk(self.conn, **fields)
 
     async def mark_swapped(self, run_id: str, target: str, *, part: str = "") -> None:
         await checkpoints.mark_swapped(self.conn, run_id, target, part=part)
