@@ -112,6 +112,7 @@ class StatusLine:
         self.stop = stop
         self.interval = interval if interval is not None else status_interval()
         self._last = (time.monotonic(), metrics.changes_applied)
+        self._closed = threading.Event()
 
     def snapshot(self) -> dict[str, Any]:
         m = self.metrics
@@ -132,8 +133,12 @@ class StatusLine:
         }
 
     def run(self) -> None:
-        while not self.stop.wait(self.interval):
+        while not self._closed.wait(self.interval) and not self.stop.is_set():
             event("status", **self.snapshot())
+
+    def close(self) -> None:
+        """End the thread even if ``stop`` never comes (the stream failed)."""
+        self._closed.set()
 
     def start(self) -> StatusLine:
         threading.Thread(target=self.run, name="zdtp-status-line", daemon=True).start()
@@ -141,7 +146,7 @@ class StatusLine:
 
 
 def report_status(metrics: StreamMetrics, *, stop: threading.Event) -> StatusLine:
-    """Start the periodic status line (the one call the CDC entry point makes)."""
+    """Start the periodic status line (the CDC entry point's call; ``close()`` it when done)."""
     return StatusLine(metrics, stop=stop).start()
 
 

@@ -34,6 +34,7 @@ from zdtp_worker.incremental.pgoutput import format_lsn
 from zdtp_worker.incremental.replication import create_slot_exporting_snapshot
 from zdtp_worker.incremental.stream import SnapshotHandoff, Stream
 from zdtp_worker.incremental.target import Target
+from zdtp_worker.logs import report_status
 
 log = logging.getLogger("zdtp_worker.incremental")
 
@@ -130,6 +131,7 @@ def run_incremental(
         if initial_snapshot or spec.incremental.initial_snapshot
         else None
     )
+    status = report_status(metrics, stop=stop)  # the periodic `status` log line (zdtp_worker.logs)
     try:
         stats = Stream(
             spec,
@@ -140,6 +142,7 @@ def run_incremental(
             snapshot_handoff=handoff,
         ).run()
     finally:
+        status.close()
         if server is not None:
             server.stop()
     return WorkerResult(

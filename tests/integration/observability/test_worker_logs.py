@@ -46,8 +46,9 @@ def _ready(port: int) -> bool:
 
 
 def test_full_and_cdc_workers_write_json_lines_with_the_same_fields(
-    source_dsn: str, target_dsn: str, tmp_path: Path
+    source_dsn: str, target_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv(logs.STATUS_INTERVAL_ENV, "1")  # the CDC worker's status line, every second
     execute(source_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
     execute(source_dsn, "INSERT INTO t SELECT g, 'x' FROM generate_series(1, 500) g")
     full = run_worker(spec_dict(["t"], run_id="logs-full"), source_dsn, target_dsn)
@@ -66,6 +67,7 @@ def test_full_and_cdc_workers_write_json_lines_with_the_same_fields(
         wait_until(lambda: _ready(port), timeout=60, what="CDC worker streaming (/readyz)")
         execute(source_dsn, "INSERT INTO t VALUES (501, 'y')")
         wait_until(lambda: scalar(target_dsn, "SELECT count(*) FROM t WHERE id = 501") == 1, what="change")
+        wait_until(lambda: '"event": "status"' in log.read_text(), what="a status line")
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
@@ -76,6 +78,8 @@ def test_full_and_cdc_workers_write_json_lines_with_the_same_fields(
     for line in cdc_lines:
         assert set(line) >= COMMON, line
         assert (line["mode"], line["task"], line["run_id"]) == ("incremental", spec.task, spec.run_id)
+    status = [line for line in cdc_lines if line["event"] == "status"]
+    assert status and {"lag_seconds", "applied_lsn", "changes_per_s"} <= set(status[-1]), status
     # The same identity keys in both (an event's own fields come on top of them).
     assert {k for k in full_lines[0] if k in COMMON} == {k for k in cdc_lines[0] if k in COMMON}
 
