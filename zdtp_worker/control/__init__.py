@@ -8,6 +8,9 @@ It depends on psycopg 3 (a base dependency of the distribution), the contract an
 - :mod:`.catalog`      table structure (columns, types, primary key) and type names;
 - :mod:`.names`        replication slot, publication and stream names of a sync task;
 - :mod:`.stream_setup` CDC pre-flight checks, publication and slot (create, inspect, drop);
+- :mod:`.publication`  the stream's publication (via partition roots) and its membership check;
+- :mod:`.replica_identity` which tables CDC can stream, from their replica identity;
+- :mod:`.slot_guard`   is the slot still whole (gap, invalidated, vanished) before streaming;
 - :mod:`.verify`       count/checksum comparison of tables, source vs target.
 
 The CDC worker reuses the same functions at start-up, so the checks Airflow runs before a copy
