@@ -1,1 +1,1 @@
-"""Operators: thin wrappers that build manifests (zdtp_provider.k8s), apply them, wait, report."""
+"""Operators: resolve Airflow inputs, render with zdtp_provider.workload, apply, wait or defer, report."""
