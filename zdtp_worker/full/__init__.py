@@ -12,7 +12,8 @@ Layers, low to high (each module one concern):
 - ``copy``        the hot path: COPY bytes from source to target without decoding rows
 - ``verify``      count + checksum of one key range (query in ``zdtp_worker.pg.checksum``)
 - ``progress``    JSON log lines (events and periodic progress), the run's current step
-- ``chunk``       one chunk, one transaction, on one source/target session pair
+- ``postgres``    PostgreSQL behind ``zdtp_worker.drivers``: ``open_pair`` → snapshot reader + target writer
+- ``chunk``       one chunk, one transaction, through the ``zdtp_worker.drivers`` Protocols
 - ``tables``      a run over the spec's tables: check, prepare, copy chunks, swap
 - ``queue_run``   a run over a work queue; ``enqueue_chunks`` fills one
 - ``main``        the entry points: ``run_full`` (plain function) and ``run_full_cli``
