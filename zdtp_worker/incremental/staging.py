@@ -45,10 +45,16 @@ def build_shape(
     key_names: tuple[str, ...],
     column_types: dict[str, str],
     seq: int,
+    generated: frozenset[str] = frozenset(),
 ) -> tuple[Shape, str]:
-    """The relation's apply statements, and the DDL of its staging table (run it before use)."""
-    names = [c.name for c in relation.columns]
-    key_indexes = tuple(names.index(k) for k in key_names)
+    """The relation's apply statements, and the DDL of its staging table (run it before use).
+
+    ``generated``: columns the target computes itself; a publication that sends generated values
+    (PG 18 ``publish_generated_columns``) still stages them, but they are never written.
+    """
+    all_names = [c.name for c in relation.columns]
+    key_indexes = tuple(all_names.index(k) for k in key_names)
+    names = [n for n in all_names if n not in generated]
     stage = f"pg_temp.zdtp_stage_{seq}"
     cols = ", ".join(ident(n) for n in names)
     keys_match = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in key_names)
@@ -59,10 +65,10 @@ def build_shape(
         on_conflict = "DO NOTHING"
     partial_sets = ", ".join(
         f"{ident(n)} = CASE WHEN {i} = ANY(s._keep) THEN t.{ident(n)} ELSE s.{ident(n)} END"
-        for i, n in enumerate(names)
-        if n not in key_names
+        for i, n in enumerate(all_names)
+        if n not in key_names and n not in generated
     )
-    stage_cols = ", ".join(f"{ident(n)} {column_types[n]}" for n in names)
+    stage_cols = ", ".join(f"{ident(n)} {column_types[n]}" for n in all_names)
     ddl = (
         f"CREATE TEMP TABLE IF NOT EXISTS {stage.removeprefix('pg_temp.')} "
         f'(_op "char", _keep int[], {stage_cols}) ON COMMIT DELETE ROWS'
@@ -74,10 +80,13 @@ def build_shape(
         stage=stage,
         sql_delete=f"DELETE FROM {target.qualified} t USING {stage} s WHERE s._op = 'D' AND {keys_match}",
         sql_upsert=(
-            f"INSERT INTO {target.qualified} ({cols}) SELECT {cols} FROM {stage} WHERE _op = 'U'"
+            # OVERRIDING SYSTEM VALUE: the source's ids go into GENERATED ALWAYS identity columns.
+            f"INSERT INTO {target.qualified} ({cols}) OVERRIDING SYSTEM VALUE"
+            f" SELECT {cols} FROM {stage} WHERE _op = 'U'"
             f" ON CONFLICT ({', '.join(ident(k) for k in key_names)}) {on_conflict}"
         ),
-        sql_copy_direct=f"COPY {target.qualified} ({cols}) FROM STDIN",
+        # Direct COPY writes whole relation rows: not possible when some are generated here.
+        sql_copy_direct="" if generated & set(all_names) else f"COPY {target.qualified} ({cols}) FROM STDIN",
         sql_partial=(
             f"UPDATE {target.qualified} t SET {partial_sets} FROM {stage} s"
             f" WHERE s._op = 'P' AND {keys_match}"

@@ -208,7 +208,12 @@ class Target:
         assert info is not None
         self._stage_seq += 1
         shape, ddl = build_shape(
-            relation, target=target, key_names=key_names, column_types=info.column_types, seq=self._stage_seq
+            relation,
+            target=target,
+            key_names=key_names,
+            column_types=info.column_types,
+            seq=self._stage_seq,
+            generated=frozenset(c.name for c in info.columns if c.generated),
         )
         self.conn.execute(ddl)
         return shape
@@ -221,7 +226,7 @@ class Target:
             if not tb.entries:
                 continue
             shape = shapes[oid]
-            data, direct, n_del, n_up, n_part = stage_rows(tb, direct_new=True)
+            data, direct, n_del, n_up, n_part = stage_rows(tb, direct_new=bool(shape.sql_copy_direct))
             with self.conn.cursor() as cur:
                 if direct and not self._copy_direct(cur, shape, direct):
                     # Some "new" key exists on the target after all (it was loaded outside this

@@ -204,3 +204,32 @@ def test_full_incremental_rerun_heals_an_invalidated_slot(private_server_dsn: st
         wait_equal(source, target, ["t"], worker=worker)
     finally:
         worker.stop()
+
+
+def test_identity_always_and_generated_values_sent_by_someone_elses_publication(
+    source_dsn: str, target_dsn: str
+) -> None:
+    ddl = (
+        "CREATE TABLE acct (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n int,"
+        " twice int GENERATED ALWAYS AS (n * 2) STORED)"
+    )
+    run(source_dsn, ddl, "INSERT INTO acct (n) SELECT g FROM generate_series(1, 50) g")
+    run(target_dsn, ddl)
+    run(
+        target_dsn,
+        "INSERT INTO acct (id, n) OVERRIDING SYSTEM VALUE SELECT g, g FROM generate_series(1, 50) g",
+    )
+    # A DBA's publication that sends stored generated values (PG 18): the target must not write them.
+    run(source_dsn, "CREATE PUBLICATION theirs FOR TABLE acct WITH (publish_generated_columns = stored)")
+    spec = make_spec(["acct"], publication="theirs")
+    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
+    try:
+        run(
+            source_dsn,
+            "UPDATE acct SET n = n + 100 WHERE id <= 10",  # upserts into a GENERATED ALWAYS identity
+            "INSERT INTO acct (n) VALUES (7)",
+            "DELETE FROM acct WHERE id = 20",
+        )
+        wait_equal(source_dsn, target_dsn, ["acct"], columns="id, n, twice", worker=worker)
+    finally:
+        worker.stop()
