@@ -101,3 +101,20 @@ def test_every_hook_operator_sensor_and_trigger_is_in_a_listed_module() -> None:
 def test_listed_modules_import(kind: str) -> None:
     for name in _listed_modules(get_provider_info(), kind):
         importlib.import_module(name)
+
+
+def test_every_operator_extra_link_is_registered() -> None:
+    """Airflow shows an operator's extra link only for classes the provider info lists."""
+    from airflow.sdk import BaseOperatorLink
+
+    found = set()
+    for mod in pkgutil.walk_packages(zdtp_provider.__path__, "zdtp_provider."):
+        module = importlib.import_module(mod.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (
+                cls.__module__ == module.__name__
+                and issubclass(cls, BaseOperatorLink)
+                and cls is not BaseOperatorLink
+            ):
+                found.add(f"{cls.__module__}.{cls.__qualname__}")
+    assert found <= set(get_provider_info().get("extra-links", [])), found
