@@ -239,7 +239,10 @@ def _prepare_stream_task(config: SyncTaskConfig):
         except WorkerError as exc:
             raise AirflowFailException(str(exc)) from None
         # Slot and publication stay unset: the worker derives the same names prepare used.
-        spec = stream_spec(config, tables).model_dump(mode="json", by_alias=True)
+        # include/exclude let the worker report tables created after this plan (not streamed).
+        spec = stream_spec(
+            config, tables, include=list(config.include), exclude=list(config.exclude)
+        ).model_dump(mode="json", by_alias=True)
         print(f"stream {names['slot']} (publication {names['publication']}) ready for {', '.join(tables)}")
         return {**names, "spec": spec}
 
