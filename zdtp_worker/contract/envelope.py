@@ -19,7 +19,7 @@ TERMINATION_LOG = "/dev/termination-log"
 CREDENTIALS_DIR = "/var/run/zdtp/credentials"
 SPEC_DIR = "/etc/zdtp/spec"
 
-Role = Literal["source", "target"]
+Role = Literal["source", "target", "queue"]  # "queue": the Redis work-queue URL, when used
 
 
 def dsn_env(role: Role) -> str:

@@ -122,6 +122,8 @@ class FullOptions(_Model):
     # Work-queue patterns: take one item and exit, or drain until the queue is empty.
     queue: str | None = None
     queue_mode: Literal["one", "drain"] = "drain"
+    # Where the queue lives: the target's zdtp.work_queue, or Redis (URL from ZDTP_QUEUE_DSN[_FILE]).
+    queue_backend: Literal["postgres", "redis"] = "postgres"
     # Seconds a taken queue item stays leased; after that a dead worker's item returns to the queue.
     lease_seconds: Annotated[float, Field(gt=0)] = 60.0
     # Concurrent chunk pipelines inside one worker (each a source + target session, all reading

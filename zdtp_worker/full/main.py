@@ -82,7 +82,12 @@ async def run_full_async(
         reporter = asyncio.create_task(progress.run())
         if queue_name:
             tables = await run_queue(
-                ctx, queue_name=queue_name, mode=queue_mode, lease_seconds=opts.lease_seconds, step=step
+                ctx,
+                queue_name=queue_name,
+                mode=queue_mode,
+                lease_seconds=opts.lease_seconds,
+                step=step,
+                backend=opts.queue_backend,
             )
         else:
             same_db = describe_target(source_dsn) == describe_target(target_dsn)

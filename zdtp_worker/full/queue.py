@@ -12,10 +12,11 @@ and the checkpoint, so every chunk is copied and committed exactly once.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from zdtp_worker.queue.base import Item, OpenItem, QueueStatus
 
 SCHEMA = "zdtp"
 
@@ -37,14 +38,6 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.work_queue (
 );
 CREATE INDEX IF NOT EXISTS work_queue_open ON {SCHEMA}.work_queue (queue, item_id) WHERE state <> 'done';
 """
-
-
-@dataclass(frozen=True)
-class Item:
-    queue: str
-    item_id: int
-    payload: dict[str, Any]
-    attempts: int
 
 
 async def bootstrap(conn: asyncpg.Connection) -> None:
@@ -125,3 +118,28 @@ async def open_items(conn: asyncpg.Connection, queue: str) -> tuple[int, float |
         queue,
     )
     return int(row["n"]), row["wait"]
+
+
+async def status(conn: asyncpg.Connection, queue: str) -> QueueStatus:
+    """Counts, and every item not done with its state (``abandoned`` = lease expired)."""
+    if not await conn.fetchval(f"SELECT to_regclass('{SCHEMA}.work_queue') IS NOT NULL"):
+        return QueueStatus(queue, 0, 0, ())
+    total, done = await conn.fetchrow(
+        f"SELECT count(*), count(*) FILTER (WHERE state = 'done') FROM {SCHEMA}.work_queue WHERE queue = $1",
+        queue,
+    )
+    rows = await conn.fetch(
+        f"""
+        SELECT item_id, dedup_key, lease_owner, attempts,
+               CASE WHEN state = 'leased' AND lease_expires < now() THEN 'abandoned' ELSE state END AS state
+        FROM {SCHEMA}.work_queue WHERE queue = $1 AND state <> 'done' ORDER BY item_id
+        """,
+        queue,
+    )
+    items = tuple(
+        OpenItem(r["item_id"], r["dedup_key"], r["state"], r["lease_owner"], r["attempts"]) for r in rows
+    )
+    return QueueStatus(queue, int(total), int(done), items)
+
+
+__all__ = ["Item", "bootstrap", "claim", "complete", "enqueue", "hold", "open_items", "status"]

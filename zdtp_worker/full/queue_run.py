@@ -15,7 +15,8 @@ import asyncpg
 from zdtp_worker.contract.errors import ConfigError, WorkerError
 from zdtp_worker.contract.result import TableResult
 from zdtp_worker.contract.spec import TableName, WorkerSpec
-from zdtp_worker.full import checkpoints, queue
+from zdtp_worker.credentials import load_dsn
+from zdtp_worker.full import checkpoints
 from zdtp_worker.full.catalog import read_table
 from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
 from zdtp_worker.full.chunking import Chunk
@@ -26,6 +27,7 @@ from zdtp_worker.full.tables import check_tables, prepare_table, table_result
 from zdtp_worker.pg.errors import classify
 from zdtp_worker.pg.session import describe_target
 from zdtp_worker.pg.shape_read import read_shape
+from zdtp_worker.queue import Backend, open_queue
 
 
 async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]) -> TableJob:
@@ -55,32 +57,58 @@ async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]
 
 
 async def run_queue(
-    ctx: SessionPair, *, queue_name: str, mode: str, lease_seconds: float, step: Step
+    ctx: SessionPair,
+    *,
+    queue_name: str,
+    mode: str,
+    lease_seconds: float,
+    step: Step,
+    backend: Backend = "postgres",
 ) -> list[TableResult]:
+    """Work the queue: ``one`` item then exit, or ``drain`` until every item is done.
+
+    Finding nothing to claim while items are still leased (a dead worker's item until its lease
+    expires, or a live worker's until it commits), both modes wait rather than exit: a ``one``
+    pod that exited 0 here would let a ``completions = items`` Job complete with an item never
+    copied.
+    """
     tgt = ctx.target
     step.what = f"queue {queue_name}"
     await tgt.state.bootstrap()
-    await tgt.queue.bootstrap()
+    url = load_dsn("queue") if backend == "redis" else None
+    work = await open_queue(backend, target=tgt.conn, url=url)  # type: ignore[attr-defined]
+    # copy_chunk reaches the queue as ctx.target.queue (hold/complete inside the chunk transaction).
+    tgt.queue = work
     jobs: dict[str, TableJob] = {}
-    while True:
-        item = await tgt.queue.claim(queue_name, owner=ctx.worker, lease_seconds=lease_seconds)
-        if item is None:
+    waiting = False
+    try:
+        await work.bootstrap()
+        while True:
+            item = await work.claim(queue_name, owner=ctx.worker, lease_seconds=lease_seconds)
+            if item is None:
+                remaining, wait = await work.open_items(queue_name)
+                if remaining == 0:
+                    log_event("queue_drained" if mode == "drain" else "queue_empty", queue=queue_name)
+                    break
+                if not waiting:
+                    log_event("queue_wait", queue=queue_name, leased=remaining, lease_expires_in=wait)
+                    waiting = True
+                await asyncio.sleep(min(max(wait or 0.5, 0.2), 2.0))
+                continue
+            waiting = False
+            job = await _queue_job(ctx, item.payload, jobs)
+            chunk = Chunk.from_json(item.payload["chunk"])
+            step.what = f"queue {queue_name} item {item.item_id} table {job.target} chunk {chunk.no}"
+            try:
+                await copy_chunk(ctx, job, chunk, item=item)
+            except BaseException:
+                work.forget()  # rolled back: nothing of this chunk is done
+                raise
+            await work.settle()
             if mode == "one":
-                log_event("queue_empty", queue=queue_name)
                 break
-            remaining, wait = await tgt.queue.open_items(queue_name)
-            if remaining == 0:
-                log_event("queue_drained", queue=queue_name)
-                break
-            # Items leased by others: wait for them to finish or for a dead worker's lease to expire.
-            await asyncio.sleep(min(max(wait or 0.5, 0.2), 2.0))
-            continue
-        job = await _queue_job(ctx, item.payload, jobs)
-        chunk = Chunk.from_json(item.payload["chunk"])
-        step.what = f"queue {queue_name} item {item.item_id} table {job.target} chunk {chunk.no}"
-        await copy_chunk(ctx, job, chunk, item=item)
-        if mode == "one":
-            break
+    finally:
+        await work.close()
     return [
         table_result(job, sum(job.checksums.values(), Decimal(0)) if job.checksums else None)
         for job in jobs.values()
@@ -93,12 +121,15 @@ def enqueue_chunks(
     source_dsn: str,
     target_dsn: str,
     queue_name: str | None = None,
+    queue_url: str | None = None,
 ) -> int:
     """Plan the spec's tables and enqueue one work item per chunk not yet done; returns the
-    number of new items. Idempotent: enqueueing the same run again adds nothing.
+    number of new items. Idempotent: enqueueing the same run again adds nothing (items are keyed
+    by run, table, key range and chunk).
 
     Target tables and the ``zdtp`` schema are created here, once, so parallel workers do not
-    race for DDL. The queue lives in the target database.
+    race for DDL. The queue lives in the target database (``full.queue_backend: postgres``) or in
+    Redis at ``queue_url``.
     """
     name = queue_name or spec.full.queue
     if not name:
@@ -115,7 +146,6 @@ def enqueue_chunks(
             same_db = describe_target(source_dsn) == describe_target(target_dsn)
             checked = await check_tables(src, tgt, spec.tables, same_database=same_db)
             await checkpoints.bootstrap(tgt)
-            await queue.bootstrap(tgt)
             items: list[tuple[str, dict]] = []
             for ts, info, _, shape in checked:
                 step.what = f"table {ts.target_name}"
@@ -146,7 +176,12 @@ def enqueue_chunks(
                         "chunk": chunk.to_json(),
                     }
                     items.append((f"{spec.run_id}/{plan.target_table}/{plan.part}/{chunk.no}", payload))
-            added = await queue.enqueue(tgt, name, items)
+            work = await open_queue(spec.full.queue_backend, target=tgt, url=queue_url)
+            try:
+                await work.bootstrap()
+                added = await work.enqueue(name, items)
+            finally:
+                await work.close()
             log_event("enqueued", queue=name, items=added, planned=len(items))
             return added
         except WorkerError:
