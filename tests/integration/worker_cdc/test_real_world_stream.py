@@ -233,3 +233,32 @@ def test_identity_always_and_generated_values_sent_by_someone_elses_publication(
         wait_equal(source_dsn, target_dsn, ["acct"], columns="id, n, twice", worker=worker)
     finally:
         worker.stop()
+
+
+def test_worker_exports_slot_figures_and_reports_tables_outside_the_stream(
+    source_dsn: str, target_dsn: str
+) -> None:
+    from tests.integration.worker_cdc.helpers import wait_until
+
+    run(source_dsn, "CREATE TABLE kept (id int PRIMARY KEY)")
+    spec = make_spec(["kept"], include=["public.*"])
+    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
+    try:
+        metrics = worker.metrics
+        assert metrics is not None
+        wait_until(lambda: metrics.slot_retained_wal_bytes >= 0, timeout=60, what="retained WAL metric")
+        assert metrics.source_wal_keep_unlimited  # the dev server keeps max_slot_wal_keep_size = -1
+        run(source_dsn, 'CREATE TABLE "Created Later" (id int PRIMARY KEY)', "INSERT INTO kept VALUES (1)")
+        wait_until(lambda: metrics.tables_not_streamed == 1, timeout=60, what="new table reported")
+        text = metrics.render()
+        for name in (
+            "zdtp_cdc_slot_retained_wal_bytes",
+            "zdtp_cdc_slot_safe_wal_bytes",
+            "zdtp_cdc_source_wal_keep_unlimited",
+            "zdtp_cdc_tables_not_streamed",
+            "zdtp_cdc_sequences_moved_total",
+        ):
+            assert f"\n{name}{{" in text
+        wait_equal(source_dsn, target_dsn, ["kept"], worker=worker)
+    finally:
+        worker.stop()
