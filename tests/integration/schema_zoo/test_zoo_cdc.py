@@ -29,6 +29,17 @@ def _count(dsn: str, table: str) -> int:
         return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
+def _writing(dsn: str) -> bool:
+    """Another session on this database holds an open transaction that has written (the worker
+    applying a batch that is not committed yet)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+        ).fetchone()
+    return bool(row and row[0])
+
+
 def _excluded() -> list[str]:
     # Plain lower-case names: the same pattern in the old and the quoting-aware config syntax.
     names = [t.name for t in schema_zoo.TABLES if t.cdc_refusal] + sorted(schema_zoo.STREAMED_SEPARATELY)
@@ -56,14 +67,19 @@ def test_full_then_stream_survives_workload_and_kill9(
     for step in workload.BEFORE_KILL[1:]:
         step.run(zoo_source)
 
-    # kill -9 while the 100k-row transaction is being applied (or just after: either way the
-    # worker dies without a clean shutdown), then restart it as the Deployment would.
+    # kill -9 while the 100k-row transaction is being applied: as soon as the worker has an open,
+    # written transaction on the target (or, if it was quicker than the poll, once rows of it are
+    # visible); then restart it as the Deployment would.
     before = _count(target_dsn, "zoo.identity_serial")
     try:
         wait_until(
-            lambda: stream.check_alive() or _count(target_dsn, "zoo.identity_serial") > before,
+            lambda: (
+                stream.check_alive()
+                or _writing(target_dsn)
+                or _count(target_dsn, "zoo.identity_serial") > before
+            ),
             timeout=STREAM_TIMEOUT,
-            interval=0.05,
+            interval=0.02,
             what="the stream to start applying the 100k-row transaction",
         )
         stream.kill9()
