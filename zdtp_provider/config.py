@@ -121,6 +121,12 @@ class SyncTaskConfig(_Strict):
     copy_mode: Literal["resume", "restart", "swap"] = Field(
         "resume", description="resume a run's chunks, restart clean, or swap in a staging copy."
     )
+    set_replica_identity: bool = Field(
+        False,
+        description="CDC modes: for a table without a primary key but with a unique index on NOT NULL "
+        "columns, let zdtp run ALTER TABLE ... REPLICA IDENTITY USING INDEX on the source (otherwise "
+        "such a table is refused with that fix; zdtp never changes a replica identity unasked).",
+    )
     kubernetes_conn_id: str = Field("kubernetes_default", description="Airflow Kubernetes connection id.")
     deferrable: bool = Field(
         True,

@@ -241,7 +241,11 @@ def _prepare_stream_task(config: SyncTaskConfig):
         # Slot and publication stay unset: the worker derives the same names prepare used.
         # include/exclude let the worker report tables created after this plan (not streamed).
         spec = stream_spec(
-            config, tables, include=list(config.include), exclude=list(config.exclude)
+            config,
+            tables,
+            include=list(config.include),
+            exclude=list(config.exclude),
+            set_replica_identity=config.set_replica_identity,
         ).model_dump(mode="json", by_alias=True)
         print(f"stream {names['slot']} (publication {names['publication']}) ready for {', '.join(tables)}")
         return {**names, "spec": spec}

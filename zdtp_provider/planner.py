@@ -158,7 +158,9 @@ def check_streamable(dsn: str, config: SyncTaskConfig, tables: list[str]) -> Non
     if config.mode == "full" or not tables:
         return
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
-        refused = replica_identity.refusal_for(conn, [parse_qualified(t) for t in tables])
+        refused = replica_identity.refusal_for(
+            conn, [parse_qualified(t) for t in tables], set_replica_identity=config.set_replica_identity
+        )
     if refused:
         raise PlanningError(f"sync task {config.name!r} (mode {config.mode}): {refused}")
 

@@ -53,5 +53,6 @@ def prepare_stream(
         publication=publication,
         # Given for full+incremental: a copy follows, so the stream restarts from the slot.
         restart_on_target=target_dsn,
+        set_replica_identity=config.set_replica_identity,
     )
     return {"slot": slot, "publication": publication}

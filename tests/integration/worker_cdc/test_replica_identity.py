@@ -113,3 +113,27 @@ def test_check_raises_and_fix_only_when_asked(source_dsn: str) -> None:
         assert done == ['ALTER TABLE "public"."uq" REPLICA IDENTITY USING INDEX "uq_a_b_key"']
         assert conn.execute("SELECT relreplident FROM pg_class WHERE relname = 'uq'").fetchone() == ("i",)
         assert replica_identity.inspect(conn, names("uq"))[TableName(schema="public", name="uq")].ok
+
+
+def test_config_opt_in_lets_plan_pass_and_prepare_set_the_identity(source_dsn: str) -> None:
+    from zdtp_provider.config import parse_config
+    from zdtp_provider.planner import PlanningError, check_streamable
+    from zdtp_provider.run_checks import prepare_stream
+
+    with psycopg.connect(source_dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    base = {
+        "name": "ri-opt",
+        "source_conn_id": "s",
+        "target_conn_id": "t",
+        "tables": ["public.uq"],
+        "mode": "incremental",
+    }
+    with pytest.raises(PlanningError, match=r"public\.uq has no primary key"):
+        check_streamable(source_dsn, parse_config(base, origin="test"), ["public.uq"])
+    config = parse_config({**base, "set_replica_identity": True}, origin="test")
+    check_streamable(source_dsn, config, ["public.uq"])
+    prepare_stream(source_dsn=source_dsn, config=config, tables=["public.uq"])
+    with psycopg.connect(source_dsn) as conn:
+        assert conn.execute("SELECT relreplident FROM pg_class WHERE relname = 'uq'").fetchone() == ("i",)
+        conn.execute("SELECT pg_drop_replication_slot('zdtp_ri_opt')")
