@@ -122,13 +122,16 @@ async def create_table(
     for seq in shape.sequences:
         if not seq.identity:
             await conn.execute(ddl.create_sequence_sql(seq))
-    await conn.execute(
-        ddl.create_table_sql(shape, schema=target.schema_, name=target.name, with_keys=with_keys)
-    )
+    await conn.execute(ddl.create_table_sql(shape, schema=target.schema_, name=target.name, with_keys=False))
     for sql in ddl.create_partitions_sql(shape, schema=target.schema_, name=target.name):
         await conn.execute(sql)
     for sql in ddl.own_sequences_sql(shape, schema=target.schema_, name=target.name):
         await conn.execute(sql)
+    if shape.replica_identity in ("f", "n"):
+        await conn.execute(ddl.replica_identity_sql(shape, schema=target.schema_, name=target.name))
+    if with_keys:
+        # Through build_keys, not inline: it also makes the unique indexes and avoids taken names.
+        await build_keys(conn, shape, target=target)
 
 
 async def build_keys(conn: asyncpg.Connection, shape: TableShape, *, target: TableName) -> int:
@@ -137,6 +140,10 @@ async def build_keys(conn: asyncpg.Connection, shape: TableShape, *, target: Tab
     statements = ddl.key_sql(shape, schema=target.schema_, name=target.name, taken=taken)
     for sql in statements:
         await conn.execute(sql)
+    if shape.replica_identity == "i":
+        identity = ddl.replica_identity_sql(shape, schema=target.schema_, name=target.name, taken=taken)
+        if identity:
+            await conn.execute(identity)
     return len(statements)
 
 

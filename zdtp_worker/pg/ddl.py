@@ -131,6 +131,24 @@ def key_sql(shape: TableShape, *, schema: str, name: str, taken: Container[str] 
     return out
 
 
+def replica_identity_sql(
+    shape: TableShape, *, schema: str, name: str, taken: Container[str] = ()
+) -> str | None:
+    """``REPLICA IDENTITY`` as on the source (for a cut-over that publishes from the target).
+
+    FULL and NOTHING at creation; USING INDEX after :func:`key_sql`, and only when that index
+    kept its source name (not in ``taken``)."""
+    table = sql_qualified(schema, name)
+    if shape.replica_identity == "f":
+        return f"ALTER TABLE {table} REPLICA IDENTITY FULL"
+    if shape.replica_identity == "n":
+        return f"ALTER TABLE {table} REPLICA IDENTITY NOTHING"
+    index = shape.replica_identity_index
+    if shape.replica_identity == "i" and index and index not in taken:
+        return f"ALTER TABLE {table} REPLICA IDENTITY USING INDEX {sql_ident(index)}"
+    return None
+
+
 def key_names(shape: TableShape) -> list[str]:
     """Relation names :func:`key_sql` would create (to look up which are taken)."""
     return [c.name for c in shape.key_constraints] + [ix.name for ix in shape.unique_indexes]
@@ -144,4 +162,5 @@ __all__ = [
     "key_names",
     "key_sql",
     "own_sequences_sql",
+    "replica_identity_sql",
 ]

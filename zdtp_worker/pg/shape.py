@@ -125,6 +125,8 @@ class TableShape:
     partkey_sql: str | None = None
     partitions: tuple[PartitionShape, ...] = ()
     problems: tuple[str, ...] = field(default=())
+    replica_identity: str = "d"  # d default, f full, n nothing, i index (replica_identity_index)
+    replica_identity_index: str | None = None
 
     def __str__(self) -> str:
         return render_qualified(self.schema, self.name)

@@ -26,6 +26,9 @@ FIRST_NORMAL_OID = 16384  # objects created by initdb have smaller OIDs
 
 _REL = """
 SELECT c.oid, c.relkind::text AS relkind, c.relpersistence::text AS persistence, n.nspname, c.relname,
+       c.relreplident::text AS replident,
+       (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+         WHERE i.indrelid = c.oid AND i.indisreplident) AS replident_index,
        CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1
 """
@@ -272,6 +275,8 @@ async def _read(conn: asyncpg.Connection, oid: int) -> TableShape:
         name=rel["relname"],
         relkind=rel["relkind"],
         unlogged=rel["persistence"] == "u",
+        replica_identity=rel["replident"],
+        replica_identity_index=rel["replident_index"],
         columns=tuple(columns),
         constraints=constraints,
         unique_indexes=tuple(indexes),

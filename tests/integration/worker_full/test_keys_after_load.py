@@ -89,3 +89,28 @@ def test_a_restart_of_the_run_still_builds_the_keys(source_dsn: str, target_dsn:
     assert scalar(target_dsn, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass") == 1
     assert scalar(target_dsn, "SELECT count(*), count(DISTINCT id) FROM t") == 2000
     assert scalar(target_dsn, "SELECT count(DISTINCT id) FROM t") == 2000
+
+
+def test_replica_identity_is_reproduced(source_dsn: str, target_dsn: str) -> None:
+    execute(
+        source_dsn,
+        """
+        CREATE TABLE full_ri (a int, b text); ALTER TABLE full_ri REPLICA IDENTITY FULL;
+        CREATE TABLE idx_ri (code text NOT NULL, v int); CREATE UNIQUE INDEX idx_ri_code ON idx_ri (code);
+        ALTER TABLE idx_ri REPLICA IDENTITY USING INDEX idx_ri_code;
+        INSERT INTO full_ri VALUES (1, 'x'), (1, 'x'); INSERT INTO idx_ri VALUES ('a', 1), ('b', 2);
+        """,
+    )
+    cfg = SyncTaskConfig(
+        name="ri", source_conn_id="s", target_conn_id="t", tables=["full_ri", "idx_ri"], workers=1
+    )
+    (spec,) = plan_workers(cfg, read_catalog(source_dsn, cfg), run_id="ri-run")
+    run_full(spec, source_dsn=source_dsn, target_dsn=target_dsn)
+    query = (
+        "SELECT relname, relreplident::text FROM pg_class WHERE relname IN ('full_ri', 'idx_ri') ORDER BY 1"
+    )
+    with __import__("psycopg").connect(target_dsn) as conn:
+        assert conn.execute(query).fetchall() == [("full_ri", "f"), ("idx_ri", "i")]
+        assert conn.execute(
+            "SELECT indexrelid::regclass::text FROM pg_index WHERE indisreplident"
+        ).fetchall() == [("idx_ri_code",)]

@@ -138,3 +138,17 @@ def test_partitions_nested_in_the_target_schema() -> None:
         'CREATE TABLE "s"."t_eu_low" PARTITION OF "s"."t_eu" FOR VALUES FROM (MINVALUE) TO (100)',
         'CREATE TABLE "s"."t_other" PARTITION OF "s"."t" DEFAULT',
     ]
+
+
+def test_replica_identity() -> None:
+    from dataclasses import replace
+
+    shape = _shape()
+    assert ddl.replica_identity_sql(shape, schema="s", name="t") is None  # default
+    full = replace(shape, replica_identity="f")
+    assert ddl.replica_identity_sql(full, schema="s", name="t") == 'ALTER TABLE "s"."t" REPLICA IDENTITY FULL'
+    idx = replace(shape, replica_identity="i", replica_identity_index="t_u")
+    assert ddl.replica_identity_sql(idx, schema="s", name="t") == (
+        'ALTER TABLE "s"."t" REPLICA IDENTITY USING INDEX "t_u"'
+    )
+    assert ddl.replica_identity_sql(idx, schema="s", name="t", taken={"t_u"}) is None  # renamed index
