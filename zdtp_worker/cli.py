@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     full.add_argument("--spec", help="WorkerSpec JSON file (default: $ZDTP_WORKER_SPEC)")
     full.add_argument("--queue", help="take chunks from this work queue instead of the spec's tables")
     full.add_argument("--queue-mode", choices=["one", "drain"], help="one item then exit, or drain")
+    full.add_argument(
+        "--enqueue", action="store_true", help="plan the spec's tables and enqueue their chunks on full.queue"
+    )
     inc = sub.add_parser("incremental", help="stream changes forever (logical replication)")
     inc.add_argument("--spec", help="WorkerSpec JSON file (default: $ZDTP_WORKER_SPEC)")
     inc.add_argument("--initial-snapshot", action="store_true", help="copy a snapshot first, then stream")
@@ -79,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.spec, mode=args.mode, queue=getattr(args, "queue", None))
         configure_logs(spec)  # JSON lines with mode/task/run_id/worker from here on, both modes
-        if args.mode == "full":
+        if args.mode == "full" and args.enqueue:
+            from zdtp_worker.full.queue_run import enqueue_cli
+
+            result = enqueue_cli(spec)
+        elif args.mode == "full":
             from zdtp_worker.full.main import run_full_cli
 
             result = run_full_cli(spec, args)

@@ -32,9 +32,10 @@ def dsn_file_env(role: Role) -> str:
     return f"{dsn_env(role)}_FILE"
 
 
-def full_args(*, queue: str | None = None, queue_mode: str | None = None) -> list[str]:
-    """``zdtp-worker`` arguments of a full-sync worker (spec from env or mounted file)."""
-    args = ["full"]
+def full_args(*, queue: str | None = None, queue_mode: str | None = None, enqueue: bool = False) -> list[str]:
+    """``zdtp-worker`` arguments of a full-sync worker (spec from env or mounted file); ``enqueue``:
+    plan the spec's tables and put their chunks on ``full.queue`` instead of copying."""
+    args = ["full", "--enqueue"] if enqueue else ["full"]
     if queue:
         args += ["--queue", queue]
     if queue_mode:

@@ -8,12 +8,13 @@ the chunk's own transaction (:mod:`.chunk`), so every chunk is committed exactly
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import asyncpg
 
 from zdtp_worker.contract.errors import ConfigError, WorkerError
-from zdtp_worker.contract.result import TableResult
+from zdtp_worker.contract.result import TableResult, WorkerResult
 from zdtp_worker.contract.spec import TableName, WorkerSpec
 from zdtp_worker.credentials import load_dsn
 from zdtp_worker.full import checkpoints
@@ -115,17 +116,17 @@ async def run_queue(
     ]
 
 
-def enqueue_chunks(
+async def enqueue_async(
     spec: WorkerSpec,
     *,
     source_dsn: str,
     target_dsn: str,
     queue_name: str | None = None,
     queue_url: str | None = None,
-) -> int:
+) -> tuple[int, int]:
     """Plan the spec's tables and enqueue one work item per chunk not yet done; returns the
-    number of new items. Idempotent: enqueueing the same run again adds nothing (items are keyed
-    by run, table, key range and chunk).
+    number of new items and of items not done yet. Idempotent: enqueueing the same run again
+    adds nothing (items are keyed by run, table, key range and chunk).
 
     Target tables and the ``zdtp`` schema are created here, once, so parallel workers do not
     race for DDL. The queue lives in the target database (``full.queue_backend: postgres``) or in
@@ -137,60 +138,93 @@ def enqueue_chunks(
     if spec.full.copy_mode == "swap":
         raise ConfigError("full.copy_mode swap cannot be used with a work queue")
 
-    async def _go() -> int:
-        step = Step()
-        src = tgt = None
+    step = Step()
+    src = tgt = None
+    try:
+        src, tgt = await connect_pair(source_dsn, target_dsn, snapshot=spec.full.snapshot)
+        step.what = "checking tables"
+        same_db = describe_target(source_dsn) == describe_target(target_dsn)
+        checked = await check_tables(src, tgt, spec.tables, same_database=same_db)
+        await checkpoints.bootstrap(tgt)
+        items: list[tuple[str, dict]] = []
+        for ts, info, _, shape in checked:
+            step.what = f"table {ts.target_name}"
+            # Queue items are copied by whoever claims them: no worker knows it is the last,
+            # so tables get their keys at creation here.
+            _, plan = await prepare_table(
+                src,
+                tgt,
+                run_id=spec.run_id,
+                opts=spec.full,
+                ts=ts,
+                info=info,
+                shape=shape,
+                keys_after_load=False,
+            )
+            done = await checkpoints.done_chunks(tgt, spec.run_id, plan.target_table, part=plan.part)
+            for chunk in plan.chunks:
+                if chunk.no in done:
+                    continue
+                payload = {
+                    "run_id": spec.run_id,
+                    "task": spec.task,
+                    "source": plan.source_table,
+                    "target": plan.target_table,
+                    "part": plan.part,
+                    "copy_table": plan.copy_table,
+                    "key": list(info.key),
+                    "chunk": chunk.to_json(),
+                }
+                items.append((f"{spec.run_id}/{plan.target_table}/{plan.part}/{chunk.no}", payload))
+        work = await open_queue(spec.full.queue_backend, target=tgt, url=queue_url)
         try:
-            src, tgt = await connect_pair(source_dsn, target_dsn, snapshot=spec.full.snapshot)
-            step.what = "checking tables"
-            same_db = describe_target(source_dsn) == describe_target(target_dsn)
-            checked = await check_tables(src, tgt, spec.tables, same_database=same_db)
-            await checkpoints.bootstrap(tgt)
-            items: list[tuple[str, dict]] = []
-            for ts, info, _, shape in checked:
-                step.what = f"table {ts.target_name}"
-                # Queue items are copied by whoever claims them: no worker knows it is the last,
-                # so tables get their keys at creation here.
-                _, plan = await prepare_table(
-                    src,
-                    tgt,
-                    run_id=spec.run_id,
-                    opts=spec.full,
-                    ts=ts,
-                    info=info,
-                    shape=shape,
-                    keys_after_load=False,
-                )
-                done = await checkpoints.done_chunks(tgt, spec.run_id, plan.target_table, part=plan.part)
-                for chunk in plan.chunks:
-                    if chunk.no in done:
-                        continue
-                    payload = {
-                        "run_id": spec.run_id,
-                        "task": spec.task,
-                        "source": plan.source_table,
-                        "target": plan.target_table,
-                        "part": plan.part,
-                        "copy_table": plan.copy_table,
-                        "key": list(info.key),
-                        "chunk": chunk.to_json(),
-                    }
-                    items.append((f"{spec.run_id}/{plan.target_table}/{plan.part}/{chunk.no}", payload))
-            work = await open_queue(spec.full.queue_backend, target=tgt, url=queue_url)
-            try:
-                await work.bootstrap()
-                added = await work.enqueue(name, items)
-            finally:
-                await work.close()
-            log_event("enqueued", queue=name, items=added, planned=len(items))
-            return added
-        except WorkerError:
-            raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise classify(exc, role="enqueue", what=step.what) from None
+            await work.bootstrap()
+            added = await work.enqueue(name, items)
+            left, _ = await work.open_items(name)
         finally:
-            conns = [c for c in (src, tgt) if c is not None]
-            if conns:
-                await close(*conns)
+            await work.close()
+        log_event("enqueued", queue=name, items=added, planned=len(items), open=left)
+        return added, left
+    except WorkerError:
+        raise
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        raise classify(exc, role="enqueue", what=step.what) from None
+    finally:
+        conns = [c for c in (src, tgt) if c is not None]
+        if conns:
+            await close(*conns)
 
-    return asyncio.run(_go())
+
+def enqueue_chunks(
+    spec: WorkerSpec,
+    *,
+    source_dsn: str,
+    target_dsn: str,
+    queue_name: str | None = None,
+    queue_url: str | None = None,
+) -> int:
+    """:func:`enqueue_async` from synchronous code; returns the number of new items."""
+    added, _ = asyncio.run(
+        enqueue_async(
+            spec, source_dsn=source_dsn, target_dsn=target_dsn, queue_name=queue_name, queue_url=queue_url
+        )
+    )
+    return added
+
+
+def enqueue_cli(spec: WorkerSpec) -> WorkerResult:
+    """``zdtp-worker full --enqueue``: the copy task's enqueue pod. Its result's ``chunks`` is the
+    number of items not done yet (what a ``queue`` Job needs as completions)."""
+    started = time.monotonic()
+    url = load_dsn("queue") if spec.full.queue_backend == "redis" else None
+    added, left = asyncio.run(
+        enqueue_async(spec, source_dsn=load_dsn("source"), target_dsn=load_dsn("target"), queue_url=url)
+    )
+    return WorkerResult(
+        mode="full",
+        run_id=spec.run_id,
+        worker=spec.worker,
+        chunks=left,
+        seconds=round(time.monotonic() - started, 3),
+        message=f"queue {spec.full.queue}: {added} item(s) enqueued, {left} not done",
+    )

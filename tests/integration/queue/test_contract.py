@@ -161,3 +161,23 @@ def test_one_mode_pod_waits_for_a_dead_workers_lease(
     assert '"event": "queue_empty"' in r.stderr
     assert _with_queue(backend, target_dsn, lambda q, _: q.status("q")).complete
     assert fingerprint(source_dsn, "t") == fingerprint(target_dsn, "t")
+
+
+def test_enqueue_pod_reports_open_items(
+    backend: tuple[str, str | None], source_dsn: str, target_dsn: str
+) -> None:
+    """``zdtp-worker full --enqueue`` (the copy task's enqueue pod): its result counts the items
+    not done yet, which a ``queue`` Job takes as completions; a rerun adds nothing."""
+    import json
+
+    execute(source_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    execute(source_dsn, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g")
+    spec = spec_dict(["t"], run_id="r1", chunk_rows=1000, queue="q", queue_backend=backend[0])
+    env = queue_env(spec, source_dsn, target_dsn, backend)
+    results = []
+    for _i in range(2):
+        r = run_queue_worker(env, "--enqueue")
+        assert r.returncode == 0, r.stderr[-800:]
+        results.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    assert [x["chunks"] for x in results] == [5, 5]
+    assert "5 item(s) enqueued" in results[0]["message"] and "0 item(s) enqueued" in results[1]["message"]
