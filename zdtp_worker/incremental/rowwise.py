@@ -25,6 +25,7 @@ import psycopg
 
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.incremental.pgoutput import UNCHANGED, Value
+from zdtp_worker.incremental.staging import copy_value
 from zdtp_worker.pg.quoting import ident
 
 Op = Literal["I", "U", "D"]
@@ -46,7 +47,7 @@ def _text(value: Value) -> str | None:
 
 @dataclass
 class RowwiseTable:
-    """Ordered changes of one keyless table, applied by whole-row match."""
+    """Ordered changes of one keyless table, applied by whole-row match (runs of inserts by COPY)."""
 
     target_qualified: str
     columns: list[str]  # the Relation message's columns (generated ones already excluded)
@@ -61,39 +62,43 @@ class RowwiseTable:
         table = self.target_qualified
         cols = ", ".join(ident(c) for c in self.columns)
         n = 0
+        inserts: list[bytes] = []  # a run of consecutive inserts goes in as one COPY
         for change in self.changes:
             if change.op == "I":
                 assert change.new is not None
-                # Casting from text: the target parses each value with its column's input function.
-                values = ", ".join(["%s"] * len(self.columns))
-                conn.execute(
-                    f"INSERT INTO {table} ({cols}) OVERRIDING SYSTEM VALUE VALUES ({values})",
-                    [_text(v) for v in change.new],
-                )
+                inserts.append(b"\t".join([copy_value(v) for v in change.new]) + b"\n")
+                n += 1
+                continue
+            if inserts:
+                self._copy(conn, cols, inserts)
+                inserts = []
+            assert change.old is not None
+            if any(v is UNCHANGED for v in change.old):
+                raise DataError(f"target {table}: an old row arrived without all its values")
+            where, params = self._match(change.old)
+            one_row = f"ctid = (SELECT ctid FROM {table} WHERE {where} LIMIT 1)"
+            if change.op == "D":
+                cur = conn.execute(f"DELETE FROM {table} WHERE {one_row}", params)
             else:
-                assert change.old is not None
-                if any(v is UNCHANGED for v in change.old):
-                    raise DataError(f"target {table}: an old row arrived without all its values")
-                where, params = self._match(change.old)
-                one_row = f"ctid = (SELECT ctid FROM {table} WHERE {where} LIMIT 1)"
-                if change.op == "D":
-                    cur = conn.execute(f"DELETE FROM {table} WHERE {one_row}", params)
-                else:
-                    assert change.new is not None
-                    sets = [
-                        (c, v) for c, v in zip(self.columns, change.new, strict=True) if v is not UNCHANGED
-                    ]
-                    assignments = ", ".join(f"{ident(c)} = %s" for c, _ in sets)
-                    cur = conn.execute(
-                        f"UPDATE {table} SET {assignments} WHERE {one_row}",
-                        [_text(v) for _, v in sets] + params,
-                    )
-                if cur.rowcount != 1:
-                    verb = "delete" if change.op == "D" else "update"
-                    raise DataError(
-                        f"target {table}: no row equal to the source's old row to {verb};"
-                        " the target diverged from the source"
-                    )
+                assert change.new is not None
+                sets = [(c, v) for c, v in zip(self.columns, change.new, strict=True) if v is not UNCHANGED]
+                assignments = ", ".join(f"{ident(c)} = %s" for c, _ in sets)
+                cur = conn.execute(
+                    f"UPDATE {table} SET {assignments} WHERE {one_row}",
+                    [_text(v) for _, v in sets] + params,
+                )
+            if cur.rowcount != 1:
+                verb = "delete" if change.op == "D" else "update"
+                raise DataError(
+                    f"target {table}: no row equal to the source's old row to {verb};"
+                    " the target diverged from the source"
+                )
             n += 1
+        if inserts:
+            self._copy(conn, cols, inserts)
         self.changes.clear()
         return n
+
+    def _copy(self, conn: psycopg.Connection, cols: str, rows: list[bytes]) -> None:
+        with conn.cursor().copy(f"COPY {self.target_qualified} ({cols}) FROM STDIN") as cp:
+            cp.write(b"".join(rows))
