@@ -150,7 +150,7 @@ def _plan_task(config: SyncTaskConfig):
         params = context["params"]
         cfg = _selected_tables(config, params)
         try:
-            estimates = read_catalog(_dsn(cfg.source_conn_id), cfg)
+            estimates = read_catalog(_dsn(cfg.source_conn_id), cfg, target_dsn=_dsn(cfg.target_conn_id))
             specs = plan_workers(cfg, estimates, run_id=context["run_id"], workers=params.get("workers"))
         except PlanningError as exc:
             raise AirflowFailException(str(exc)) from None

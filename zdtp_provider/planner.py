@@ -123,11 +123,27 @@ def _missing_hint(missing: str, catalog: list[str]) -> str:
     return f" (did you mean {near[0]}? quote names that are not all lower case)" if near else ""
 
 
-def read_catalog(dsn: str, config: SyncTaskConfig) -> list[TableEstimate]:
+def _on_target(target_dsn: str | None, tables: list[str]) -> set[str]:
+    """Which of ``tables`` already exist on the target (zdtp copies into them, creates nothing)."""
+    if not target_dsn or not tables:
+        return set()
+    with psycopg.connect(target_dsn, connect_timeout=10, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND (n.nspname, c.relname) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([parse_qualified(t)[0] for t in tables], [parse_qualified(t)[1] for t in tables]),
+        ).fetchall()
+    return {render_qualified(s, n) for s, n in rows}
+
+
+def read_catalog(dsn: str, config: SyncTaskConfig, *, target_dsn: str | None = None) -> list[TableEstimate]:
     """Estimates for the tables ``config`` selects.
 
     PlanningError for a missing explicit table, and for selected tables zdtp cannot reproduce
-    (all of them in one message, each with its reason): nothing has run yet.
+    (all of them in one message, each with its reason): nothing has run yet. With ``target_dsn``,
+    a table that already exists on the target is not refused for that: zdtp copies into it (the
+    worker then checks its columns) instead of creating it.
     """
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
         rows = conn.execute(_CATALOG_SQL).fetchall()
@@ -140,14 +156,17 @@ def read_catalog(dsn: str, config: SyncTaskConfig) -> list[TableEstimate]:
             )
         selected = config.select_tables(list(by_name))
         problems = [
-            f"{render_qualified(s, n)}: {why}"
+            (render_qualified(s, n), why)
             for s, n, why in conn.execute(_UNREPRODUCIBLE_SQL).fetchall()
             if render_qualified(s, n) in selected
         ]
+        existing = _on_target(target_dsn, sorted({t for t, _ in problems}))
+        problems = [(t, why) for t, why in problems if t not in existing]
         if problems:
             raise PlanningError(
-                f"sync task {config.name!r}: zdtp cannot reproduce {'; '.join(sorted(problems))}. "
-                "Exclude the table(s) or create them on the target yourself."
+                f"sync task {config.name!r}: zdtp cannot reproduce "
+                f"{'; '.join(sorted(f'{t}: {why}' for t, why in problems))}. "
+                "Exclude the table(s), or create them on the target yourself (zdtp then copies into them)."
             )
         return [_estimate(conn, by_name[name]) for name in selected]
 

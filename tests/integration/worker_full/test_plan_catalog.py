@@ -102,3 +102,13 @@ def test_foreign_partition_is_refused_at_plan_time(source_dsn: str) -> None:
     )
     with pytest.raises(PlanningError, match=r"public.events: partition public.events_old is a foreign table"):
         read_catalog(source_dsn, _config(tables=["events"]))
+
+
+def test_unreproducible_table_that_exists_on_the_target_is_planned(source_dsn: str, target_dsn: str) -> None:
+    ddl = "CREATE TABLE base (x int, y text); CREATE TABLE uses_rowtype (id int PRIMARY KEY, r base);"
+    execute(source_dsn, ddl)
+    cfg = _config(tables=["uses_rowtype"])
+    with pytest.raises(PlanningError, match="uses_rowtype"):
+        read_catalog(source_dsn, cfg, target_dsn=target_dsn)  # not on the target yet: refused
+    execute(target_dsn, ddl)  # created by the user: zdtp copies into it
+    assert [e.name for e in read_catalog(source_dsn, cfg, target_dsn=target_dsn)] == ["public.uses_rowtype"]
