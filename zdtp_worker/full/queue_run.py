@@ -28,7 +28,8 @@ from zdtp_worker.full.tables import check_tables, prepare_table, table_result
 from zdtp_worker.pg.errors import classify
 from zdtp_worker.pg.session import describe_target
 from zdtp_worker.pg.shape_read import read_shape
-from zdtp_worker.queue import Backend, open_queue
+from zdtp_worker.queue.base import Backend
+from zdtp_worker.queue.opener import open_queue
 
 
 async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]) -> TableJob:

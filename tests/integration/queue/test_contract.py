@@ -15,7 +15,8 @@ from tests.integration.queue._helpers import expire_leases, queue_env, run_queue
 from tests.integration.worker_full.helpers import execute, fingerprint, make_spec, spec_dict
 from zdtp_worker.full import enqueue_chunks
 from zdtp_worker.full.session import connect
-from zdtp_worker.queue import Item, QueueBackend, open_queue
+from zdtp_worker.queue import Item, QueueBackend
+from zdtp_worker.queue.opener import open_queue
 
 pytestmark = pytest.mark.postgres
 
@@ -181,3 +182,54 @@ def test_enqueue_pod_reports_open_items(
         results.append(json.loads(r.stdout.strip().splitlines()[-1]))
     assert [x["chunks"] for x in results] == [5, 5]
     assert "5 item(s) enqueued" in results[0]["message"] and "0 item(s) enqueued" in results[1]["message"]
+
+
+def test_airflow_side_check_names_items_not_done(backend: tuple[str, str | None], target_dsn: str) -> None:
+    """``control.queue.check_queue`` (psycopg 3 / redis-py, what the copy task runs after its Job)
+    fails naming ready, leased and abandoned items, and passes once every item is done."""
+    from zdtp_worker.control.queue import QueueIncomplete, check_queue
+
+    def check() -> Any:
+        return check_queue(backend=backend[0], queue="q", target_dsn=target_dsn, url=backend[1])  # type: ignore[arg-type]
+
+    async def setup(q: QueueBackend, _: Any) -> None:
+        await q.enqueue("q", _items(3))
+        assert await q.claim("q", owner="gone", lease_seconds=0.2) is not None
+        assert await q.claim("q", owner="alive", lease_seconds=600) is not None
+
+    _with_queue(backend, target_dsn, setup)
+
+    def status(q: QueueBackend, _: Any) -> Any:
+        return q.status("q")
+
+    while "abandoned" not in _with_queue(backend, target_dsn, status).describe():  # the short lease runs out
+        time.sleep(0.1)
+    with pytest.raises(QueueIncomplete) as err:
+        check()
+    assert "0/3 items done" in str(err.value)
+    for text in (
+        "r1/t/0 (abandoned, 1 attempts)",
+        "r1/t/1 (leased, 1 attempts)",
+        "r1/t/2 (ready, 0 attempts)",
+    ):
+        assert text in str(err.value)
+    with pytest.raises(QueueIncomplete, match="holds no items"):
+        check_queue(backend=backend[0], queue="other", expected=3, target_dsn=target_dsn, url=backend[1])  # type: ignore[arg-type]
+
+    async def finish(q: QueueBackend, conn: Any) -> None:
+        while (item := await q.claim("q", owner="w", lease_seconds=60)) is not None:
+            async with conn.transaction():
+                assert await q.hold(item, owner="w")
+                await q.complete(item)
+            await q.settle()
+        expire_leases(backend, target_dsn, "q")  # the "alive" pod's item: taken over and finished
+        item = await q.claim("q", owner="w", lease_seconds=60)
+        assert item is not None
+        async with conn.transaction():
+            assert await q.hold(item, owner="w")
+            await q.complete(item)
+        await q.settle()
+
+    _with_queue(backend, target_dsn, finish)
+    status = check()
+    assert status.complete and status.done == 3
