@@ -233,9 +233,12 @@ def _render_job(
     return Rendered(job, inputs.companions)
 
 
-def render_job(options: WorkloadOptions, spec: WorkerSpec, *, retries: int, **ctx: Any) -> Rendered:
-    """Pattern (a): one Job runs one worker (``retries`` pod retries inside the Job)."""
-    return _render_job(options, [spec], JobShape("job", settings={"retries": retries}), **ctx)
+def render_job(
+    options: WorkloadOptions, spec: WorkerSpec, *, retries: int, args: Sequence[str] = (), **ctx: Any
+) -> Rendered:
+    """Pattern (a): one Job runs one worker (``retries`` pod retries inside the Job); ``args``
+    other than a plain copy's, e.g. a queue fan-out's enqueue pod (``full_args(enqueue=True)``)."""
+    return _render_job(options, [spec], JobShape("job", args=args, settings={"retries": retries}), **ctx)
 
 
 def render_indexed_job(
