@@ -54,3 +54,13 @@ def test_plan_lists_quoted_names_and_says_which_table_is_one_chunk(zoo_source: s
         assert table.name in out, f"{table.name!r} missing from the plan:\n{out}"
     nokey_lines = [line for line in out.splitlines() if "nokey_plain" in line]
     assert any(re.search(r"one chunk|single chunk", line) for line in nokey_lines), out
+
+
+def test_three_workers_copy_a_two_table_task(zoo_source: str, target_dsn: str) -> None:
+    # Fewer tables than workers: the planner splits both integer-key tables into key ranges, and
+    # whatever it hands one worker (two ranges of one table included) must copy.
+    tables = ["zoo.identity_serial", "zoo.widen"]
+    config = harness.zoo_config("zoo-two", include=[], tables=tables)
+    specs = harness.plan(zoo_source, config)
+    harness.assert_all_ok(harness.run_full_workers(specs, source_dsn=zoo_source, target_dsn=target_dsn))
+    digest.assert_same(zoo_source, target_dsn, schemas=[schema_zoo.SCHEMA], tables=tables, sequences="equal")
