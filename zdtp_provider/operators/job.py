@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from zdtp_provider.operators import job_queue
 from zdtp_provider.operators._inputs import as_airflow_error, lookup_dsns
 from zdtp_provider.operators._job_lifecycle import JobKilled, JobLifecycleOperator
 from zdtp_provider.operators._kube_operator import (
@@ -31,6 +32,7 @@ from zdtp_provider.workload import (
     resolve_specs,
 )
 from zdtp_provider.workload.specs import SpecInput
+from zdtp_worker.contract.spec import WorkerSpec
 
 
 class _FullSyncJobBase(PodArgumentsMixin, JobLifecycleOperator):
@@ -143,35 +145,84 @@ class IndexedFullSyncJobOperator(_FullSyncJobBase):
 
 
 class QueueFullSyncJobOperator(FullSyncJobOperator):
-    """Patterns (c) and (d): workers pull chunks from work queue ``work_queue``.
+    """Patterns (c) and (d): workers pull chunks from a work queue.
 
-    With ``items`` (c) each pod runs ``--queue-mode one`` and the Job needs ``items`` successes.
-    Without (d) ``parallelism`` pods run ``--queue-mode drain``; the Job completes once one pod
-    has succeeded (found the queue empty) and all have stopped.
+    With ``items`` or ``pod_per_item`` (c) each pod runs ``--queue-mode one`` and the Job needs
+    that many successes. Otherwise (d) ``parallelism`` pods run ``--queue-mode drain``; the Job
+    completes once one pod has succeeded (found the queue empty) and all have stopped.
+
+    With ``enqueue`` the task fills the queue itself first (an enqueue pod; ``pod_per_item`` then
+    takes its item count as completions) and checks it after the Job: every item done, else it
+    fails naming them (:mod:`zdtp_provider.operators.job_queue`). ``spec`` may then be the whole
+    plan (a list of specs); the queue defaults to one per run of the task.
+
+    :param queue_backend: ``postgres`` (``zdtp.work_queue`` in the target) or ``redis``; pods read
+        the Redis URL from ``ZDTP_QUEUE_DSN_FILE`` (a Secret key), this task from ``queue_url``.
     """
 
     template_fields: Sequence[str] = (*FullSyncJobOperator.template_fields, "work_queue")
 
     def __init__(
-        self, *, work_queue: str, parallelism: int = 4, items: int | None = None, **kwargs: Any
+        self,
+        *,
+        work_queue: str | None = None,
+        parallelism: int = 4,
+        items: int | None = None,
+        pod_per_item: bool = False,
+        enqueue: bool = False,
+        queue_backend: str = "postgres",
+        queue_url: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if not work_queue and not enqueue:
+            raise AirflowException("work_queue: name the queue, or let the task fill one (enqueue=True)")
         self.work_queue = work_queue
         self.parallelism = parallelism
         self.items = items
+        self.pod_per_item = pod_per_item
+        self.enqueue = enqueue
+        self.queue_backend = queue_backend
+        self.queue_url = queue_url
+
+    def _queue_spec(self, context: Context, worker: str) -> WorkerSpec:
+        with as_airflow_error():
+            raw = self.spec if isinstance(self.spec, (list, tuple)) else [self.spec]
+            specs = resolve_specs(list(raw), mode="full", run_id=context["run_id"])
+            if not specs:
+                raise AirflowSkipException("the plan is empty: nothing to enqueue")
+            queue = self.work_queue or job_queue.queue_name(specs[0].task, context["run_id"])
+            return job_queue.queue_spec(specs, queue=queue, backend=self.queue_backend, worker=worker)
+
+    def execute(self, context: Context) -> Any:
+        if self.enqueue:
+            spec = self._queue_spec(context, job_queue.ENQUEUE_WORKER)
+            left = job_queue.enqueue(self, context, spec, self.render_context(context))
+            if self.pod_per_item:
+                self.items = left
+            if left == 0:
+                return {"queue": job_queue.check(self, context, spec, self.render_context(context)["dsns"])}
+        return super().execute(context)
 
     def render(self, context: Context) -> Rendered:
+        spec = self._queue_spec(context, job_queue.QUEUE_WORKER)
         with as_airflow_error():
-            spec = resolve_spec(self.spec, mode="full", run_id=context["run_id"])
             return render_queue_job(
                 WorkloadOptions.from_operator(self),
                 spec,
-                queue=self.work_queue,
+                queue=spec.full.queue or "",
                 parallelism=self.parallelism,
                 items=self.items,
                 retries=self.job_retries,
                 **self.render_context(context),
             )
+
+    def _conclude(self, name: str, namespace: str, context: Context) -> dict[str, Any]:
+        report = super()._conclude(name, namespace, context)
+        if self.enqueue:
+            spec = self._queue_spec(context, job_queue.QUEUE_WORKER)
+            report["queue"] = job_queue.check(self, context, spec, self.render_context(context)["dsns"])
+        return report
 
 
 __all__ = [
