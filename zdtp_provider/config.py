@@ -107,8 +107,17 @@ class SyncTaskConfig(_Strict):
     )
     workers: Annotated[int, Field(ge=1, le=1000, description="Maximum parallel full-sync workers.")] = 4
     chunk_rows: Annotated[int, Field(ge=1, description="Rows per resumable chunk.")] = 250_000
-    fanout: Literal["tasks", "indexed-job"] = Field(
-        "tasks", description="tasks: one mapped Airflow task per worker; indexed-job: one Indexed Job."
+    fanout: Literal["tasks", "indexed-job", "job-per-worker", "queue", "queue-drain"] = Field(
+        "tasks",
+        description="tasks: one mapped Airflow task (pod) per worker; indexed-job: one Indexed Job; "
+        "job-per-worker: one Job per worker (mapped task); queue: the task enqueues the chunks, one Job "
+        "runs a pod per chunk (completions = chunks); queue-drain: one Job of `workers` pods drains the "
+        "queue (see docs/batch-patterns.md).",
+    )
+    queue_backend: Literal["postgres", "redis"] = Field(
+        "postgres",
+        description="queue fan-outs: where the work queue lives: zdtp.work_queue in the target, or Redis "
+        "(URL from the credentials Secret key queue-dsn).",
     )
     schedule: str | None = Field(None, description="Cron expression or preset; none = on demand only.")
     namespace: str = Field("zdtp", description="Kubernetes namespace of the workers.")
