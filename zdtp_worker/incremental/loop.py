@@ -336,6 +336,7 @@ class ChangeLoop:
 
         self.applier.submit(commit, feedback_lsn=last.end_lsn)
         self.sequences_due = True
+        self._housekeeping()  # a stream that is never idle still keeps sequences and metrics current
         self.pending_txns = 0
         self.pending_changes = 0
         self.batch_started = None
