@@ -5,7 +5,10 @@ Kubernetes calls all happen inside tasks, so parsing stays fast and works withou
 
 Shape by mode:
 
-* ``full``: ``plan`` → ``copy`` (mapped FullSyncOperator, or one Indexed Job) → ``verify``
+* ``full``: ``plan`` → ``copy`` → ``verify``; ``copy`` by ``fanout``: mapped FullSyncOperator
+  (tasks), one Indexed Job, mapped FullSyncJobOperator (job-per-worker), or one
+  QueueFullSyncJobOperator that enqueues, runs the queue Job and checks the queue (queue,
+  queue-drain)
 * ``incremental``: ``prepare_stream`` → ``stream`` (IncrementalSyncOperator Deployment)
 * ``full+incremental``: ``prepare_stream`` → ``plan`` → ``copy`` → ``verify`` → ``stream``;
   the slot exists before the copy, the stream starts after it (see ``run_checks``).
@@ -30,7 +33,11 @@ from zdtp_provider.config import SyncTaskConfig
 # Kubernetes client imports behind these operators are not paid again on every parse.
 from zdtp_provider.operators.full import FullSyncOperator
 from zdtp_provider.operators.incremental import IncrementalSyncOperator
-from zdtp_provider.operators.job import IndexedFullSyncJobOperator
+from zdtp_provider.operators.job import (
+    FullSyncJobOperator,
+    IndexedFullSyncJobOperator,
+    QueueFullSyncJobOperator,
+)
 from zdtp_provider.workload import config_kwargs, stream_spec
 from zdtp_provider.workload.sync_task import (
     COPY_TASK,
@@ -39,6 +46,7 @@ from zdtp_provider.workload.sync_task import (
     STREAM_TASK,
     VERIFY_TASK,
     indexed_settings,
+    queue_settings,
 )
 
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -175,6 +183,10 @@ def _copy_task(config: SyncTaskConfig, plan):
     kwargs = {**config_kwargs(config), "deferrable": config.deferrable}
     if config.fanout == "indexed-job":
         return IndexedFullSyncJobOperator(task_id=COPY_TASK, specs=plan, **indexed_settings(config), **kwargs)
+    if config.fanout == "job-per-worker":
+        return FullSyncJobOperator.partial(task_id=COPY_TASK, **kwargs).expand(spec=plan)
+    if config.fanout in ("queue", "queue-drain"):
+        return QueueFullSyncJobOperator(task_id=COPY_TASK, spec=plan, **queue_settings(config), **kwargs)
     return FullSyncOperator.partial(task_id=COPY_TASK, get_logs=config.pod.stream_logs, **kwargs).expand(
         spec=plan
     )

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Context
@@ -21,25 +20,13 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from zdtp_provider.k8s.secret import TARGET_KEY
 from zdtp_provider.k8s.status import job_failure_message, job_phase, pods_report
 from zdtp_provider.workload import WorkloadOptions, render_job
+from zdtp_provider.workload.batch import ENQUEUE_WORKER, QUEUE_WORKER, queue_spec
 from zdtp_worker.contract.envelope import full_args
 from zdtp_worker.contract.spec import WorkerSpec
-from zdtp_worker.control.queue import QueueIncomplete, check_queue, queue_name  # noqa: F401  (re-used by job.py)
+from zdtp_worker.control.queue import QueueIncomplete, check_queue, queue_name
 
 if TYPE_CHECKING:
     from zdtp_provider.operators.job import QueueFullSyncJobOperator
-
-ENQUEUE_WORKER = "enqueue"
-QUEUE_WORKER = "queue"
-
-
-def queue_spec(specs: Sequence[WorkerSpec], *, queue: str, backend: str, worker: str) -> WorkerSpec:
-    """One spec for the whole plan: every planned unit's tables (key ranges kept), the queue set."""
-    first = specs[0]
-    data = first.model_dump(mode="json", by_alias=True)
-    data["worker"] = worker
-    data["tables"] = [t.model_dump(mode="json", by_alias=True) for s in specs for t in s.tables]
-    data["full"] = {**data.get("full", {}), "queue": queue, "queue_backend": backend}
-    return WorkerSpec.model_validate(data)
 
 
 def enqueue(op: QueueFullSyncJobOperator, context: Context, spec: WorkerSpec, ctx: dict[str, Any]) -> int:
@@ -85,3 +72,6 @@ def check(op: QueueFullSyncJobOperator, context: Context, spec: WorkerSpec, dsns
     line = f"queue {queue}: all {status.total} items done"
     op.log.info(line)
     return line
+
+
+__all__ = ["ENQUEUE_WORKER", "QUEUE_WORKER", "check", "enqueue", "queue_name", "queue_spec"]

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zdtp_provider.config import SyncTaskConfig
+from zdtp_provider.workload.batch import BATCH_FANOUTS, render_batch_copy
 from zdtp_provider.workload.options import WorkloadOptions, config_kwargs, options_kwargs
 from zdtp_provider.workload.render import Rendered, render_deployment, render_indexed_job, render_pod
 from zdtp_provider.workload.specs import stream_spec
@@ -30,6 +31,16 @@ UNMAPPED = -1
 def indexed_settings(config: SyncTaskConfig) -> dict[str, Any]:
     """IndexedFullSyncJobOperator arguments of the ``copy`` task (indexed-job fan-out)."""
     return {"parallelism": config.workers, "retries_per_index": 1}
+
+
+def queue_settings(config: SyncTaskConfig) -> dict[str, Any]:
+    """QueueFullSyncJobOperator arguments of the ``copy`` task (queue / queue-drain fan-outs)."""
+    return {
+        "parallelism": config.workers,
+        "pod_per_item": config.fanout == "queue",
+        "enqueue": True,
+        "queue_backend": config.queue_backend,
+    }
 
 
 def owner_key(dag_id: str, task_id: str, map_index: int = UNMAPPED) -> str:
@@ -68,7 +79,10 @@ def render_sync_task(
     """
     options = sync_task_options(config)
     out: list[Rendered] = []
-    if config.mode != "incremental" and full_specs:
+    if config.mode != "incremental" and full_specs and config.fanout in BATCH_FANOUTS:
+        owners = [owner_key(config.dag_id, COPY_TASK, i) for i in (UNMAPPED, *range(len(full_specs)))]
+        out += render_batch_copy(config, options, run_id=run_id, specs=full_specs, dsns=dsns, owners=owners)
+    elif config.mode != "incremental" and full_specs:
         if config.fanout == "indexed-job":
             out.append(
                 render_indexed_job(

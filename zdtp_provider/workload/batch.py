@@ -1,0 +1,75 @@
+"""The copy task's Jobs for the batch fan-outs, as ``zdtp render`` shows them (the DAG's
+operators render the same objects at run time through the same builders):
+
+* ``job-per-worker`` — one Job per planned worker (the mapped ``copy`` task's map index *i*);
+* ``queue`` — the enqueue Job (``full --enqueue``), then one Job with a pod per chunk
+  (``completions`` = the chunks the enqueue pod reports at run time; rendered here as one per
+  planned worker, since only the worker image can plan chunks);
+* ``queue-drain`` — the enqueue Job, then one Job of ``workers`` pods draining the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from zdtp_provider.config import SyncTaskConfig
+from zdtp_provider.workload.options import WorkloadOptions
+from zdtp_provider.workload.render import Rendered, render_job, render_queue_job
+from zdtp_worker.contract.envelope import full_args
+from zdtp_worker.contract.spec import WorkerSpec
+from zdtp_worker.control.queue import queue_name
+
+BATCH_FANOUTS = ("job-per-worker", "queue", "queue-drain")
+JOB_RETRIES = 2  # FullSyncJobOperator's default job_retries
+ENQUEUE_WORKER = "enqueue"
+QUEUE_WORKER = "queue"
+
+
+def queue_spec(specs: Sequence[WorkerSpec], *, queue: str, backend: str, worker: str) -> WorkerSpec:
+    """One spec for the whole plan: every planned unit's tables (key ranges kept), the queue set."""
+    data = specs[0].model_dump(mode="json", by_alias=True)
+    data["worker"] = worker
+    data["tables"] = [t.model_dump(mode="json", by_alias=True) for s in specs for t in s.tables]
+    data["full"] = {**data.get("full", {}), "queue": queue, "queue_backend": backend}
+    return WorkerSpec.model_validate(data)
+
+
+def render_batch_copy(
+    config: SyncTaskConfig,
+    options: WorkloadOptions,
+    *,
+    run_id: str,
+    specs: Sequence[WorkerSpec],
+    dsns: Mapping[str, str] | None,
+    owners: Sequence[str],
+) -> list[Rendered]:
+    """``owners[0]``: the unmapped copy task's identity; ``owners[1 + i]``: map index *i*'s."""
+    ctx: dict[str, Any] = {
+        "namespace": config.namespace,
+        "run_id": run_id,
+        "dsns": dsns,
+        "active_deadline_seconds": None,
+    }
+    if config.fanout == "job-per-worker":
+        return [
+            render_job(options, spec, retries=JOB_RETRIES, owner=owners[1 + i], **ctx)
+            for i, spec in enumerate(specs)
+        ]
+    queue = queue_name(specs[0].task, run_id)
+    enqueue_spec = queue_spec(specs, queue=queue, backend=config.queue_backend, worker=ENQUEUE_WORKER)
+    work_spec = queue_spec(specs, queue=queue, backend=config.queue_backend, worker=QUEUE_WORKER)
+    enqueue = render_job(
+        options, enqueue_spec, retries=JOB_RETRIES, args=full_args(enqueue=True), owner=owners[0], **ctx
+    )
+    work = render_queue_job(
+        options,
+        work_spec,
+        queue=queue,
+        parallelism=config.workers,
+        items=len(specs) if config.fanout == "queue" else None,
+        retries=JOB_RETRIES,
+        owner=owners[0],
+        **ctx,
+    )
+    return [enqueue, work]
