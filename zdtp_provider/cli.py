@@ -99,6 +99,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         for t in spec.tables:
             rng = f" keys [{_b(t.key_range.lower)}, {_b(t.key_range.upper)})" if t.key_range else ""
             print(f"    {t.source}{rng}  (~{rows.get(str(t.source), 0)} rows in table)")
+    from zdtp_provider.workload.batch import fanout_summary
+
+    print(f"  copy (fanout {config.fanout}): {fanout_summary(config, len(specs))}")
     for note in sorted({f"{e.name}: {e.note}" for e in estimates if e.note}):
         print(f"  note: {note}")
     return 0
