@@ -73,3 +73,16 @@ def render_batch_copy(
         **ctx,
     )
     return [enqueue, work]
+
+
+def fanout_summary(config: SyncTaskConfig, workers: int) -> str:
+    """One line: what the ``copy`` task of a run with ``workers`` planned workers creates."""
+    return {
+        "tasks": f"{workers} mapped task(s), one worker Pod each",
+        "indexed-job": f"1 Indexed Job, {workers} index(es), ≤{config.workers} pods at once",
+        "job-per-worker": f"{workers} Job(s) (mapped task), one worker pod each",
+        "queue": "1 enqueue Job (plans and enqueues the chunks), then 1 Job with a pod per chunk "
+        f"(completions = chunks, ≤{config.workers} at once); queue on {config.queue_backend}",
+        "queue-drain": f"1 enqueue Job, then 1 Job of {config.workers} pods draining the queue "
+        f"(on {config.queue_backend})",
+    }[config.fanout]
