@@ -27,10 +27,17 @@ QUEUE_WORKER = "queue"
 
 
 def queue_spec(specs: Sequence[WorkerSpec], *, queue: str, backend: str, worker: str) -> WorkerSpec:
-    """One spec for the whole plan: every planned unit's tables (key ranges kept), the queue set."""
+    """One spec for the whole plan, the queue set: every planned table once, whole. (The planner
+    splits a big table into key ranges only to balance workers; on a queue its chunks are the
+    unit of work, so the ranges are joined again.)"""
     data = specs[0].model_dump(mode="json", by_alias=True)
     data["worker"] = worker
-    data["tables"] = [t.model_dump(mode="json", by_alias=True) for s in specs for t in s.tables]
+    tables: dict[str, dict[str, Any]] = {}
+    for table in (t for s in specs for t in s.tables):
+        tables.setdefault(
+            str(table.target_name), {**table.model_dump(mode="json", by_alias=True), "key_range": None}
+        )
+    data["tables"] = list(tables.values())
     data["full"] = {**data.get("full", {}), "queue": queue, "queue_backend": backend}
     return WorkerSpec.model_validate(data)
 
