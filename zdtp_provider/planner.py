@@ -235,11 +235,15 @@ def split_units(estimates: list[TableEstimate], *, workers: int, allow_split: bo
 
 
 def pack(units: list[Unit], *, workers: int) -> list[list[Unit]]:
-    """Largest-first onto the least-loaded worker; drops workers that got nothing."""
+    """Largest-first onto the least-loaded worker; drops workers that got nothing.
+
+    Key ranges of one table go to different workers when one is free of that table (they were
+    split to run in parallel); a worker that gets two ranges of a table copies both."""
     bins: list[list[Unit]] = [[] for _ in range(max(1, min(workers, len(units))))]
     loads = [0] * len(bins)
     for unit in sorted(units, key=lambda u: (-u.rows, u.table)):
-        i = loads.index(min(loads))
+        free = [i for i, b in enumerate(bins) if all(u.table != unit.table for u in b)]
+        i = min(free or range(len(bins)), key=lambda j: (loads[j], j))
         bins[i].append(unit)
         loads[i] += max(unit.rows, 1)
     return [b for b in bins if b]

@@ -52,12 +52,14 @@ async def check_tables(
 ) -> list[Checked]:
     """Read-only validation of every table before anything is written."""
     checked = []
-    seen: set[str] = set()
+    seen: set[tuple[str, str]] = set()
     for ts in tables:
         target = ts.target_name
-        if str(target) in seen:
+        # Two key ranges of one table may share a worker; the same range twice is a bad spec.
+        part = (str(target), checkpoints.part_key(ts.key_range))
+        if part in seen:
             raise ConfigError(f"target table {target} appears twice in the spec")
-        seen.add(str(target))
+        seen.add(part)
         if same_database and ts.source == target:
             raise ConfigError(f"table {target}: source and target are the same table")
         info = await read_table(src, ts.source, key=ts.key)

@@ -114,3 +114,20 @@ def test_replica_identity_is_reproduced(source_dsn: str, target_dsn: str) -> Non
         assert conn.execute(
             "SELECT indexrelid::regclass::text FROM pg_index WHERE indisreplident"
         ).fetchall() == [("idx_ri_code",)]
+
+
+def test_one_worker_with_two_ranges_of_a_table(source_dsn: str, target_dsn: str) -> None:
+    execute(
+        source_dsn,
+        "CREATE TABLE t (id int PRIMARY KEY, v text);"
+        " INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g; ANALYZE",
+    )
+    cfg = SyncTaskConfig(
+        name="two", source_conn_id="s", target_conn_id="t", tables=["t"], workers=2, chunk_rows=300
+    )
+    first, second = plan_workers(cfg, read_catalog(source_dsn, cfg), run_id="two-run")
+    both = first.model_copy(update={"tables": [*first.tables, *second.tables]})
+    result = run_full(both, source_dsn=source_dsn, target_dsn=target_dsn)
+    assert sum(t.rows for t in result.tables) == 1000
+    assert scalar(target_dsn, "SELECT count(DISTINCT id) FROM t") == 1000
+    assert scalar(target_dsn, "SELECT count(*) FROM pg_index WHERE indrelid = 't'::regclass") == 1

@@ -114,3 +114,14 @@ def test_table_names_in_kubernetes_labels_are_valid_and_distinct() -> None:
     for v in values:
         validate_label("zdtp.io/table", v, field="labels")
     assert len(set(values)) == len(values)
+
+
+def test_ranges_of_one_table_go_to_different_workers_when_possible() -> None:
+    est = [
+        TableEstimate("public.a", 701, 0, ("id",), 1, 701),
+        TableEstimate("public.b", 1000, 0, ("id",), 1, 1000),
+    ]
+    specs = plan_workers(CFG, est, run_id="r", workers=3)
+    for spec in specs:
+        names = [str(t.source) for t in spec.tables]
+        assert len(names) == len(set(names)), names
