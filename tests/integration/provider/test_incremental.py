@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
+import time
 
 import pytest
+from kubernetes import watch as k8s_watch
 
+from tests.integration.provider._airflow import finish, start_dag, write_dag
 from tests.integration.provider._context import context
 from tests.integration.provider.conftest import wait_for
 from zdtp_provider.operators.incremental import (
@@ -22,6 +26,69 @@ pytestmark = [pytest.mark.cluster, pytest.mark.airflow]
 
 SPEC = {"task": "orders", "tables": [{"source": "public.orders"}]}
 NAME = "zdtp-orders-w0-cdc"
+
+
+class PodWatch:
+    """Every pod event of a namespace, from a watch (not sampling: no overlap can slip between
+    two polls), with the most pods ever not yet finished at once. A pod counts from creation
+    until it is gone or Succeeded/Failed, terminating or not: Recreate waits for exactly that.
+    Errors in the watch thread are re-raised by ``__exit__``."""
+
+    def __init__(self, cluster, namespace: str) -> None:
+        self.cluster, self.namespace = cluster, namespace
+        self.active: dict[str, str] = {}  # uid -> name
+        self.seen: set[str] = set()
+        self.max_live = 0
+        self.history: list[tuple[str, str, str]] = []
+        self.error: BaseException | None = None
+        self._watch = k8s_watch.Watch()
+        self._stopping = False
+
+    def live(self) -> int:
+        return len(self.active)
+
+    def __enter__(self) -> PodWatch:
+        listed = self.cluster.core.list_namespaced_pod(self.namespace)
+        for pod in listed.items:
+            self._record("LISTED", pod)
+        self._thread = threading.Thread(
+            target=self._run, args=(listed.metadata.resource_version,), daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _record(self, kind: str, pod) -> None:
+        uid = pod.metadata.uid
+        self.seen.add(uid)
+        self.history.append((kind, pod.metadata.name, pod.status.phase or ""))
+        if kind == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
+            self.active.pop(uid, None)
+        else:
+            self.active[uid] = pod.metadata.name
+        self.max_live = max(self.max_live, len(self.active))
+
+    def _run(self, resource_version: str) -> None:
+        try:
+            for event in self._watch.stream(
+                self.cluster.core.list_namespaced_pod,
+                self.namespace,
+                resource_version=resource_version,
+                timeout_seconds=120,
+            ):
+                self._record(event["type"], event["object"])
+        except BaseException as exc:
+            if not self._stopping:  # closing the stream below may raise in here: not an error
+                self.error = exc
+        else:
+            if not self._stopping:
+                self.error = AssertionError("the pod watch ended before the test was done")
+
+    def __exit__(self, *exc_info) -> None:
+        self._stopping = True
+        self._watch.stop()
+        self._thread.join(timeout=30)
+        if self.error is not None and exc_info[0] is None:
+            raise AssertionError(f"pod watch failed: {self.error!r}") from self.error
 
 
 def _apply(namespace: str, image: str = "zdtp/worker:1", **kw) -> dict:
@@ -46,29 +113,16 @@ def test_apply_idempotent_rollout_recreate_stop_resume_delete(
     assert len(rs()) == 1
 
     # Image change: exactly one new ReplicaSet, and never two live pods at once (Recreate).
-    seen_max, stop = [0], threading.Event()
-
-    def watch() -> None:
-        while not stop.is_set():
-            live = [
-                p
-                for p in cluster.core.list_namespaced_pod(namespace).items
-                if not p.metadata.deletion_timestamp
-            ]
-            seen_max[0] = max(seen_max[0], len(live))
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
+    with PodWatch(cluster, namespace) as pods:
         changed = _apply(namespace, image="zdtp/worker:2", **creds)
-    finally:
-        stop.set()
-        watcher.join()
+        wait_for(lambda: pods.live() == 1 and len(pods.seen) == 2, what="new pod live, old gone")
     assert changed["generation"] == first["generation"] + 1
     sets = rs()
     assert len(sets) == 2
     assert sorted(r.spec.replicas for r in sets) == [0, 1]
-    assert seen_max[0] <= 1, "Recreate must never run two workers at once"
+    # The watch saw the old pod (already there) and the new one: the check could have failed.
+    assert len(pods.seen) == 2, pods.seen
+    assert pods.max_live == 1, f"Recreate must never run two workers at once: {pods.history}"
 
     dep = cluster.apps.read_namespaced_deployment(NAME, namespace)
     assert dep.spec.strategy.type == "Recreate"
@@ -131,3 +185,33 @@ def test_deferred_rollout_trigger_and_on_kill_scales_to_zero(cluster, namespace,
     assert event["status"] == "success", event
     asyncio.run(ZdtpRolloutTrigger(**kwargs).on_kill())
     assert cluster.apps.read_namespaced_deployment(NAME, namespace).spec.replicas == 0
+
+
+def test_sigterm_during_the_rollout_fails_the_task_and_scales_to_zero(
+    cluster, namespace, airflow_k8s, dag_folder, db_conns
+) -> None:
+    """A killed stream task must end FAILED (not SUCCESS, cf. apache/airflow#73006) and leave no
+    worker consuming the slot: its Deployment is scaled to zero (``on_kill_action`` default)."""
+    body = (
+        "from zdtp_provider.operators.incremental import IncrementalSyncOperator\n"
+        "\n---\n"
+        "IncrementalSyncOperator(task_id='stream', namespace=os.environ['ZT_NS'], image='zdtp/worker:1',"
+        f" spec={SPEC!r}, source_conn_id='zt_src', target_conn_id='zt_tgt', deferrable=False,"
+        " poll_interval=0.5, node_selector={'zdtp.io/nowhere': 'true'})\n"
+    )
+    path = write_dag(dag_folder, "zt_inc_term", body)
+    proc = start_dag(path, "zt_inc_term", env={"ZT_NS": namespace})
+    try:
+        # The pod can never be scheduled, so the task is inside its rollout wait.
+        wait_for(lambda: cluster.core.list_namespaced_pod(namespace).items, timeout=90, what="worker pod")
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        out = finish(proc, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert out.state("stream") == "failed", out.output[-3000:]
+    assert "killed" in out.output
+    assert cluster.apps.read_namespaced_deployment(NAME, namespace).spec.replicas == 0
+    wait_for(lambda: not cluster.core.list_namespaced_pod(namespace).items, what="worker pod gone")
+    assert db_conns["password"] not in out.output
