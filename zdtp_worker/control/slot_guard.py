@@ -94,11 +94,13 @@ def _fmt(lsn: int) -> str:
     return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
-def check_resume(state: SlotState | None, *, slot: str, applied_end_lsn: int) -> None:
+def check_resume(state: SlotState | None, *, slot: str, applied_end_lsn: int, confirm_limit: int = 0) -> None:
     """Raise DataError when streaming from ``slot`` would skip changes the target never got.
 
     ``applied_end_lsn`` is the end LSN stored in ``zdtp.cdc_state`` (0: nothing applied yet, a
     first start: any slot position is fine, the copy before it defines the target).
+    ``confirm_limit``: the heartbeat the last start emitted; the client library may have confirmed
+    positions without changes up to it before the first message arrived.
     """
     if state is not None and state.invalidated:
         reason = state.invalidation_reason or f"wal_status {state.wal_status}"
@@ -114,7 +116,7 @@ def check_resume(state: SlotState | None, *, slot: str, applied_end_lsn: int) ->
             f" {_fmt(applied_end_lsn)}: the slot was dropped, and with it every change since;"
             f" gap of unknown size; {RERUN}"
         )
-    if state.confirmed_flush > applied_end_lsn:
+    if state.confirmed_flush > max(applied_end_lsn, confirm_limit):
         gap = state.confirmed_flush - applied_end_lsn
         raise DataError(
             f"gap: {gap} bytes of changes are gone; {RERUN} (replication slot {slot} starts at"

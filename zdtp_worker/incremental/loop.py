@@ -22,13 +22,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import psycopg
-
 from zdtp_worker.contract.spec import IncrementalOptions
 from zdtp_worker.drivers import ChangeDecoder, ChangeReader, ChangeWriter
 from zdtp_worker.incremental.applier import Applier
 from zdtp_worker.incremental.batch import Batch, NeedsTargetRow
 from zdtp_worker.incremental.health import Metrics
+from zdtp_worker.incremental.housekeeping import Housekeeping
 from zdtp_worker.incremental.pgoutput import (
     PG_EPOCH,
     Begin,
@@ -42,8 +41,6 @@ from zdtp_worker.incremental.pgoutput import (
 )
 from zdtp_worker.incremental.relations import Relations
 from zdtp_worker.incremental.rowwise import RowChange, RowwiseTable
-from zdtp_worker.incremental.sequences import SequenceKeeper
-from zdtp_worker.incremental.source_watch import SourceWatch
 from zdtp_worker.incremental.staging import Shape
 
 log = logging.getLogger(__name__)
@@ -54,8 +51,6 @@ IDLE_WAIT_SECONDS = 0.5
 # rather than rolled back; well inside Kubernetes' default 30 s grace period.
 STOP_FINISH_SECONDS = 5.0
 PING_SECONDS = 5.0
-# Target sequences are moved ahead at most this often while changes are applied (and at stop).
-SEQUENCE_SECONDS = 5.0
 
 
 @dataclass
@@ -82,10 +77,7 @@ class ChangeLoop:
         stats: RunStats,
         stop: threading.Event,
         skip_upto: int,
-        sequences: SequenceKeeper | None = None,
-        source: psycopg.Connection | None = None,
-        watch: SourceWatch | None = None,
-        watch_conn: psycopg.Connection | None = None,
+        housekeeping: Housekeeping | None = None,
     ) -> None:
         self.cur = cur
         self.target = target
@@ -109,12 +101,13 @@ class ChangeLoop:
         self.last_ping = time.monotonic()
         # Keyless REPLICA IDENTITY FULL tables: ordered changes per relation, applied on flush.
         self.rows: dict[int, RowwiseTable] = {}
-        self.sequences = sequences
-        self.source = source  # used by the sequence keeper, on the applier thread only
-        self.watch = watch
-        self.watch_conn = watch_conn
-        self.sequences_due = False  # changes were committed since the last sequence round
-        self.last_sequences = 0.0
+        self.house = housekeeping or Housekeeping(target=target, applier=applier, metrics=metrics)
+        # Confirm scheme. With heartbeats (PG 14+, messages streamed), the slot is only ever
+        # confirmed to one byte before a message start the target has stored, so psycopg2 never
+        # confirms keepalive positions on its own (it does once every received message is
+        # confirmed) and the slot is never ahead of the target. Without, idle keepalive
+        # positions are stored before psycopg2's next status update.
+        self.heartbeats = self.house.heartbeats
 
     def run(self) -> None:
         self._loop(self.cur)
@@ -141,7 +134,8 @@ class ChangeLoop:
             msg = read()
             if msg is None:
                 metrics.beat()
-                if not self.in_txn and not self.pending_txns and (cur.wal_end or 0) > self.target.end_lsn:
+                quiet = not self.in_txn and not self.pending_txns
+                if not self.heartbeats and quiet and (cur.wal_end or 0) > self.target.end_lsn:
                     # psycopg2 may confirm this keepalive position at its next status update
                     # (inside the next read): store it on the target first. See Target.advance.
                     self.applier.sync(lambda end=cur.wal_end: self.target.advance(end))
@@ -169,6 +163,8 @@ class ChangeLoop:
                     else:
                         self._row(shape, RowChange("I", new=new))
                     self.pending_changes += 1
+            elif payload[0] == 0x4D:  # logical message: a heartbeat (ours or anyone's)
+                self._message(msg.data_start, payload)
             else:
                 self._handle(decode(payload), cur)
             if self.in_txn:
@@ -260,6 +256,13 @@ class ChangeLoop:
     def _shape(self, oid: int) -> Shape | None:
         return self.rels.shape(oid)
 
+    def _message(self, lsn: int, payload: bytes) -> None:
+        """A non-transactional message at ``lsn``: everything committed before it has arrived, so
+        when nothing is pending the stream is applied up to here: store it, then confirm."""
+        if payload[1] & 1 or self.in_txn or self.pending_txns or self.skip:
+            return  # transactional (inside a transaction), or a commit will move the position anyway
+        self.applier.submit(lambda: self.target.advance(lsn), feedback_lsn=lsn)
+
     def _row(self, shape: Shape, change: RowChange) -> None:
         table = self.rows.get(shape.relation.oid)
         if table is None:
@@ -269,30 +272,8 @@ class ChangeLoop:
         if len(table.changes) >= self.opts.batch_max_changes:
             self._flush()
 
-    # -- source watch and sequences ------------------------------------------------------------
     def _housekeeping(self) -> None:
-        """Slow, periodic work while the stream is quiet enough to read: never per change."""
-        if self.watch is not None and self.watch_conn is not None and self.watch.due():
-            report = self.watch.poll(self.watch_conn)
-            m = self.metrics
-            m.slot_retained_wal_bytes = -1 if report.retained_bytes is None else report.retained_bytes
-            m.slot_safe_wal_bytes = -1 if report.safe_wal_bytes is None else report.safe_wal_bytes
-            m.tables_not_streamed = len(report.not_streamed)
-        if self.sequences_due and time.monotonic() - self.last_sequences >= SEQUENCE_SECONDS:
-            self._sync_sequences()
-
-    def _sync_sequences(self) -> None:
-        keeper, source = self.sequences, self.source
-        if keeper is None or source is None:
-            return
-        self.sequences_due = False
-        self.last_sequences = time.monotonic()
-
-        def sync() -> None:
-            moved = keeper.sync(source, self.target.conn)
-            self.metrics.sequences_moved += len(moved)
-
-        self.applier.submit(sync)
+        self.house.tick(quiet=not self.in_txn and not self.pending_txns, server_wal_end=self.cur.wal_end or 0)
 
     # -- apply / commit -------------------------------------------------------------------
     def _flush(self) -> None:
@@ -335,7 +316,7 @@ class ChangeLoop:
             self.stats.batches += 1
 
         self.applier.submit(commit, feedback_lsn=last.end_lsn)
-        self.sequences_due = True
+        self.house.sequences_due = True
         self._housekeeping()  # a stream that is never idle still keeps sequences and metrics current
         self.pending_txns = 0
         self.pending_changes = 0
@@ -344,8 +325,14 @@ class ChangeLoop:
         self._update_lag(cur, idle=False, commit_time=commit_time)
 
     def _feedback(self, cur: ChangeReader, flush_lsn: int) -> None:
-        """Tell the slot it may forget WAL up to ``flush_lsn`` (only after the target committed)."""
-        cur.send_feedback(flush_lsn=flush_lsn)
+        """Tell the slot it may forget WAL up to ``flush_lsn`` (only after the target committed).
+
+        With heartbeats, one byte less: the confirmed position then stays below the start of the
+        last message received (a commit's or heartbeat's), which keeps psycopg2 from confirming
+        keepalive positions the target has not stored. A restart still skips that transaction
+        (its commit record starts before the confirmed position).
+        """
+        cur.send_feedback(flush_lsn=max(flush_lsn - 1, 0) if self.heartbeats else flush_lsn)
 
     def _rollback(self) -> None:
         self.applier.sync(self.target.rollback)
@@ -363,12 +350,12 @@ class ChangeLoop:
             self._rollback()
         elif self.pending_txns:
             self._commit(cur)
-            self._sync_sequences()  # a cut-over usually follows a stop: ids must not be reused
+            self.house.sync_sequences()  # a cut-over usually follows a stop: ids must not be reused
             self.applier.reap(wait_all=True)
             log.info("stopping: committed the last batch up to %s", format_lsn(self.target.end_lsn))
         else:
-            if self.sequences_due:
-                self._sync_sequences()
+            if self.house.sequences_due:
+                self.house.sync_sequences()
             self.applier.sync(self.target.rollback)
             log.info("stopping: nothing pending; applied up to %s", format_lsn(self.target.end_lsn))
 

@@ -47,10 +47,23 @@ def create_slot_exporting_snapshot(cur: ReplicationCursor, slot: str) -> tuple[i
 
 
 def start_replication(
-    cur: ReplicationCursor, *, slot: str, publication: str, start_lsn: int, wait_seconds: float = 30.0
+    cur: ReplicationCursor,
+    *,
+    slot: str,
+    publication: str,
+    start_lsn: int,
+    wait_seconds: float = 30.0,
+    messages: bool = False,
 ) -> None:
-    """``START_REPLICATION``; waits while a previous holder's walsender still has the slot."""
+    """``START_REPLICATION``; waits while a previous holder's walsender still has the slot.
+
+    ``messages`` (PG 14+) also streams logical decoding messages: the stream's heartbeats
+    (``pg_logical_emit_message``) then arrive as positions it can store and confirm.
+    """
     deadline = time.monotonic() + wait_seconds
+    options = {"proto_version": "1", "publication_names": publication}
+    if messages:
+        options["messages"] = "true"
     while True:
         try:
             cur.start_replication(
@@ -58,7 +71,7 @@ def start_replication(
                 slot_type=REPLICATION_LOGICAL,
                 start_lsn=format_lsn(start_lsn),
                 decode=False,
-                options={"proto_version": "1", "publication_names": publication},
+                options=options,
                 status_interval=1,
             )
             return

@@ -27,6 +27,7 @@ from zdtp_worker.incremental import replication
 from zdtp_worker.incremental.applier import Applier
 from zdtp_worker.incremental.column_sync import ColumnSync
 from zdtp_worker.incremental.health import Metrics
+from zdtp_worker.incremental.housekeeping import Housekeeping, heartbeat
 from zdtp_worker.incremental.loop import ChangeLoop, RunStats
 from zdtp_worker.incremental.pgoutput import DecodeError, PgOutputDecoder, format_lsn
 from zdtp_worker.incremental.relations import Relations, reconcile
@@ -110,7 +111,12 @@ class Stream:
             # Before touching anything: would streaming from the slot skip changes the target
             # never got? (slot dropped, recreated, advanced by someone else, or invalidated)
             state = slot_guard.read_slot(self.src, self.slot)
-            slot_guard.check_resume(state, slot=self.slot, applied_end_lsn=self.target.end_lsn)
+            slot_guard.check_resume(
+                state,
+                slot=self.slot,
+                applied_end_lsn=self.target.end_lsn,
+                confirm_limit=self.target.confirm_limit,
+            )
         self.metrics.source_wal_keep_unlimited = slot_guard.warn_unlimited_retention(self.src, slot=self.slot)
         keys = stream_setup.stream_keys(self.src, names, set_replica_identity=fix)
         sync = ColumnSync(self.src, self.target.conn, allow_lossy=self.opts.allow_lossy_type_changes)
@@ -144,19 +150,29 @@ class Stream:
             stats=self.stats,
             stop=self.stop,
             skip_upto=self.target.commit_lsn,
-            sequences=SequenceKeeper(dict(self.mapping)),
-            source=self.src,
-            watch=SourceWatch(
-                slot=self.slot,
-                streamed={(t.schema_, t.name) for t in self.mapping},
-                include=list(self.opts.include),
-                exclude=list(self.opts.exclude),
+            housekeeping=Housekeeping(
+                target=self.target,
+                applier=self.applier,
+                metrics=self.metrics,
+                watch=SourceWatch(
+                    slot=self.slot,
+                    streamed={(t.schema_, t.name) for t in self.mapping},
+                    include=list(self.opts.include),
+                    exclude=list(self.opts.exclude),
+                ),
+                watch_conn=self.watch_conn,
+                sequences=SequenceKeeper(dict(self.mapping)),
+                source=self.src,
+                heartbeats=self._first_heartbeat(),
             ),
-            watch_conn=self.watch_conn,
         )
         self.applier.on_committed = loop.on_committed
         replication.start_replication(
-            cur, slot=self.slot, publication=self.publication, start_lsn=self.target.end_lsn
+            cur,
+            slot=self.slot,
+            publication=self.publication,
+            start_lsn=self.target.end_lsn,
+            messages=loop.heartbeats,
         )
         log.info(
             "streaming slot %s publication %s from %s (applied up to commit %s)",
@@ -167,6 +183,19 @@ class Stream:
         )
         self.metrics.streaming = True
         loop.run()
+
+    def _first_heartbeat(self) -> bool:
+        """Emit a heartbeat before streaming and store its LSN as the confirm limit (see
+        ``Target.set_confirm_limit``); ``False`` when the source cannot (PG < 14, no privilege):
+        the stream then falls back to storing keepalive positions when idle."""
+        assert self.src is not None and self.watch_conn is not None
+        if self.src.info.server_version < 140000:
+            return False
+        lsn = heartbeat(self.watch_conn, self.slot)
+        if lsn is None:
+            return False
+        self.target.set_confirm_limit(lsn)
+        return True
 
     def _acquire_lease(self) -> bool:
         waited = False

@@ -57,6 +57,7 @@ class Target:
         self._stage_seq = 0
         self.commit_lsn = 0
         self.end_lsn = 0
+        self.confirm_limit = 0
 
     # -- connection and lease -------------------------------------------------------------
     def connect(self) -> None:
@@ -96,13 +97,17 @@ class Target:
             try:
                 self.conn.execute("CREATE SCHEMA IF NOT EXISTS zdtp")
                 self.conn.execute(STATE_DDL)
+                # Added later: the heartbeat LSN emitted before the last START_REPLICATION (see
+                # Target.set_confirm_limit); created here so older state tables get it too.
+                self.conn.execute("ALTER TABLE zdtp.cdc_state ADD COLUMN IF NOT EXISTS confirm_limit pg_lsn")
                 self.conn.execute(
                     "INSERT INTO zdtp.cdc_state (stream, commit_lsn, end_lsn) VALUES (%s, '0/0', '0/0')"
                     " ON CONFLICT (stream) DO NOTHING",
                     (self.stream,),
                 )
                 row = self.conn.execute(
-                    "SELECT commit_lsn::text, end_lsn::text FROM zdtp.cdc_state WHERE stream = %s",
+                    "SELECT commit_lsn::text, end_lsn::text, coalesce(confirm_limit, '0/0')::text"
+                    " FROM zdtp.cdc_state WHERE stream = %s",
                     (self.stream,),
                 ).fetchone()
                 self.conn.commit()
@@ -114,7 +119,22 @@ class Target:
                     raise
         assert row is not None
         self.commit_lsn, self.end_lsn = parse_lsn(row[0]), parse_lsn(row[1])
+        self.confirm_limit = parse_lsn(row[2])
         return self.commit_lsn, self.end_lsn
+
+    def set_confirm_limit(self, lsn: int) -> None:
+        """Store the LSN of the heartbeat emitted just before START_REPLICATION; commits.
+
+        Until the first message arrives, psycopg2 confirms keepalive positions to the slot on its
+        own; they cannot pass this heartbeat (it is the first message the stream gets, at the
+        latest), so the start-up gap check accepts a slot confirmed up to here.
+        """
+        self.conn.execute(
+            "UPDATE zdtp.cdc_state SET confirm_limit = %s::pg_lsn WHERE stream = %s",
+            (format_lsn(lsn), self.stream),
+        )
+        self.conn.commit()
+        self.confirm_limit = lsn
 
     def commit(
         self, *, commit_lsn: int, end_lsn: int, commit_time: datetime | None, transactions: int, changes: int

@@ -262,3 +262,59 @@ def test_worker_exports_slot_figures_and_reports_tables_outside_the_stream(
         wait_equal(source_dsn, target_dsn, ["kept"], worker=worker)
     finally:
         worker.stop()
+
+
+def test_quiet_tables_on_a_busy_source_release_wal_and_never_look_like_a_gap(
+    source_dsn: str, target_dsn: str, tmp_path
+) -> None:
+    """The slot follows heartbeats while only unrelated tables change (WAL is released), and is
+    never confirmed past what the target stored: kill -9 at any moment, and the restart streams."""
+    import signal
+
+    from tests.integration.worker_cdc.helpers import start_subprocess_worker, state, wait_until
+    from zdtp_worker.incremental.pgoutput import parse_lsn
+
+    run(source_dsn, "CREATE TABLE watched (id int PRIMARY KEY)", "CREATE TABLE noise (x text)")
+    spec = make_spec(["watched"])
+    slot = slot_name(spec)
+    log = tmp_path / "worker.log"
+
+    def confirmed() -> int:
+        with psycopg.connect(source_dsn) as conn:
+            row = conn.execute(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+        return parse_lsn(row[0]) if row else 0
+
+    def stored_end() -> int:
+        try:
+            rows = state(target_dsn)
+        except psycopg.errors.UndefinedTable:
+            return 0
+        return parse_lsn(rows[0][2]) if rows else 0
+
+    proc = start_subprocess_worker(spec, source_dsn, target_dsn, log=log)
+    try:
+        wait_until(lambda: stored_end() > 0, timeout=60, what="worker streaming")
+        run(source_dsn, "INSERT INTO watched VALUES (1)")
+        wait_until(lambda: stored_end() >= confirmed() > 0, timeout=60, what="first commit confirmed")
+        start = confirmed()
+        for _ in range(3):  # ~30 MB of WAL this stream does not carry, slot still confirmed along
+            run(
+                source_dsn,
+                "INSERT INTO noise SELECT repeat(md5(g::text), 20) FROM generate_series(1, 20000) g",
+            )
+            assert confirmed() <= stored_end()
+        wait_until(lambda: confirmed() > start + (8 << 20), timeout=90, what="heartbeats to release WAL")
+        assert confirmed() <= stored_end()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert confirmed() <= stored_end()
+        proc = start_subprocess_worker(spec, source_dsn, target_dsn, log=log)
+        run(source_dsn, "INSERT INTO watched VALUES (2)")
+        wait_equal(source_dsn, target_dsn, ["watched"], timeout=60)
+        assert proc.poll() is None, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
