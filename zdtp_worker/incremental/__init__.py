@@ -14,6 +14,7 @@ Layers, low to high:
 - ``rowwise``     whole-row apply of keyless ``REPLICA IDENTITY FULL`` tables, in stream order.
 - ``sequences``   target sequences kept at or ahead of the source's.
 - ``source_watch`` periodic: slot health and retained WAL, tables matching include not streamed.
+- ``housekeeping`` the periodic jobs beside the loop: source watch, sequences, heartbeats.
 - ``relations``   source relation → target shape and key, schema checks via ``column_sync``.
 - ``applier``     the thread that owns the target connection while streaming.
 - ``health``      /healthz, /readyz and Prometheus /metrics over stdlib ``http.server``.
@@ -38,7 +39,8 @@ Exit codes (see ``zdtp_worker.contract.errors``):
 Exactly-once in effect: every target transaction that applies changes also writes the commit LSN
 of the last source transaction it contains into ``zdtp.cdc_state``; on start the worker skips every
 source transaction whose commit LSN is <= that value, whatever the slot replays. Replication
-feedback (flush LSN) is sent only after the target commit, and positions passed without changes
-are stored before psycopg2 may confirm them, so the slot is never ahead of the target: a slot
-that is ahead at start lost changes (``zdtp_worker.control.slot_guard``).
+feedback (flush LSN) is sent only after the target commit, one byte before the last message's
+start, and quiet periods advance through heartbeat messages the target stores first, so the slot
+is never ahead of the target: a slot that is ahead at start lost changes
+(``zdtp_worker.control.slot_guard``).
 """
