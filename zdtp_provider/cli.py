@@ -1,4 +1,5 @@
-"""``zdtp`` command line for sync-task files: ``validate``, ``plan`` and ``render``.
+"""``zdtp`` command line for sync-task files: ``validate``, ``plan``, ``render`` (and ``teardown``,
+``status`` from :mod:`.lifecycle_cli`).
 
 ``render`` prints the Kubernetes objects a run of the DAG would apply, like ``helm template``:
 built by the same workload-layer functions the DAG's operators call
@@ -191,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "plan":
             p.add_argument("-o", "--output", choices=["text", "json"], default="text")
         p.set_defaults(func=func)
+    from zdtp_provider.lifecycle_cli import add_commands
+
+    add_commands(sub)  # teardown, status
     return parser
 
 

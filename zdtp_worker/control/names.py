@@ -33,3 +33,9 @@ def publication_name(spec: WorkerSpec) -> str:
 def stream_key(spec: WorkerSpec) -> str:
     """Key of the stream's row in ``zdtp.cdc_state`` and of its lease: the slot name."""
     return slot_name(spec)
+
+
+def task_stream_name(task: str) -> str:
+    """The slot and publication name zdtp derives for ``task`` when the spec names none
+    (teardown and maintenance use it to recognise a task's objects without a spec)."""
+    return _derive("zdtp_", task)
