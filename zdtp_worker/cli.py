@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from zdtp_worker.contract.envelope import SPEC_ENV, SPEC_FILE_ENV
+from zdtp_worker.contract.envelope import RUN_ID_ENV, SPEC_ENV, SPEC_FILE_ENV
 from zdtp_worker.contract.errors import ConfigError, WorkerError
 from zdtp_worker.contract.result import WorkerResult, write_result
 from zdtp_worker.contract.spec import WorkerSpec
@@ -45,6 +45,8 @@ def load_spec(spec_file: str | None, *, mode: str, queue: str | None = None) -> 
         raise ConfigError(f"{origin}: malformed JSON: {exc}") from None
     if isinstance(data, dict):
         data.setdefault("mode", mode)
+        if os.environ.get(RUN_ID_ENV):
+            data["run_id"] = os.environ[RUN_ID_ENV]
         if queue and isinstance(data.get("full", {}), dict):
             # `full --queue NAME` with a table-less spec: the queue is the work, validate it so.
             data["full"] = {**data.get("full", {}), "queue": queue}

@@ -14,6 +14,9 @@ SPEC_FILE_ENV = "ZDTP_WORKER_SPEC_FILE"
 INDEX_ENV = "ZDTP_JOB_INDEX"
 LOG_LEVEL_ENV = "ZDTP_LOG_LEVEL"
 TERMINATION_LOG_ENV = "ZDTP_TERMINATION_LOG"
+# Overrides the spec's run id: a CronJob's Job sets it to its own name, so every scheduled run is
+# a fresh copy (checkpoints are keyed by run id) while a pod retry inside one Job resumes it.
+RUN_ID_ENV = "ZDTP_RUN_ID"
 
 TERMINATION_LOG = "/dev/termination-log"
 CREDENTIALS_DIR = "/var/run/zdtp/credentials"
