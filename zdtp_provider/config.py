@@ -120,6 +120,15 @@ class SyncTaskConfig(_Strict):
         "(URL from the credentials Secret key queue-dsn).",
     )
     schedule: str | None = Field(None, description="Cron expression or preset; none = on demand only.")
+    schedule_on: Literal["airflow", "kubernetes"] = Field(
+        "airflow",
+        description="airflow: the DAG runs on `schedule`; kubernetes: the DAG applies a CronJob running "
+        "the full copy on `schedule` (its runs: apply, suspend, resume, delete; see docs/batch-patterns.md).",
+    )
+    time_zone: str = Field("UTC", description="schedule_on kubernetes: the CronJob's IANA time zone.")
+    starting_deadline_seconds: Annotated[int, Field(ge=10)] = Field(
+        300, description="schedule_on kubernetes: a scheduled run missed by more is skipped, not caught up."
+    )
     namespace: str = Field("zdtp", description="Kubernetes namespace of the workers.")
     image: str = Field("zdtp/worker:0.1.0", description="Worker container image.")
     resources: Resources = Field(default_factory=Resources)
@@ -233,6 +242,14 @@ class SyncTaskConfig(_Strict):
             raise ValueError("names no tables: give 'tables' and/or 'include' patterns")
         if self.source_conn_id == self.target_conn_id:
             raise ValueError("source_conn_id and target_conn_id must differ")
+        if self.schedule_on == "kubernetes" and (self.mode != "full" or not self.schedule):
+            raise ValueError(
+                "schedule_on kubernetes runs a full copy on a CronJob: needs mode full and a schedule"
+            )
+        if self.schedule_on == "kubernetes" and self.schedule and self.schedule.startswith("@"):
+            raise ValueError(
+                "schedule_on kubernetes: a five-field cron expression (a CronJob takes no @presets)"
+            )
         return self
 
     @property
