@@ -246,10 +246,10 @@ class SyncTaskConfig(_Strict):
             raise ValueError(
                 "schedule_on kubernetes runs a full copy on a CronJob: needs mode full and a schedule"
             )
-        if self.schedule_on == "kubernetes" and self.schedule and self.schedule.startswith("@"):
-            raise ValueError(
-                "schedule_on kubernetes: a five-field cron expression (a CronJob takes no @presets)"
-            )
+        macros = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+        schedule = self.schedule or ""
+        if self.schedule_on == "kubernetes" and schedule.startswith("@") and schedule not in macros:
+            raise ValueError(f"schedule_on kubernetes: a cron expression or one of {', '.join(macros)}")
         return self
 
     @property
