@@ -50,6 +50,8 @@ from zdtp_provider.workload.sync_task import (
 )
 
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+CRONJOB_TASK = "cronjob"
+LAST_RUN_TASK = "last_run"
 
 
 def table_asset(config: SyncTaskConfig, table: str) -> Asset:
@@ -74,7 +76,15 @@ def _dsn(conn_id: str) -> str:
 
 
 def _params(config: SyncTaskConfig) -> dict[str, Param]:
-    return {
+    cron: dict[str, Param] = {}
+    if config.schedule_on == "kubernetes":
+        cron["cron_action"] = Param(
+            "apply",
+            enum=["apply", "suspend", "resume", "delete"],
+            title="CronJob action",
+            description="schedule_on kubernetes: what this run does to the task's CronJob.",
+        )
+    return cron | {
         "tables": Param(
             [],
             type="array",
@@ -115,7 +125,8 @@ def build_dag(config: SyncTaskConfig, *, source_file: str | Path | None = None) 
     )
     dag = DAG(
         dag_id=config.dag_id,
-        schedule=config.schedule,
+        # schedule_on kubernetes: the CronJob keeps the schedule; the DAG is run to manage it.
+        schedule=config.schedule if config.schedule_on == "airflow" else None,
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -131,6 +142,9 @@ def build_dag(config: SyncTaskConfig, *, source_file: str | Path | None = None) 
             _stream_task(config, prepare)
             return dag
         plan = _plan_task(config)
+        if config.schedule_on == "kubernetes":
+            plan >> _cronjob_tasks(config, plan)
+            return dag
         copy = _copy_task(config, plan)
         verify = _verify_task(config)(plan)
         plan >> copy >> verify
@@ -190,6 +204,37 @@ def _copy_task(config: SyncTaskConfig, plan):
     return FullSyncOperator.partial(task_id=COPY_TASK, get_logs=config.pod.stream_logs, **kwargs).expand(
         spec=plan
     )
+
+
+def _cronjob_tasks(config: SyncTaskConfig, plan):
+    """``cronjob`` applies/suspends/resumes/deletes the CronJob (run param ``cron_action``);
+    after an apply, ``last_run`` waits for a scheduled run to finish and reports it."""
+    from zdtp_provider.operators.cronjob import FullSyncCronJobOperator
+    from zdtp_provider.sensors.cronjob import CronJobRunSensor
+
+    cron = FullSyncCronJobOperator(
+        task_id=CRONJOB_TASK,
+        task=config.name,
+        action="{{ params.cron_action }}",
+        spec=plan,
+        schedule=config.schedule,
+        time_zone=config.time_zone,
+        starting_deadline_seconds=config.starting_deadline_seconds,
+        **config_kwargs(config),
+    )
+    report = CronJobRunSensor(
+        task_id=LAST_RUN_TASK,
+        task=config.name,
+        action="{{ params.cron_action }}",
+        since="{{ ti.xcom_pull(task_ids='cronjob')['applied_at'] if params.cron_action == 'apply' else '' }}",
+        namespace=config.namespace,
+        kubernetes_conn_id=config.kubernetes_conn_id,
+        mode="reschedule",
+        poke_interval=15,
+        timeout=3 * 3600,
+    )
+    cron >> report
+    return cron
 
 
 def _verify_task(config: SyncTaskConfig):

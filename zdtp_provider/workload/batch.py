@@ -26,7 +26,7 @@ ENQUEUE_WORKER = "enqueue"
 QUEUE_WORKER = "queue"
 
 
-def queue_spec(specs: Sequence[WorkerSpec], *, queue: str, backend: str, worker: str) -> WorkerSpec:
+def queue_spec(specs: Sequence[WorkerSpec], *, queue: str | None, backend: str, worker: str) -> WorkerSpec:
     """One spec for the whole plan, the queue set: every planned table once, whole. (The planner
     splits a big table into key ranges only to balance workers; on a queue its chunks are the
     unit of work, so the ranges are joined again.)"""
@@ -38,7 +38,8 @@ def queue_spec(specs: Sequence[WorkerSpec], *, queue: str, backend: str, worker:
             str(table.target_name), {**table.model_dump(mode="json", by_alias=True), "key_range": None}
         )
     data["tables"] = list(tables.values())
-    data["full"] = {**data.get("full", {}), "queue": queue, "queue_backend": backend}
+    if queue:  # else: the plan as one worker's spec (a CronJob's Job copies it all)
+        data["full"] = {**data.get("full", {}), "queue": queue, "queue_backend": backend}
     return WorkerSpec.model_validate(data)
 
 
