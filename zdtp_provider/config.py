@@ -116,8 +116,9 @@ class SyncTaskConfig(_Strict):
     )
     queue_backend: Literal["postgres", "redis"] = Field(
         "postgres",
-        description="queue fan-outs: where the work queue lives: zdtp.work_queue in the target, or Redis "
-        "(URL from the credentials Secret key queue-dsn).",
+        description="queue fan-outs: where the work queue lives: zdtp.work_queue in the target. redis is "
+        "refused here for now: the worker and QueueFullSyncJobOperator support it, the sync-task pods do not "
+        "get the Redis URL yet (docs/batch-patterns.md).",
     )
     schedule: str | None = Field(None, description="Cron expression or preset; none = on demand only.")
     schedule_on: Literal["airflow", "kubernetes"] = Field(
@@ -245,6 +246,10 @@ class SyncTaskConfig(_Strict):
         if self.schedule_on == "kubernetes" and (self.mode != "full" or not self.schedule):
             raise ValueError(
                 "schedule_on kubernetes runs a full copy on a CronJob: needs mode full and a schedule"
+            )
+        if self.queue_backend == "redis":
+            raise ValueError(
+                "queue_backend redis: not wired into sync-task pods yet (docs/batch-patterns.md)"
             )
         macros = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
         schedule = self.schedule or ""
