@@ -148,7 +148,12 @@ def test_full_sync_pod_copies_source_to_target(
 
 
 def test_exit_78_reports_the_workers_message_in_the_pod_status(
-    cluster: Cluster, real_node: RealNode, node_namespace: str, source_dsn: str, target_dsn: str
+    cluster: Cluster,
+    real_node: RealNode,
+    node_namespace: str,
+    pg_server: PgServer,
+    source_dsn: str,
+    target_dsn: str,
 ) -> None:
     secret = dsn_secret(cluster, node_namespace, source=source_dsn, target=target_dsn)
     bad = json.dumps({"mode": "full", "task": "Not_A_Label", "run_id": "r", "tables": [{"source": "t"}]})
@@ -165,8 +170,38 @@ def test_exit_78_reports_the_workers_message_in_the_pod_status(
     result = json.loads(state.message)
     assert result["status"] == "error" and result["exit_code"] == 78
     assert "DNS-1123" in result["message"] and "Not_A_Label" in result["message"]
-    # Credentials never reach the status.
-    assert "password" not in state.message.lower()
+    # The credentials the pod had mounted (both DSNs carry the server's password) reach neither
+    # the pod object nor its log.
+    assert pg_server.password and pg_server.password in source_dsn
+    assert pg_server.password not in json.dumps(cluster.api.sanitize_for_serialization(pod))
+    assert pg_server.password not in cluster.core.read_namespaced_pod_log("bad-config", node_namespace)
+
+
+def test_wrong_password_fails_78_and_no_credential_reaches_status_or_log(
+    cluster: Cluster,
+    real_node: RealNode,
+    node_namespace: str,
+    pg_server: PgServer,
+    source_dsn: str,
+    target_dsn: str,
+) -> None:
+    execute(source_dsn, "CREATE TABLE t (id int PRIMARY KEY)")
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    bad_target = target_dsn.replace(f":{pg_server.password}@", f":{wrong}@")
+    assert wrong in bad_target
+    secret = dsn_secret(cluster, node_namespace, source=source_dsn, target=bad_target)
+    spec = json.dumps(spec_dict(["t"], run_id="real-pw"))
+    pod_spec = worker_pod_spec(real_node, args=["full"], spec_json=spec, secret=secret)
+    pod = run_pod(cluster, node_namespace, "wrong-pw", pod_spec)
+
+    state = terminated(pod)
+    assert (pod.status.phase, state.exit_code) == ("Failed", 78), state.message
+    assert "password authentication failed" in state.message
+    # The worker read both DSNs (it connected with them); neither password may come back out.
+    log = cluster.core.read_namespaced_pod_log("wrong-pw", node_namespace)
+    shown = state.message + log + json.dumps(cluster.api.sanitize_for_serialization(pod))
+    for password in (wrong, pg_server.password):
+        assert password not in shown
 
 
 def test_killed_incremental_container_is_restarted_by_kubelet(
