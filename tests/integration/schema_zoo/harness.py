@@ -60,24 +60,23 @@ class Finished:
         return f"worker {self.spec.worker}: exit {self.returncode}\n{tail}"
 
 
+def start_full_worker(spec: WorkerSpec, *, source_dsn: str, target_dsn: str) -> subprocess.Popen[str]:
+    """One ``zdtp-worker full`` process (stdout: the result line; stderr: events and errors)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "zdtp_worker", "full"],
+        env=worker_env(spec.to_json(), source_dsn, target_dsn),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+
+
 def run_full_workers(
     specs: list[WorkerSpec], *, source_dsn: str, target_dsn: str, timeout: float = 600
 ) -> list[Finished]:
     """Run every spec as its own ``zdtp-worker full`` process, all at once; wait for all."""
-    procs = [
-        (
-            spec,
-            subprocess.Popen(
-                [sys.executable, "-m", "zdtp_worker", "full"],
-                env=worker_env(spec.to_json(), source_dsn, target_dsn),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=REPO,
-            ),
-        )
-        for spec in specs
-    ]
+    procs = [(spec, start_full_worker(spec, source_dsn=source_dsn, target_dsn=target_dsn)) for spec in specs]
     done = []
     for spec, proc in procs:
         out, err = proc.communicate(timeout=timeout)

@@ -64,3 +64,23 @@ def test_three_workers_copy_a_two_table_task(zoo_source: str, target_dsn: str) -
     specs = harness.plan(zoo_source, config)
     harness.assert_all_ok(harness.run_full_workers(specs, source_dsn=zoo_source, target_dsn=target_dsn))
     digest.assert_same(zoo_source, target_dsn, schemas=[schema_zoo.SCHEMA], tables=tables, sequences="equal")
+
+
+def test_kill9_of_a_worker_mid_copy_then_rerun_is_exact(zoo_source: str, target_dsn: str) -> None:
+    # Worker w0 is SIGKILLed right after its first finished chunk; the others finish. Re-running
+    # w0's spec resumes: finished chunks are kept, the rest is copied once (keyless tables,
+    # text/composite keys, partitions and keys-after-load included).
+    specs = harness.plan(zoo_source, harness.zoo_config("zoo-kill"))
+    victim, others = specs[0], specs[1:]
+    proc = harness.start_full_worker(victim, source_dsn=zoo_source, target_dsn=target_dsn)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if '"chunk_done"' in line:
+            proc.kill()
+            break
+    assert proc.wait(timeout=60) == -9, "".join(seen[-5:])
+    harness.assert_all_ok(harness.run_full_workers(others, source_dsn=zoo_source, target_dsn=target_dsn))
+    harness.assert_all_ok(harness.run_full_workers([victim], source_dsn=zoo_source, target_dsn=target_dsn))
+    digest.assert_same(zoo_source, target_dsn, schemas=[schema_zoo.SCHEMA], sequences="equal")
