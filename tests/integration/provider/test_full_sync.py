@@ -32,14 +32,18 @@ def _dag(folder: Path, dag_id: str, **op_kwargs) -> Path:
 
 
 def _grep_home(home: Path, needle: str) -> list[str]:
+    """Every file under the Airflow home holding ``needle`` — logs, and the metadata DB (with its
+    -wal/-journal) where rendered template fields, XComs and task-instance data live."""
+    raw = needle.encode()
     hits = []
     for path in home.rglob("*"):
-        if path.is_file() and path.suffix != ".db":
+        if path.is_file():
             try:
-                if needle in path.read_text(errors="ignore"):
+                if raw in path.read_bytes():
                     hits.append(str(path))
             except OSError:
                 pass
+    assert (home / "airflow.db").is_file(), "the metadata DB the grep must cover is not there"
     return hits
 
 
