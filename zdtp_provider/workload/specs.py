@@ -84,13 +84,20 @@ def resolve_specs(specs: Sequence[SpecInput] | str, *, mode: str, run_id: str) -
 def stream_spec(config: SyncTaskConfig, tables: Sequence[str], **incremental: Any) -> WorkerSpec:
     """The incremental WorkerSpec of a sync task streaming ``tables`` (resolved from the catalog).
 
-    ``incremental`` sets IncrementalOptions fields (slot, publication...); left out, the worker
-    derives the slot and publication names from the task name.
+    Everything the stream takes from the sync task is filled in here (include/exclude patterns,
+    so the worker reports matching tables it does not stream; ``set_replica_identity``), so the
+    ``prepare_stream`` task and ``zdtp render`` cannot disagree. ``incremental`` overrides
+    IncrementalOptions fields (slot, publication...); left out, the worker derives the slot and
+    publication names from the task name.
     """
+    options: dict[str, Any] = {"include": list(config.include), "exclude": list(config.exclude)}
+    if hasattr(config, "set_replica_identity"):
+        options["set_replica_identity"] = config.set_replica_identity
+    options.update({k: v for k, v in incremental.items() if v is not None})
     return WorkerSpec(
         mode="incremental",
         task=config.name,
         run_id=stream_run_id(config),
         tables=[{"source": t} for t in tables],
-        incremental={k: v for k, v in incremental.items() if v is not None},
+        incremental=options,
     )

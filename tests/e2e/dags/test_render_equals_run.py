@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
 
 from tests.e2e.conftest import SyncEnv
 from tests.e2e.dags.test_dag_modes import config, seed
@@ -57,13 +58,25 @@ class Recorder:
         version = list_fn(namespace).metadata.resource_version
         w = watch.Watch()
         while not self._stop.is_set():
-            for event in w.stream(list_fn, namespace, resource_version=version, timeout_seconds=2):
-                obj = cluster.api.sanitize_for_serialization(event["object"])
-                meta = obj["metadata"]
-                if meta.get("ownerReferences") and kind == "Pod":
-                    continue  # a Job's or ReplicaSet's pod: made by a controller, not by zdtp
-                self.objects.setdefault((kind, meta["name"]), obj)
-            version = w.resource_version or version
+            try:
+                for event in w.stream(list_fn, namespace, resource_version=version, timeout_seconds=2):
+                    self._record(cluster, kind, event["object"])
+                version = w.resource_version or version
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                # Expired: re-list (the list shows what exists now) and watch on from there.
+                listed = list_fn(namespace)
+                for obj in listed.items:
+                    self._record(cluster, kind, obj)
+                version = listed.metadata.resource_version
+
+    def _record(self, cluster: Cluster, kind: str, model: Any) -> None:
+        obj = cluster.api.sanitize_for_serialization(model)
+        meta = obj["metadata"]
+        if meta.get("ownerReferences") and kind == "Pod":
+            return  # a Job's or ReplicaSet's pod: made by a controller, not by zdtp
+        self.objects.setdefault((kind, meta["name"]), obj)
 
     def stop(self) -> dict[tuple[str, str], dict]:
         self._stop.set()
