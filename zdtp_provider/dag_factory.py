@@ -38,6 +38,7 @@ from zdtp_provider.operators.job import (
     IndexedFullSyncJobOperator,
     QueueFullSyncJobOperator,
 )
+from zdtp_provider.run_params import ParamError, run_config
 from zdtp_provider.workload import config_kwargs, stream_spec
 from zdtp_provider.workload.sync_task import (
     COPY_TASK,
@@ -90,15 +91,16 @@ def _params(config: SyncTaskConfig) -> dict[str, Param]:
             type="array",
             items={"type": "string"},
             title="Tables",
-            description="Sync only these tables ('schema.table'); empty = the config's selection.",
+            description="Sync only these tables ('schema.table', within the config's selection);"
+            " empty = the config's selection.",
         ),
         "workers": Param(
             config.workers,
             type="integer",
             minimum=1,
-            maximum=1000,
+            maximum=config.workers,
             title="Workers",
-            description="Maximum parallel full-sync workers for this run.",
+            description=f"Maximum parallel full-sync workers for this run (at most {config.workers}).",
         ),
         "dry_run": Param(
             False,
@@ -155,11 +157,12 @@ def build_dag(config: SyncTaskConfig, *, source_file: str | Path | None = None) 
     return dag
 
 
-def _selected_tables(config: SyncTaskConfig, params: dict[str, Any]) -> SyncTaskConfig:
-    override = [t for t in params.get("tables") or [] if t]
-    if not override:
-        return config
-    return SyncTaskConfig.model_validate({**config.model_dump(), "tables": override, "include": []})
+def _run_config(config: SyncTaskConfig, params: dict[str, Any]) -> SyncTaskConfig:
+    """The run's config: params narrow it, never widen it (``run_params``)."""
+    try:
+        return run_config(config, params)
+    except ParamError as exc:
+        raise AirflowFailException(str(exc)) from None
 
 
 def _plan_task(config: SyncTaskConfig):
@@ -170,10 +173,10 @@ def _plan_task(config: SyncTaskConfig):
 
         context = get_current_context()
         params = context["params"]
-        cfg = _selected_tables(config, params)
+        cfg = _run_config(config, params)
         try:
             estimates = read_catalog(_dsn(cfg.source_conn_id), cfg, target_dsn=_dsn(cfg.target_conn_id))
-            specs = plan_workers(cfg, estimates, run_id=context["run_id"], workers=params.get("workers"))
+            specs = plan_workers(cfg, estimates, run_id=context["run_id"], workers=cfg.workers)
         except PlanningError as exc:
             raise AirflowFailException(str(exc)) from None
         lines = [f"plan for {config.name}: {len(specs)} worker(s)"]
@@ -274,7 +277,7 @@ def _verify_task(config: SyncTaskConfig):
     return verify
 
 
-def _prepare_stream_task(config: SyncTaskConfig):
+def _prepare_stream_task(base: SyncTaskConfig):
     @task(task_id=PREPARE_STREAM_TASK, multiple_outputs=True)
     def prepare_stream() -> dict[str, Any]:
         """Check the source can stream and create publication + slot before anything is copied."""
@@ -282,6 +285,7 @@ def _prepare_stream_task(config: SyncTaskConfig):
         from zdtp_provider.run_checks import prepare_stream as prepare
         from zdtp_worker.contract.errors import WorkerError
 
+        config = _run_config(base, get_current_context()["params"])
         source = _dsn(config.source_conn_id)
         tables = [e.name for e in read_catalog(source, config)]
         try:
