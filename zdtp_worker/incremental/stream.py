@@ -111,11 +111,14 @@ class Stream:
             # Before touching anything: would streaming from the slot skip changes the target
             # never got? (slot dropped, recreated, advanced by someone else, or invalidated)
             state = slot_guard.read_slot(self.src, self.slot)
+            limit = self.target.confirm_limit
+            if limit is None and state is not None:
+                # State written by a zdtp that let the client library confirm keepalive positions:
+                # a slot ahead of it is expected once. Lost, dropped or invalidated slots still fail.
+                log.warning("stream %s: state from an older zdtp, slot position accepted once", self.slot)
+                limit = state.confirmed_flush
             slot_guard.check_resume(
-                state,
-                slot=self.slot,
-                applied_end_lsn=self.target.end_lsn,
-                confirm_limit=self.target.confirm_limit,
+                state, slot=self.slot, applied_end_lsn=self.target.end_lsn, confirm_limit=limit or 0
             )
         self.metrics.source_wal_keep_unlimited = slot_guard.warn_unlimited_retention(self.src, slot=self.slot)
         keys = stream_setup.stream_keys(self.src, names, set_replica_identity=fix)
@@ -189,13 +192,10 @@ class Stream:
         ``Target.set_confirm_limit``); ``False`` when the source cannot (PG < 14, no privilege):
         the stream then falls back to storing keepalive positions when idle."""
         assert self.src is not None and self.watch_conn is not None
-        if self.src.info.server_version < 140000:
-            return False
-        lsn = heartbeat(self.watch_conn, self.slot)
-        if lsn is None:
-            return False
-        self.target.set_confirm_limit(lsn)
-        return True
+        lsn = heartbeat(self.watch_conn, self.slot) if self.src.info.server_version >= 140000 else None
+        # Stored either way: a NULL limit marks state from an older zdtp (see the start-up check).
+        self.target.set_confirm_limit(lsn or 0)
+        return lsn is not None
 
     def _acquire_lease(self) -> bool:
         waited = False

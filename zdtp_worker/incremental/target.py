@@ -57,7 +57,7 @@ class Target:
         self._stage_seq = 0
         self.commit_lsn = 0
         self.end_lsn = 0
-        self.confirm_limit = 0
+        self.confirm_limit: int | None = 0
 
     # -- connection and lease -------------------------------------------------------------
     def connect(self) -> None:
@@ -106,7 +106,7 @@ class Target:
                     (self.stream,),
                 )
                 row = self.conn.execute(
-                    "SELECT commit_lsn::text, end_lsn::text, coalesce(confirm_limit, '0/0')::text"
+                    "SELECT commit_lsn::text, end_lsn::text, confirm_limit::text"
                     " FROM zdtp.cdc_state WHERE stream = %s",
                     (self.stream,),
                 ).fetchone()
@@ -119,7 +119,8 @@ class Target:
                     raise
         assert row is not None
         self.commit_lsn, self.end_lsn = parse_lsn(row[0]), parse_lsn(row[1])
-        self.confirm_limit = parse_lsn(row[2])
+        # NULL: the row was written by a zdtp from before this column (see Stream start-up).
+        self.confirm_limit = None if row[2] is None else parse_lsn(row[2])
         return self.commit_lsn, self.end_lsn
 
     def set_confirm_limit(self, lsn: int) -> None:

@@ -14,6 +14,23 @@ from zdtp_worker.control.names import slot_name
 pytestmark = pytest.mark.postgres
 
 
+def wait_columns(dsn: str, table: str, columns: list[str], worker: InProcessWorker) -> None:
+    """Until the worker has added ``columns`` on the target (selecting them fails before)."""
+    from tests.integration.worker_cdc.helpers import wait_until
+
+    def present() -> bool:
+        worker.check()
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = %s::regclass AND attname = ANY(%s)"
+                " AND NOT attisdropped",
+                (table, columns),
+            ).fetchone()
+        return row == (len(columns),)
+
+    wait_until(present, timeout=60, what=f"columns {columns} on the target")
+
+
 def run(dsn: str, *statements: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for s in statements:
@@ -98,6 +115,7 @@ def test_schema_changes_while_streaming(source_dsn: str, target_dsn: str) -> Non
             "UPDATE items SET qty = 5000000000, label = 'a label longer than five' WHERE id <= 3",
             "INSERT INTO items (qty, price, label, flag) VALUES (2, 2, 'after', 8)",
         )
+        wait_columns(target_dsn, "items", ["flag", "note"], worker)
         wait_equal(source_dsn, target_dsn, ["items"], columns=cols, worker=worker)
         assert worker.metrics is not None and worker.metrics.schema_changes >= 5
     finally:
@@ -334,6 +352,7 @@ def test_drop_and_rename_column_while_streaming_keep_every_value(source_dsn: str
             "UPDATE people SET name = 'renamed ' || id WHERE id <= 10",
             "INSERT INTO people VALUES (101, 'new', 'h101')",
         )
+        wait_columns(target_dsn, "people", ["handle"], worker)
         wait_equal(source_dsn, target_dsn, ["people"], columns="id, name, handle", worker=worker)
     finally:
         worker.stop()
