@@ -6,7 +6,8 @@ built by the same workload-layer functions the DAG's operators call
 (:func:`zdtp_provider.workload.sync_task.render_sync_task`), for the same plan, run id and task
 identity. The credentials Secret is printed with its values redacted. ``plan`` and ``render``
 read the source catalog; the source DSN comes from ``--source-dsn``, ``$ZDTP_SOURCE_DSN``, or the
-sync task's Airflow connection.
+sync task's Airflow connection. ``plan`` also checks tables that already exist on the target, like
+the DAG's plan task (``--target-dsn``, ``$ZDTP_TARGET_DSN`` or the task's target connection).
 """
 
 from __future__ import annotations
@@ -43,11 +44,30 @@ def _source_dsn(config: SyncTaskConfig, explicit: str | None) -> str:
         ) from None
 
 
+def _target_dsn(config: SyncTaskConfig, explicit: str | None) -> str | None:
+    """Like the DAG's plan, check tables already on the target; ``None`` (and a note) if unknown."""
+    if explicit or os.environ.get("ZDTP_TARGET_DSN"):
+        return explicit or os.environ["ZDTP_TARGET_DSN"]
+    try:
+        from airflow.sdk import BaseHook
+
+        from zdtp_provider.connections import dsn_from_connection
+
+        return dsn_from_connection(BaseHook.get_connection(config.target_conn_id))
+    except Exception:
+        print(
+            f"zdtp: note: target not checked (no --target-dsn, $ZDTP_TARGET_DSN or connection "
+            f"{config.target_conn_id!r}): existing target tables are checked when the run plans",
+            file=sys.stderr,
+        )
+        return None
+
+
 def _plan(config: SyncTaskConfig, args: argparse.Namespace):
     from zdtp_provider.planner import check_streamable, plan_workers, read_catalog
 
     dsn = _source_dsn(config, args.source_dsn)
-    estimates = read_catalog(dsn, config)
+    estimates = read_catalog(dsn, config, target_dsn=_target_dsn(config, args.target_dsn))
     check_streamable(dsn, config, [e.name for e in estimates])  # CDC modes only
     return estimates, plan_workers(config, estimates, run_id=args.run_id, workers=args.workers)
 
@@ -191,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-id", default="manual", help="run id written into the specs")
         if name == "plan":
             p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+            p.add_argument(
+                "--target-dsn",
+                help="target DSN: existing target tables must take the rows without loss, as in the "
+                "DAG's plan (default: $ZDTP_TARGET_DSN or the task's Airflow connection)",
+            )
         p.set_defaults(func=func)
     from zdtp_provider.lifecycle_cli import add_commands
 

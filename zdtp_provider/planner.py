@@ -25,6 +25,7 @@ from zdtp_provider.config import SyncTaskConfig
 from zdtp_worker.contract.identifiers import parse_qualified, render_qualified
 from zdtp_worker.contract.spec import FullOptions, KeyRange, TableSpec, WorkerSpec
 from zdtp_worker.control import replica_identity
+from zdtp_worker.control.target_check import target_problems
 
 INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
 
@@ -142,8 +143,9 @@ def read_catalog(dsn: str, config: SyncTaskConfig, *, target_dsn: str | None = N
 
     PlanningError for a missing explicit table, and for selected tables zdtp cannot reproduce
     (all of them in one message, each with its reason): nothing has run yet. With ``target_dsn``,
-    a table that already exists on the target is not refused for that: zdtp copies into it (the
-    worker then checks its columns) instead of creating it.
+    a table that already exists on the target is not refused for that: zdtp copies into it instead
+    of creating it, and its columns must take the source's rows without loss (the worker's check,
+    run here: PlanningError naming every such column with both types).
     """
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
         rows = conn.execute(_CATALOG_SQL).fetchall()
@@ -168,7 +170,13 @@ def read_catalog(dsn: str, config: SyncTaskConfig, *, target_dsn: str | None = N
                 f"{'; '.join(sorted(f'{t}: {why}' for t, why in problems))}. "
                 "Exclude the table(s), or create them on the target yourself (zdtp then copies into them)."
             )
-        return [_estimate(conn, by_name[name]) for name in selected]
+        estimates = [_estimate(conn, by_name[name]) for name in selected]
+    if target_dsn:
+        # Tables already on the target: the worker's own pre-write check, run before any worker.
+        lossy = target_problems(source_dsn=dsn, target_dsn=target_dsn, tables=selected)
+        if lossy:
+            raise PlanningError(f"sync task {config.name!r}: {'; '.join(lossy)}")
+    return estimates
 
 
 def check_streamable(dsn: str, config: SyncTaskConfig, tables: list[str]) -> None:

@@ -12,6 +12,7 @@ It depends on psycopg 3 (a base dependency of the distribution), the contract an
 - :mod:`.replica_identity` which tables CDC can stream, from their replica identity;
 - :mod:`.slot_guard`   is the slot still whole (gap, invalidated, vanished) before streaming;
 - :mod:`.verify`       count/checksum comparison of tables, source vs target;
+- :mod:`.target_check` plan time: can existing target tables take the source's rows (no lossy column);
 - :mod:`.queue`        a queue fan-out's queue name per run and the check after its Job.
 
 The CDC worker reuses the same functions at start-up, so the checks Airflow runs before a copy

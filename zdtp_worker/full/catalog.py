@@ -17,10 +17,8 @@ from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.pg.catalog import key_columns_sql
 from zdtp_worker.pg.quoting import ident
+from zdtp_worker.pg.target_fit import FIRST_NORMAL_OID, columns_sql
 
-# Types created by initdb have OIDs below this; their binary format carries no per-database
-# OIDs, so binary COPY between two databases is safe only for them (arrays embed element OIDs).
-FIRST_NORMAL_OID = 16384
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
 
 
@@ -84,13 +82,7 @@ SELECT c.oid, c.relkind::text AS relkind, c.reltuples::bigint AS reltuples, pg_r
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = $2
 """
-_COLUMNS_SQL = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type_sql, a.atttypid::int AS type_oid,
-       t.typcategory::text AS category, a.attnotnull, a.attgenerated <> '' AS generated
-FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum
-"""
+_COLUMNS_SQL = columns_sql("$1")
 _PK_SQL = key_columns_sql("$1")
 # Unique indexes that identify every row (no predicate, no expression, all columns NOT NULL),
 # fewest columns first: the planner's rule for a table without a primary key.

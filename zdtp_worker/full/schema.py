@@ -1,5 +1,6 @@
 """The target table: create it as a faithful copy of the source, or check that an existing one
-can take the source's rows without loss; plus the staging table and the atomic swap behind
+can take the source's rows without loss (the rule is :mod:`zdtp_worker.pg.target_fit`, which the
+plan runs too, before any worker starts); plus the staging table and the atomic swap behind
 ``copy_mode: swap``.
 
 Creating reproduces the source (``zdtp_worker.pg.shape`` + :mod:`.target_ddl`): types, defaults,
@@ -17,19 +18,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import asyncpg
 
-from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.full import target_ddl
 from zdtp_worker.full.catalog import TableInfo, read_table
-from zdtp_worker.incremental.type_change import classify
 from zdtp_worker.pg.quoting import ident
 from zdtp_worker.pg.shape import TableShape
-
-CopyFormat = Literal["binary", "text"]
+from zdtp_worker.pg.target_fit import CopyFormat, copy_plan
 
 
 @dataclass(frozen=True)
@@ -46,45 +43,6 @@ class TargetPlan:
 def check_compatible(source: TableInfo, target: TableInfo) -> CopyFormat:
     """The COPY format that moves ``source`` rows into ``target``, or DataError."""
     return copy_plan(source, target)[0]
-
-
-def copy_plan(source: TableInfo, target: TableInfo) -> tuple[CopyFormat, tuple[str, ...]]:
-    """The COPY format and column list that move ``source`` rows into ``target``, or DataError."""
-    where = f"target table {target.name}"
-    binary = True
-    target_cols = {c.name: c for c in target.columns}
-    columns = []
-    for col in source.columns:
-        tcol = target_cols.get(col.name)
-        if tcol is None:
-            raise DataError(f"{where}: column {col.name!r} is missing (source type {col.type_sql})")
-        if tcol.generated:
-            if not col.generated:
-                raise DataError(
-                    f"{where}: column {col.name!r} is generated there but holds data on the source"
-                )
-            continue  # both sides compute it
-        columns.append(col.name)  # a source-generated column into a plain one: copy its values
-        if tcol.type_sql == col.type_sql:
-            binary = binary and col.builtin
-            continue
-        verdict = classify(col.type_sql, tcol.type_sql) if tcol.category == col.category else "lossy"
-        if verdict == "lossy":
-            raise DataError(
-                f"{where}: column {col.name!r} is {tcol.type_sql}, which cannot hold every value of the "
-                f"source type {col.type_sql} exactly (change the target column or leave it out)"
-            )
-        binary = False
-    source_names = {c.name for c in source.columns}
-    for tcol in target.columns:
-        if tcol.name not in source_names and tcol.not_null and not tcol.generated:
-            raise DataError(f"{where}: column {tcol.name!r} is NOT NULL but the source has no such column")
-    if source.pk and target.pk and tuple(source.pk) != tuple(target.pk):
-        raise DataError(
-            f"{where}: primary key ({', '.join(target.pk)}) "
-            f"differs from the source's ({', '.join(source.pk)})"
-        )
-    return ("binary" if binary else "text"), tuple(columns)
 
 
 async def _lock_name(conn: asyncpg.Connection, name: str) -> None:
