@@ -4,6 +4,12 @@ Health comes from :func:`zdtp_provider.triggers.health.stream_health` (Deploymen
 container restart counts, optionally ``zdtp_cdc_lag_seconds`` through the pod proxy). Deferrable
 (default: ``[operators] default_deferrable``): the triggerer polls the same function until the
 worker is healthy. It only reads.
+
+WAL guard (with ``source_conn_id``): each check also reads the stream's slot on the source
+(:mod:`zdtp_worker.control.status`): retained WAL over ``wal_warn_bytes`` warns, over
+``wal_limit_bytes`` (or an invalidated slot) fails the task at once with the advice; a stopped
+stream older than ``max_stopped_seconds`` is reported. The report (XCom) carries it under
+``wal``. The deferred wait polls Kubernetes only: the guard runs before deferring and on resume.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from zdtp_provider.k8s.names import validate_dns_label
 from zdtp_provider.operators._inputs import as_airflow_error, default_deferrable
@@ -32,6 +38,10 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
     :param max_lag_seconds: also require ``zdtp_cdc_lag_seconds`` below this (reads /metrics).
     :param fail_on_crash_loop: fail the task at once instead of poking on (not when deferred).
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
+    :param source_conn_id: the source's connection: enables the WAL guard (slot of ``task``, or
+        ``slot``); ``target_conn_id`` adds the applied position (and "stopped since" before PG 17).
+    :param wal_warn_bytes / wal_limit_bytes: retained WAL that warns / fails the sensor.
+    :param max_stopped_seconds: a stream whose slot is unread longer than this is reported.
     """
 
     template_fields: Sequence[str] = (*ZdtpKubeOperator.template_fields, "name", "task")
@@ -47,9 +57,19 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
         health_port: int = 8080,
         fail_on_crash_loop: bool = False,
         deferrable: bool | None = None,
+        source_conn_id: str | None = None,
+        target_conn_id: str | None = None,
+        slot: str | None = None,
+        wal_warn_bytes: int | None = None,
+        wal_limit_bytes: int | None = None,
+        max_stopped_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.source_conn_id = source_conn_id
+        self.target_conn_id = target_conn_id
+        self.slot = slot
+        self.wal_limits = (wal_warn_bytes, wal_limit_bytes, max_stopped_seconds)
         self.name = name
         self.task = task
         self.worker = worker
@@ -75,7 +95,27 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
 
     def health(self) -> dict[str, Any]:
         name, namespace = self._target()
-        return stream_health(self.hook, name=name, namespace=namespace, **self._health_args())
+        report = stream_health(self.hook, name=name, namespace=namespace, **self._health_args())
+        if self.source_conn_id:
+            report["wal"] = self._wal_guard()
+        return report
+
+    def _wal_guard(self) -> dict[str, Any]:
+        """The slot's status and verdict; fails the task over the limit (no retry helps)."""
+        from zdtp_provider.status import wal_check
+
+        wal = wal_check(
+            task=self.task,
+            slot=self.slot,
+            source_conn_id=self.source_conn_id,  # type: ignore[arg-type]
+            target_conn_id=self.target_conn_id,
+            limits=self.wal_limits,
+        )
+        for message in wal["messages"]:
+            self.log.warning("WAL guard: %s", message)
+        if wal["verdict"] == "fail":
+            raise AirflowFailException("WAL guard: " + "; ".join(wal["messages"]))
+        return wal
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
@@ -96,7 +136,10 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") != "success":
             raise AirflowException(event.get("message") or f"waiting for health failed: {event}")
-        return event["report"]
+        report = event["report"]
+        if self.source_conn_id:
+            report["wal"] = self._wal_guard()
+        return report
 
     def poke(self, context: Context) -> PokeReturnValue:
         report = self.health()

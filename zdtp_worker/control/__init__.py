@@ -14,6 +14,8 @@ It depends on psycopg 3 (a base dependency of the distribution), the contract an
 - :mod:`.verify`       count/checksum comparison of tables, source vs target;
 - :mod:`.target_check` plan time: can existing target tables take the source's rows (no lossy column);
 - :mod:`.queue`        a queue fan-out's queue name per run and the check after its Job.
+- :mod:`.teardown`     drop a task's slot/publication and state rows; find leftovers of gone tasks;
+- :mod:`.status`       slot (retained WAL, stopped since), applied position, last full run; WAL guard.
 
 The CDC worker reuses the same functions at start-up, so the checks Airflow runs before a copy
 and the ones the worker runs before streaming cannot drift apart. Why this runs on the Airflow
