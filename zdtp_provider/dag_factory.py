@@ -40,6 +40,7 @@ from zdtp_provider.operators.job import (
 )
 from zdtp_provider.run_params import ParamError, run_config
 from zdtp_provider.workload import config_kwargs, stream_spec
+from zdtp_provider.workload.batch import CRONJOB_TASK
 from zdtp_provider.workload.sync_task import (
     COPY_TASK,
     PLAN_TASK,
@@ -51,7 +52,6 @@ from zdtp_provider.workload.sync_task import (
 )
 
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-CRONJOB_TASK = "cronjob"
 LAST_RUN_TASK = "last_run"
 
 

@@ -19,16 +19,15 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
 from zdtp_provider.hooks.kubernetes import APPLY_CONTENT_TYPE, FIELD_MANAGER
-from zdtp_provider.k8s.cronjob import cron_job, cron_job_name
+from zdtp_provider.k8s.cronjob import cron_job_name
 from zdtp_provider.k8s.secret import OwnerRef
 from zdtp_provider.operators._companions import adopt_companions, apply_companions
 from zdtp_provider.operators._inputs import as_airflow_error
 from zdtp_provider.operators.job import _FullSyncJobBase
-from zdtp_provider.workload import WorkloadOptions, render_job, resolve_specs
-from zdtp_provider.workload.batch import queue_spec
+from zdtp_provider.workload import WorkloadOptions, resolve_specs
+from zdtp_provider.workload.batch import render_cronjob
 
 ACTIONS = ("apply", "suspend", "resume", "delete")
-CRON_WORKER = "cron"
 
 
 class FullSyncCronJobOperator(_FullSyncJobBase):
@@ -93,20 +92,16 @@ class FullSyncCronJobOperator(_FullSyncJobBase):
             specs = resolve_specs(list(raw), mode="full", run_id=context["run_id"])
             if not specs:
                 raise AirflowSkipException("the plan is empty: no CronJob to apply")
-            spec = queue_spec(specs, queue=None, backend="postgres", worker=CRON_WORKER)
-            rendered = render_job(
+            rendered = render_cronjob(
                 WorkloadOptions.from_operator(self),
-                spec,
+                specs,
+                schedule=self.schedule,
+                time_zone=self.time_zone,
+                starting_deadline_seconds=self.starting_deadline_seconds,
                 retries=self.job_retries,
                 **self.render_context(context),
             )
-        body = cron_job(
-            rendered.body(),
-            name=self.cron_name,
-            schedule=self.schedule,
-            time_zone=self.time_zone,
-            starting_deadline_seconds=self.starting_deadline_seconds,
-        )
+        body = rendered.body()
         applied = apply_companions(self.hook, rendered.companions)
         cron = self.hook.batch_v1_client.patch_namespaced_cron_job(
             name=self.cron_name,

@@ -5,15 +5,18 @@ operators render the same objects at run time through the same builders):
 * ``queue`` — the enqueue Job (``full --enqueue``), then one Job with a pod per chunk
   (``completions`` = the chunks the enqueue pod reports at run time; rendered here as one per
   planned worker, since only the worker image can plan chunks);
-* ``queue-drain`` — the enqueue Job, then one Job of ``workers`` pods draining the queue.
+* ``queue-drain`` — the enqueue Job, then one Job of ``workers`` pods draining the queue;
+* ``schedule_on: kubernetes`` (any fan-out) — the CronJob whose Job copies the plan.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from zdtp_provider.config import SyncTaskConfig
+from zdtp_provider.k8s.cronjob import cron_job, cron_job_name
 from zdtp_provider.workload.options import WorkloadOptions
 from zdtp_provider.workload.render import Rendered, render_job, render_queue_job
 from zdtp_worker.contract.envelope import full_args
@@ -21,6 +24,13 @@ from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.control.queue import queue_name
 
 BATCH_FANOUTS = ("job-per-worker", "queue", "queue-drain")
+
+
+def is_batch(config: SyncTaskConfig) -> bool:
+    """Is the copy rendered here (not by the tasks/indexed-job path of ``render_sync_task``)?"""
+    return config.fanout in BATCH_FANOUTS or config.schedule_on == "kubernetes"
+
+
 JOB_RETRIES = 2  # FullSyncJobOperator's default job_retries
 ENQUEUE_WORKER = "enqueue"
 QUEUE_WORKER = "queue"
@@ -59,6 +69,18 @@ def render_batch_copy(
         "dsns": dsns,
         "active_deadline_seconds": None,
     }
+    if config.schedule_on == "kubernetes":
+        assert config.schedule  # the config model requires it with schedule_on kubernetes
+        cron = render_cronjob(
+            options,
+            specs,
+            schedule=config.schedule,
+            time_zone=config.time_zone,
+            starting_deadline_seconds=config.starting_deadline_seconds,
+            owner=f"{config.dag_id}.{CRONJOB_TASK}.-1",  # sync_task.owner_key of the cronjob task
+            **ctx,
+        )
+        return [cron]
     if config.fanout == "job-per-worker":
         return [
             render_job(options, spec, retries=JOB_RETRIES, owner=owners[1 + i], **ctx)
@@ -94,3 +116,46 @@ def fanout_summary(config: SyncTaskConfig, workers: int) -> str:
         "queue-drain": f"1 enqueue Job, then 1 Job of {config.workers} pods draining the queue "
         f"(on {config.queue_backend})",
     }[config.fanout]
+
+
+CRON_WORKER = "cron"
+CRONJOB_TASK = "cronjob"  # the DAG's task that applies the CronJob (schedule_on kubernetes)
+
+
+@dataclass(frozen=True)
+class RenderedCron(Rendered):
+    """A CronJob (a manifest dict: the client's model adds nothing here) and its Secret."""
+
+    @property
+    def name(self) -> str:
+        return self.workload["metadata"]["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.workload["metadata"]["namespace"]
+
+    def body(self) -> dict:
+        return self.workload
+
+
+def render_cronjob(
+    options: WorkloadOptions,
+    specs: Sequence[WorkerSpec],
+    *,
+    schedule: str,
+    time_zone: str,
+    starting_deadline_seconds: int,
+    retries: int = JOB_RETRIES,
+    **ctx: Any,
+) -> RenderedCron:
+    """``schedule_on: kubernetes``: the plan as one worker's Job, wrapped in the task's CronJob."""
+    spec = queue_spec(specs, queue=None, backend="postgres", worker=CRON_WORKER)
+    job = render_job(options, spec, retries=retries, **ctx)
+    body = cron_job(
+        job.body(),
+        name=cron_job_name(spec.task),
+        schedule=schedule,
+        time_zone=time_zone,
+        starting_deadline_seconds=starting_deadline_seconds,
+    )
+    return RenderedCron(body, job.companions)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zdtp_provider.config import SyncTaskConfig
-from zdtp_provider.workload.batch import BATCH_FANOUTS, render_batch_copy
+from zdtp_provider.workload.batch import is_batch, render_batch_copy
 from zdtp_provider.workload.options import WorkloadOptions, config_kwargs, options_kwargs
 from zdtp_provider.workload.render import Rendered, render_deployment, render_indexed_job, render_pod
 from zdtp_provider.workload.specs import stream_spec
@@ -79,7 +79,7 @@ def render_sync_task(
     """
     options = sync_task_options(config)
     out: list[Rendered] = []
-    if config.mode != "incremental" and full_specs and config.fanout in BATCH_FANOUTS:
+    if config.mode != "incremental" and full_specs and is_batch(config):
         owners = [owner_key(config.dag_id, COPY_TASK, i) for i in (UNMAPPED, *range(len(full_specs)))]
         out += render_batch_copy(config, options, run_id=run_id, specs=full_specs, dsns=dsns, owners=owners)
     elif config.mode != "incremental" and full_specs:

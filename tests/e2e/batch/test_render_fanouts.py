@@ -26,9 +26,10 @@ FANOUTS = ["tasks", "indexed-job", "job-per-worker", "queue", "queue-drain"]
 TABLES = ["public.a", "public.b", "public.c"]
 
 
-def _config(fanout: str, namespace: str = "zdtp") -> SyncTaskConfig:
+def _config(fanout: str, namespace: str = "zdtp", **extra: Any) -> SyncTaskConfig:
     return SyncTaskConfig.model_validate(
         {
+            **extra,
             "name": "batchy",
             "source_conn_id": "batch_src",
             "target_conn_id": "batch_tgt",
@@ -113,6 +114,8 @@ def _dry_run_create(cluster: Cluster, namespace: str, doc: dict) -> None:
     kind, body = doc["kind"], {**doc, "metadata": {**doc["metadata"], "namespace": namespace}}
     if kind == "Job":
         cluster.batch.create_namespaced_job(namespace, body, dry_run="All")
+    elif kind == "CronJob":
+        cluster.batch.create_namespaced_cron_job(namespace, body, dry_run="All")
     elif kind == "Pod":
         cluster.core.create_namespaced_pod(namespace, body, dry_run="All")
     elif kind == "Secret":
@@ -147,3 +150,39 @@ def test_zdtp_render_output_passes_a_server_side_dry_run(
         except client.ApiException as exc:  # pragma: no cover - the finding
             pytest.fail(f"{doc['kind']} {doc['metadata']['name']} rejected: {exc.status} {exc.body}")
     assert not cluster.batch.list_namespaced_job(namespace).items  # a dry run creates nothing
+
+
+def test_cronjob_render_equals_the_operator_apply_and_passes_a_dry_run(
+    cluster: Cluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``schedule_on: kubernetes``: ``zdtp render`` shows the CronJob the DAG's ``cronjob`` task
+    applies (Forbid, deadline, history, time zone, run id from the Job's name), and the
+    apiserver accepts it."""
+    from zdtp_provider.operators.cronjob import FullSyncCronJobOperator
+    from zdtp_provider.workload.batch import render_cronjob
+
+    config = _config("tasks", namespace=namespace, schedule="*/5 * * * *", schedule_on="kubernetes")
+    plan = _plan(config)
+    dsns = lookup_dsns(sync_task_options(config))
+    (rendered,) = render_sync_task(config, run_id=RUN_ID, full_specs=plan, dsns=dsns)
+    docs = rendered.documents()
+    assert [d["kind"] for d in docs] == ["Secret", "CronJob"]
+    cron = docs[-1]["spec"]
+    assert cron["schedule"] == "*/5 * * * *" and cron["concurrencyPolicy"] == "Forbid"
+    assert (cron["timeZone"], cron["startingDeadlineSeconds"]) == ("UTC", 300)
+    assert (cron["successfulJobsHistoryLimit"], cron["failedJobsHistoryLimit"]) == (3, 3)
+    env = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
+    assert cron["jobTemplate"]["spec"]["podFailurePolicy"]  # the same exit-code policy as every Job
+    # The operator's apply renders the same objects.
+    op = build_dag(config).task_dict["cronjob"]
+    assert isinstance(op, FullSyncCronJobOperator)
+    ti = SimpleNamespace(dag_id=config.dag_id, task_id="cronjob", map_index=-1, try_number=1)
+    ctx = op.render_context({**_context(config), "ti": ti})
+    options = sync_task_options(config)
+    again = render_cronjob(
+        options, plan, schedule="*/5 * * * *", time_zone="UTC", starting_deadline_seconds=300, **ctx
+    )
+    assert again.documents()[-1]["spec"] == docs[-1]["spec"]
+    for doc in docs:
+        _dry_run_create(cluster, namespace, doc)
