@@ -24,8 +24,7 @@ from kubernetes.client import (
 )
 
 from zdtp_provider.k8s.pod import CONTAINER_NAME, WorkerContainer, build_pod_spec
-from zdtp_provider.k8s.status import FATAL_EXIT_CODES
-from zdtp_worker.contract.errors import ExitCode
+from zdtp_worker.contract.errors import FATAL_EXIT_CODES, ExitCode
 
 RETRYABLE_EXIT_CODES = [int(ExitCode.TEMPFAIL)]
 

@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes.client import V1Deployment, V1Job, V1Pod
 
 from zdtp_provider.k8s.pod import CONTAINER_NAME, JOB_INDEX_ANNOTATION
-from zdtp_worker.contract.errors import ExitCode
+from zdtp_worker.contract.errors import FATAL_EXIT_CODES
 from zdtp_worker.contract.result import parse_result
 
 
@@ -200,8 +200,6 @@ def pod_waiting_reasons(pods: Iterable[V1Pod]) -> list[str]:
 
 
 # ---------------------------------------------------------------- outcome classification
-
-FATAL_EXIT_CODES = frozenset(int(c) for c in (ExitCode.DATA_ERROR, ExitCode.CONFIG_ERROR))
 
 
 def is_fatal(codes: Iterable[int | None]) -> bool:
