@@ -2,7 +2,10 @@
 :func:`enqueue_chunks`, which plans a spec's tables and puts their chunks on the queue.
 
 The queue lives in the target's ``zdtp`` schema (:mod:`.queue`); a chunk's item is marked done in
-the chunk's own transaction (:mod:`.chunk`), so every chunk is committed exactly once.
+the chunk's own transaction (:mod:`.chunk`), so every chunk is committed exactly once. Tables get
+their keys when the enqueue step creates them (a chunk deletes its key range first, so a retried
+item never duplicates rows); after each chunk the table's sequences move to at least the source's
+values, as the spec mode does at the end of a table — no queue worker knows it copies the last item.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from zdtp_worker.contract.errors import ConfigError, WorkerError
 from zdtp_worker.contract.result import TableResult, WorkerResult
 from zdtp_worker.contract.spec import TableName, WorkerSpec
 from zdtp_worker.credentials import load_dsn
-from zdtp_worker.full import checkpoints
+from zdtp_worker.full import checkpoints, target_ddl
 from zdtp_worker.full.catalog import read_table
 from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
 from zdtp_worker.full.chunking import Chunk
@@ -27,13 +30,20 @@ from zdtp_worker.full.session import close, connect_pair
 from zdtp_worker.full.tables import check_tables, prepare_table, table_result
 from zdtp_worker.pg.errors import classify
 from zdtp_worker.pg.session import describe_target
+from zdtp_worker.pg.shape import TableShape
 from zdtp_worker.pg.shape_read import read_shape
 from zdtp_worker.queue.base import Backend
 from zdtp_worker.queue.opener import open_queue
 
 
-async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]) -> TableJob:
-    key = f"{payload['run_id']}/{payload['target']}/{payload.get('part', '')}"
+def _job_key(payload: dict) -> str:
+    return f"{payload['run_id']}/{payload['target']}/{payload.get('part', '')}"
+
+
+async def _queue_job(
+    ctx: SessionPair, payload: dict, cache: dict[str, TableJob], shapes: dict[str, TableShape]
+) -> TableJob:
+    key = _job_key(payload)
     if key in cache:
         return cache[key]
     source = TableName.model_validate(payload["source"])
@@ -44,7 +54,7 @@ async def _queue_job(ctx: SessionPair, payload: dict, cache: dict[str, TableJob]
         raise ConfigError(f"source table {source} does not exist")
     target = TableName.model_validate(payload["target"])
     copy_into = TableName.model_validate(payload.get("copy_table") or payload["target"])
-    shape = await read_shape(src, info.oid)
+    shape = shapes[key] = await read_shape(src, info.oid)
     tp = await ensure_target_table_async(tgt, info, copy_into, shape=shape)
     cache[key] = TableJob(
         run_id=payload["run_id"],
@@ -82,6 +92,7 @@ async def run_queue(
     # copy_chunk reaches the queue as ctx.target.queue (hold/complete inside the chunk transaction).
     tgt.queue = work
     jobs: dict[str, TableJob] = {}
+    shapes: dict[str, TableShape] = {}
     waiting = False
     try:
         await work.bootstrap()
@@ -98,15 +109,21 @@ async def run_queue(
                 await asyncio.sleep(min(max(wait or 0.5, 0.2), 2.0))
                 continue
             waiting = False
-            job = await _queue_job(ctx, item.payload, jobs)
+            job = await _queue_job(ctx, item.payload, jobs, shapes)
             chunk = Chunk.from_json(item.payload["chunk"])
             step.what = f"queue {queue_name} item {item.item_id} table {job.target} chunk {chunk.no}"
             try:
-                await copy_chunk(ctx, job, chunk, item=item)
+                copied = await copy_chunk(ctx, job, chunk, item=item)
             except BaseException:
                 work.forget()  # rolled back: nothing of this chunk is done
                 raise
             await work.settle()
+            if copied is not None:  # idempotent and never backwards: safe after every chunk
+                shape = shapes[_job_key(item.payload)]
+                src, tconn = ctx.source.conn, tgt.conn  # type: ignore[attr-defined]
+                moved = await target_ddl.copy_sequences(src, tconn, shape, target=job.target)
+                if moved:
+                    log_event("sequences", table=str(job.target), values=moved)
             if mode == "one":
                 break
     finally:

@@ -109,3 +109,33 @@ def test_queue_one_item_then_drain_with_three_workers(source_dsn: str, target_ds
     assert scalar(target_dsn, "SELECT count(*) FROM zdtp.full_chunks WHERE run_id = 'q-run'") == 30
     assert scalar(target_dsn, "SELECT count(*) FROM zdtp.work_queue WHERE state <> 'done'") == 0
     assert fingerprint(source_dsn, "t") == fingerprint(target_dsn, "t")
+
+
+def test_queue_run_moves_sequences_and_a_redone_item_adds_no_rows(source_dsn: str, target_dsn: str) -> None:
+    # Queue workers do not know which item is a table's last: each chunk moves the sequences.
+    execute(
+        source_dsn,
+        """
+        CREATE TABLE s (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n serial, v int);
+        INSERT INTO s (v) SELECT g FROM generate_series(1, 3000) g;
+        SELECT setval('s_n_seq', 5000);  -- sequences ahead of the rows (ids used, rows deleted)
+        """,
+    )
+    spec = make_spec(["s"], run_id="q-seq", chunk_rows=1000, queue="seq")
+    assert enqueue_chunks(spec, source_dsn=source_dsn, target_dsn=target_dsn) == 3
+    one = run_full(spec, source_dsn=source_dsn, target_dsn=target_dsn, queue_name="seq", queue_mode="one")
+    assert one.chunks == 1
+    # Already after one item the target hands out no id the source used.
+    assert scalar(target_dsn, "SELECT last_value FROM s_n_seq") == 5000
+    assert scalar(target_dsn, "SELECT last_value FROM s_id_seq") == 3000
+    # A finished item put back (as if its lease had expired after commit): the chunk sees its
+    # checkpoint and copies nothing again.
+    execute(target_dsn, "UPDATE zdtp.work_queue SET state = 'ready' WHERE queue = 'seq' AND state = 'done'")
+    drained = run_full(
+        spec, source_dsn=source_dsn, target_dsn=target_dsn, queue_name="seq", queue_mode="drain"
+    )
+    assert drained.rows == 2000, drained
+    assert scalar(target_dsn, "SELECT count(*) - count(DISTINCT id) FROM s") == 0
+    assert fingerprint(source_dsn, "s") == fingerprint(target_dsn, "s")
+    execute(target_dsn, "INSERT INTO s (v) VALUES (0)")  # the cut-over case: new ids do not collide
+    assert scalar(target_dsn, "SELECT max(n) FROM s") == 5001
