@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from kubernetes.client import (
     V1Affinity,
     V1Container,
+    V1ContainerPort,
     V1EnvFromSource,
     V1EnvVar,
     V1EnvVarSource,
@@ -43,6 +44,9 @@ from zdtp_worker.contract.envelope import (
 )
 
 CONTAINER_NAME = "worker"
+# The health server's port also serves /metrics; deploy/monitoring/podmonitor.yaml scrapes it by
+# this name, so the number (the spec's ``incremental.health_port``) may change freely.
+METRICS_PORT_NAME = "metrics"
 JOB_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
@@ -129,9 +133,12 @@ def build_container(cfg: WorkerContainer) -> tuple[V1Container, list[V1Volume]]:
     env.extend(e for e in cfg.extra_env if e.name not in own_env)
     own_paths = {m.mount_path for m in mounts}
     mounts.extend(m for m in cfg.extra_mounts if m.mount_path not in own_paths)
-    probes: dict[str, V1Probe] = {}
+    health: dict[str, object] = {}
     if cfg.health_port is not None:
-        probes = {
+        health = {
+            "ports": [
+                V1ContainerPort(name=METRICS_PORT_NAME, container_port=cfg.health_port, protocol="TCP")
+            ],
             "liveness_probe": V1Probe(
                 http_get=V1HTTPGetAction(path="/healthz", port=cfg.health_port),
                 period_seconds=10,
@@ -158,7 +165,7 @@ def build_container(cfg: WorkerContainer) -> tuple[V1Container, list[V1Volume]]:
         security_context=container_security_context(),
         termination_message_path=TERMINATION_LOG,
         termination_message_policy="File",
-        **probes,
+        **health,
     )
     return container, volumes
 

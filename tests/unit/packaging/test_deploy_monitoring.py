@@ -74,3 +74,26 @@ def test_pod_monitor_selects_incremental_worker_pods_by_their_labels_and_port_na
     assert selector.items() <= labels.items()
     assert selector["app.kubernetes.io/managed-by"] == MANAGED_BY
     assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
+
+
+def test_rendered_deployment_exposes_the_port_the_pod_monitor_scrapes() -> None:
+    """The PodMonitor names a port; the incremental worker's container must carry that name on the
+    spec's health port (which serves /metrics), whatever number the spec chose."""
+    from zdtp_provider.workload import WorkloadOptions, render_deployment
+    from zdtp_worker.contract.spec import WorkerSpec
+
+    monitor = yaml.safe_load((MONITORING / "podmonitor.yaml").read_text())
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    spec = WorkerSpec(
+        mode="incremental",
+        task="shop",
+        run_id="r1",
+        tables=[{"source": "public.orders"}],
+        incremental={"health_port": 9187},
+    )
+    rendered = render_deployment(WorkloadOptions(image="zdtp-worker:test"), spec, namespace="ns")
+    pod = rendered.body()["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    assert {"name": endpoint["port"], "containerPort": 9187, "protocol": "TCP"} in container["ports"]
+    assert container["readinessProbe"]["httpGet"]["port"] == 9187
+    assert pod["metadata"]["labels"].items() >= monitor["spec"]["selector"]["matchLabels"].items()
