@@ -67,11 +67,14 @@ def table_asset(config: SyncTaskConfig, table: str) -> Asset:
     )
 
 
-def _dsn(conn_id: str) -> str:
+def _dsn(conn_id: str, *, sslmode: str | None) -> str:
+    """The connection's DSN for work on the Airflow worker itself (plan, verify, prepare_stream):
+    the config's ``sslmode`` applies here too; certificate paths stay the connection's own (the
+    ``tls_secret`` mount only exists in worker pods)."""
     from zdtp_provider.connections import dsn_from_connection
 
     try:
-        return dsn_from_connection(BaseHook.get_connection(conn_id))
+        return dsn_from_connection(BaseHook.get_connection(conn_id), sslmode=sslmode)
     except ValueError as exc:
         raise AirflowFailException(f"connection {conn_id!r} {exc}") from None
 
@@ -175,7 +178,11 @@ def _plan_task(config: SyncTaskConfig):
         params = context["params"]
         cfg = _run_config(config, params)
         try:
-            estimates = read_catalog(_dsn(cfg.source_conn_id), cfg, target_dsn=_dsn(cfg.target_conn_id))
+            estimates = read_catalog(
+                _dsn(cfg.source_conn_id, sslmode=cfg.sslmode),
+                cfg,
+                target_dsn=_dsn(cfg.target_conn_id, sslmode=cfg.sslmode),
+            )
             specs = plan_workers(cfg, estimates, run_id=context["run_id"], workers=cfg.workers)
         except PlanningError as exc:
             raise AirflowFailException(str(exc)) from None
@@ -256,8 +263,8 @@ def _verify_task(config: SyncTaskConfig):
             return {"tables": [], "verified": config.verify, "dry_run": True}
         tables = planned_tables([WorkerSpec.model_validate(p) for p in plan])
         results = compare_tables(
-            source_dsn=_dsn(config.source_conn_id),
-            target_dsn=_dsn(config.target_conn_id),
+            source_dsn=_dsn(config.source_conn_id, sslmode=config.sslmode),
+            target_dsn=_dsn(config.target_conn_id, sslmode=config.sslmode),
             tables=tables,
             level=config.verify,
         )
@@ -286,7 +293,7 @@ def _prepare_stream_task(base: SyncTaskConfig):
         from zdtp_worker.contract.errors import WorkerError
 
         config = _run_config(base, get_current_context()["params"])
-        source = _dsn(config.source_conn_id)
+        source = _dsn(config.source_conn_id, sslmode=config.sslmode)
         tables = [e.name for e in read_catalog(source, config)]
         try:
             names = prepare(
@@ -295,7 +302,9 @@ def _prepare_stream_task(base: SyncTaskConfig):
                 tables=tables,
                 # full+incremental: the copy that follows redefines the target, so the stream
                 # restarts from the slot (and a lost slot is replaced instead of failing forever).
-                target_dsn=_dsn(config.target_conn_id) if config.mode == "full+incremental" else None,
+                target_dsn=_dsn(config.target_conn_id, sslmode=config.sslmode)
+                if config.mode == "full+incremental"
+                else None,
             )
         except WorkerError as exc:
             raise AirflowFailException(str(exc)) from None

@@ -93,3 +93,51 @@ def test_render_equals_what_the_dag_operators_build(path: Path) -> None:
         assert "Deployment" in kinds
     if config.mode != "incremental":
         assert kinds & {"Pod", "Job"}
+
+
+@pytest.mark.parametrize("path", SYNC_FILES, ids=[p.stem for p in SYNC_FILES])
+def test_sslmode_and_tls_secret_reach_every_worker_and_the_airflow_side(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync file's ``sslmode`` and ``tls_secret`` go to every worker operator the DAG builds (and
+    to ``zdtp render``): the pods mount the TLS Secret and their DSNs carry the forced sslmode with
+    the certificate re-pointed into the mount. Plan/verify/prepare_stream, which connect from the
+    Airflow worker, get the same sslmode with the connection's own certificate path."""
+    from zdtp_provider.dag_factory import _dsn
+    from zdtp_provider.k8s.secret import TLS_DIR
+
+    config = load_config(path).model_copy(update={"sslmode": "verify-full", "tls_secret": "pg-tls"})
+    for conn_id in (config.source_conn_id, config.target_conn_id):
+        conn = {"conn_type": "postgres", "host": "db.example", "login": "u", "password": "pw"}
+        conn["extra"] = {"sslmode": "disable", "sslrootcert": "/etc/zdtp/ca.crt"}
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({**conn, "schema": conn_id}))
+
+    dag = build_dag(config)
+    workers = [dag.task_dict[t] for t in (COPY_TASK, STREAM_TASK) if t in dag.task_dict]
+    assert workers
+    for op in workers:
+        # A mapped copy task keeps its arguments in partial_kwargs until it is unmapped.
+        given = getattr(op, "partial_kwargs", None) or vars(op)
+        assert (given["sslmode"], given["tls_secret"]) == ("verify-full", "pg-tls"), op.task_id
+
+    tables = list(config.tables) or ["public.customers", "public.orders"]
+    plan = _plan(config, tables)
+    theirs = _dag_documents(config, plan, tables)
+    dsns = lookup_dsns(sync_task_options(config))
+    rendered = render_sync_task(config, run_id=RUN_ID, full_specs=plan, stream_tables=tables, dsns=dsns)
+    ours = [d for r in rendered for d in r.documents()]
+    assert ours == theirs
+    pod_specs = [d["spec"] for d in ours if d["kind"] == "Pod"]
+    pod_specs += [d["spec"]["template"]["spec"] for d in ours if d["kind"] in ("Job", "Deployment")]
+    assert pod_specs
+    for spec in pod_specs:
+        secrets = {v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+        assert "pg-tls" in secrets
+        assert TLS_DIR in {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    dsns_in_pods = [v for d in ours if d["kind"] == "Secret" for v in d.get("stringData", {}).values()]
+    assert dsns_in_pods
+    for dsn in dsns_in_pods:
+        assert "sslmode=verify-full" in dsn and f"sslrootcert={TLS_DIR}/ca.crt" in dsn
+
+    airflow_side = _dsn(config.source_conn_id, sslmode=config.sslmode)
+    assert "sslmode=verify-full" in airflow_side and "sslrootcert=/etc/zdtp/ca.crt" in airflow_side
