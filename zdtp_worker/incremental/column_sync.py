@@ -32,6 +32,7 @@ rolls back) together with the changes and the applied LSN.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -42,6 +43,9 @@ from zdtp_worker.incremental.type_change import classify
 from zdtp_worker.pg.quoting import ident
 
 log = logging.getLogger(__name__)
+
+BACKFILL_ATTEMPTS = 5
+BACKFILL_RETRY_SECONDS = 0.5
 
 _SOURCE_COLUMNS = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasmissing,
@@ -310,12 +314,25 @@ class ColumnSync:
             f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS"
             f" SELECT {select} FROM {target.qualified} WITH NO DATA"
         )
-        with (
-            self.src.cursor().copy(f"COPY (SELECT {select} FROM {source.qualified}{where}) TO STDOUT") as out,
-            self.tgt.cursor().copy(f"COPY {stage} ({select}) FROM STDIN") as into,
-        ):
-            for block in out:
-                into.write(block)
+        for attempt in range(BACKFILL_ATTEMPTS):
+            # One REPEATABLE READ snapshot for the existence probe and the copy. A table rewrite
+            # on the source (ALTER COLUMN TYPE, a volatile default) is not MVCC-safe: a snapshot
+            # taken just before it commits sees the table *empty*. A non-empty target facing an
+            # empty source is therefore read again with a fresh snapshot before it is believed.
+            with self.src.transaction():
+                self.src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                seen = self.src.execute(f"SELECT EXISTS (SELECT 1 FROM {source.qualified})").fetchone()
+                if seen == (True,) or attempt == BACKFILL_ATTEMPTS - 1:
+                    with (
+                        self.src.cursor().copy(
+                            f"COPY (SELECT {select} FROM {source.qualified}{where}) TO STDOUT"
+                        ) as out,
+                        self.tgt.cursor().copy(f"COPY {stage} ({select}) FROM STDIN") as into,
+                    ):
+                        for block in out:
+                            into.write(block)
+                    break
+            time.sleep(BACKFILL_RETRY_SECONDS)
         match = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in key)
         cur = self.tgt.execute(
             f"UPDATE {target.qualified} t SET {ident(column)} = s.{ident(column)}"

@@ -6,7 +6,13 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.integration.worker_cdc.helpers import InProcessWorker, make_spec, run_worker_once, wait_equal
+from tests.integration.worker_cdc.helpers import (
+    InProcessWorker,
+    free_port,
+    make_spec,
+    run_worker_once,
+    wait_equal,
+)
 from tests.integration.worker_cdc.slot_servers import invalidate_slots, private_server_dsn  # noqa: F401
 from zdtp_worker.contract.errors import DataError, ExitCode
 from zdtp_worker.control.names import slot_name
@@ -144,7 +150,7 @@ def test_schema_changes_while_streaming(source_dsn: str, target_dsn: str) -> Non
 
 def test_recreated_slot_is_a_gap_not_a_silent_skip(source_dsn: str, target_dsn: str) -> None:
     run(source_dsn, "CREATE TABLE g (id int PRIMARY KEY, v text)")
-    spec = make_spec(["g"])
+    spec = make_spec(["g"], health_port=free_port())  # run_worker_once serves probes: no fixed port
     worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
     try:
         run(source_dsn, "INSERT INTO g VALUES (1, 'a')")
@@ -172,7 +178,7 @@ def test_invalidated_slot_is_a_data_error_not_a_retry(private_server_dsn: str) -
     source = private_server_dsn.rsplit("/", 1)[0] + "/src"
     target = private_server_dsn.rsplit("/", 1)[0] + "/tgt"
     run(source, "CREATE TABLE t (id int PRIMARY KEY)")
-    spec = make_spec(["t"])
+    spec = make_spec(["t"], health_port=free_port())
     worker = InProcessWorker(spec, source, target).start().wait_streaming()
     try:
         run(source, "INSERT INTO t VALUES (1)")
