@@ -20,6 +20,23 @@ from typing import Any
 from zdtp_provider.config import SyncTaskConfig, load_config
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Everything written to stdout meanwhile goes to stderr, at the descriptor level: Airflow's
+    log handlers hold their own reference to stdout, so ``redirect_stdout`` alone misses them.
+    stdout stays for the report (``-o json`` must parse)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _conn_dsn(conn_id: str) -> str | None:
     from airflow.sdk import BaseHook
 
@@ -32,7 +49,7 @@ def _conn_dsn(conn_id: str) -> str | None:
 
 
 def _dsn(explicit: str | None, env: str, conn_id: str | None) -> str | None:
-    return explicit or os.environ.get(env) or (_conn_dsn(conn_id) if conn_id else None)
+    return explicit or (os.environ.get(env) if env else None) or (_conn_dsn(conn_id) if conn_id else None)
 
 
 def _hook(args: argparse.Namespace, config: SyncTaskConfig | None):
@@ -63,8 +80,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def cmd_teardown(args: argparse.Namespace) -> int:
     task, config, namespace = _target(args, args.ref)
-    # Log lines (Airflow's logging writes to stdout) go to stderr: stdout is the report only.
-    with contextlib.redirect_stdout(sys.stderr):
+    with _stdout_to_stderr():
         report = _teardown(args, task=task, config=config, namespace=namespace)
     if args.output == "json":
         print(json.dumps(report, indent=2))
@@ -101,6 +117,51 @@ def _teardown(
     )
 
 
+def _configs(ref: str | None) -> list[SyncTaskConfig]:
+    from zdtp_provider.sync_files import load_folder
+
+    path = Path(ref or os.environ.get("ZDTP_SYNCS_DIR") or "dags/syncs")
+    if path.is_file():
+        return [load_config(path)]
+    found = load_folder(path)
+    for bad, message in found.errors.items():
+        print(f"zdtp: skipping {bad}: {message.splitlines()[0]}", file=sys.stderr)
+    return sorted(found.valid.values(), key=lambda c: c.name)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from zdtp_provider.operators.teardown import resolve_target_tables
+    from zdtp_provider.status import status_line, task_status
+
+    single = args.ref is not None and Path(args.ref).is_file()
+    rows = []
+    with _stdout_to_stderr():
+        for config in _configs(args.ref):
+            # Explicit DSNs only make sense for one file; a folder uses each task's connections.
+            source = _dsn(
+                args.source_dsn if single else None,
+                "ZDTP_SOURCE_DSN" if single else "",
+                config.source_conn_id,
+            )
+            target = _dsn(
+                args.target_dsn if single else None,
+                "ZDTP_TARGET_DSN" if single else "",
+                config.target_conn_id,
+            )
+            tables = resolve_target_tables(config.model_dump(mode="json"), source) if config.include else None
+            rows.append(
+                task_status(
+                    config, hook=_hook(args, config), source_dsn=source, target_dsn=target, tables=tables
+                )
+            )
+    if args.output == "json":
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        for row in rows:
+            print(status_line(row))
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     """Register ``teardown`` (and ``status``) on the ``zdtp`` parser's subcommands."""
     t = sub.add_parser("teardown", help="remove a sync task's workers, slot, publication and state")
@@ -110,3 +171,8 @@ def add_commands(sub: Any) -> None:
     t.add_argument("--timeout", type=float, default=120, help="seconds to wait for objects to go")
     t.add_argument("-o", "--output", choices=["text", "json"], default="text")
     t.set_defaults(func=cmd_teardown)
+    s = sub.add_parser("status", help="one line per sync task: stream, lag, retained WAL, last copy/verify")
+    s.add_argument("ref", metavar="FILE|DIR", nargs="?", help="default: $ZDTP_SYNCS_DIR or dags/syncs")
+    _common(s)
+    s.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    s.set_defaults(func=cmd_status)

@@ -60,15 +60,27 @@ def task_status(
     source_dsn: str | None,
     target_dsn: str | None,
     tables: list[str] | None = None,
-    health_port: int = 8080,
 ) -> dict[str, Any]:
-    """The status of one sync task (``config``: its SyncTaskConfig)."""
+    """The status of one sync task (``config``: its SyncTaskConfig); ``tables``: its target
+    tables when the config selects by ``include`` (else the listed ones are used)."""
+    out: dict[str, Any] = {"task": config.name, "mode": config.mode, "namespace": config.namespace}
+    out["errors"] = []
+    for part in (_kube_part, _source_part, _target_part):
+        try:
+            part(out, config, hook=hook, source_dsn=source_dsn, target_dsn=target_dsn, tables=tables)
+        except Exception as exc:  # one unreachable side must not hide the others
+            out["errors"].append(
+                f"{part.__name__.strip('_')}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            )
+    out["last_verify"] = last_verify(config.dag_id) if config.mode != "incremental" else None
+    return out
+
+
+def _kube_part(out: dict[str, Any], config: Any, *, hook: Any, health_port: int = 8080, **_: Any) -> None:
     from zdtp_provider.triggers.health import stream_health
     from zdtp_provider.workload import deployment_name
 
-    out: dict[str, Any] = {"task": config.name, "mode": config.mode, "namespace": config.namespace}
-    streams = config.mode != "full"
-    if hook is not None and streams:
+    if hook is not None and config.mode != "full":
         health = stream_health(
             hook,
             name=deployment_name(config.name),
@@ -86,15 +98,76 @@ def task_status(
         out["restarts"] = sum((health.get("restarts") or {}).values()) if dep_found else None
         out["lag_seconds"] = health.get("lag_seconds")
         out["problems"] = [r for r in health["reasons"] if not r.startswith("lag ")]
+
+
+def _source_part(
+    out: dict[str, Any], config: Any, *, source_dsn: str | None, target_dsn: str | None, **_: Any
+) -> None:
     slot = task_stream_name(config.name)
-    if source_dsn and streams:
+    if source_dsn and config.mode != "full":
         wal = wal_check(task=config.name, slot=slot, source_dsn=source_dsn, target_dsn=target_dsn)
         out["slot"] = "missing" if not wal["exists"] else ("active" if wal["active"] else "inactive")
         out["retained_wal_bytes"] = wal.get("retained_wal_bytes")
         out["lag_bytes"] = wal.get("unconfirmed_bytes")
         out["wal_verdict"] = wal["verdict"]
+
+
+def _target_part(
+    out: dict[str, Any], config: Any, *, target_dsn: str | None, tables: list[str] | None, **_: Any
+) -> None:
     if target_dsn:
+        slot = task_stream_name(config.name)
         state = db.target_status(target_dsn, stream=slot, tables=list(tables or config.tables))
         out["applied"] = state["applied"]
         out["last_full_run"] = state["last_full_run"]
-    return out
+
+
+def last_verify(dag_id: str) -> dict[str, Any] | None:
+    """The last ``verify`` task of the DAG as Airflow recorded it (state, end); ``None`` if unknown."""
+    try:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        with create_session() as session:
+            ti = session.scalars(
+                select(TaskInstance)
+                .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == "verify")
+                .where(TaskInstance.end_date.is_not(None))
+                .order_by(TaskInstance.end_date.desc())
+                .limit(1)
+            ).first()
+            if ti is None:
+                return None
+            return {"state": str(ti.state), "finished": ti.end_date.isoformat(), "run_id": ti.run_id}
+    except Exception:  # no metadata DB reachable from here: unknown, not an error of the sync
+        return None
+
+
+def _mib(n: Any) -> str:
+    return "-" if n is None else f"{n / 1048576:.1f}MiB"
+
+
+def status_line(s: dict[str, Any]) -> str:
+    """One line of ``zdtp status`` for a :func:`task_status` dict."""
+    parts = [f"{s['task']:<24}", f"{s['mode']:<16}"]
+    if s["mode"] != "full":
+        restarts = "-" if s.get("restarts") is None else s["restarts"]
+        parts.append(f"deploy={s.get('deployment', '?')} restarts={restarts}")
+        lag = s.get("lag_seconds")
+        lag_bytes = s.get("lag_bytes")
+        parts.append(
+            f"lag={'-' if lag is None else f'{lag:.1f}s'}/{'-' if lag_bytes is None else f'{lag_bytes}B'}"
+        )
+        parts.append(
+            f"slot={s.get('slot', '?')} wal={_mib(s.get('retained_wal_bytes'))}({s.get('wal_verdict', '?')})"
+        )
+    full = s.get("last_full_run")
+    parts.append(
+        f"full={full['finished'][:19]} rows={full['rows']} chunks={full['chunks']}" if full else "full=-"
+    )
+    verify = s.get("last_verify")
+    parts.append(f"verify={verify['state']}@{verify['finished'][:19]}" if verify else "verify=-")
+    if s.get("errors"):
+        parts.append("errors: " + "; ".join(s["errors"]))
+    return "  ".join(parts)
