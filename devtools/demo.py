@@ -75,7 +75,7 @@ def reset_databases(server) -> None:
 
 
 def compare(server) -> list:
-    from zdtp_provider.run_checks import compare_tables
+    from zdtp_provider.database_steps import compare_tables
 
     return compare_tables(
         source_dsn=server.dsn(SOURCE_DB), target_dsn=server.dsn(TARGET_DB), tables=TABLES, level="checksum"

@@ -11,7 +11,7 @@ Shape by mode:
   queue-drain)
 * ``incremental``: ``prepare_stream`` → ``stream`` (IncrementalSyncOperator Deployment)
 * ``full+incremental``: ``prepare_stream`` → ``plan`` → ``copy`` → ``verify`` → ``stream``;
-  the slot exists before the copy, the stream starts after it (see ``run_checks``).
+  the slot exists before the copy, the stream starts after it (see ``database_steps``).
 
 ``verify`` carries the target tables as Asset outlets so downstream DAGs can be scheduled on
 fresh data; tables picked by ``include`` patterns are emitted through an AssetAlias.
@@ -254,7 +254,7 @@ def _verify_task(config: SyncTaskConfig):
     @task(task_id=VERIFY_TASK, outlets=[*static, alias])
     def verify(plan: list[dict[str, Any]]) -> dict[str, Any]:
         """Compare source and target per table (``verify`` level) and summarise the run."""
-        from zdtp_provider.run_checks import compare_tables, planned_tables
+        from zdtp_provider.database_steps import compare_tables, planned_tables
         from zdtp_worker.contract.spec import WorkerSpec
 
         context = get_current_context()
@@ -288,8 +288,8 @@ def _prepare_stream_task(base: SyncTaskConfig):
     @task(task_id=PREPARE_STREAM_TASK, multiple_outputs=True)
     def prepare_stream() -> dict[str, Any]:
         """Check the source can stream and create publication + slot before anything is copied."""
+        from zdtp_provider.database_steps import prepare_stream as prepare
         from zdtp_provider.planner import read_catalog
-        from zdtp_provider.run_checks import prepare_stream as prepare
         from zdtp_worker.contract.errors import WorkerError
 
         config = _run_config(base, get_current_context()["params"])

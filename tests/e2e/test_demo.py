@@ -19,7 +19,7 @@ import pytest
 
 from devtools.postgres import ensure_server
 from tests.conftest import REPO, STATE_DIR
-from zdtp_provider.run_checks import compare_tables
+from zdtp_provider.database_steps import compare_tables
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.postgres, pytest.mark.airflow]
 

@@ -125,7 +125,7 @@ def test_worker_only_drivers_are_unreachable_from_the_provider() -> None:
 def test_the_walk_sees_real_imports() -> None:
     """Guard against a walk that passes because it finds nothing."""
     edges, start = _graph()
-    assert "zdtp_provider.run_checks" in start
-    assert "zdtp_worker.control.verify" in edges["zdtp_provider.run_checks"]
+    assert "zdtp_provider.database_steps" in start
+    assert "zdtp_worker.control.verify" in edges["zdtp_provider.database_steps"]
     assert "psycopg" in edges["zdtp_worker.control.session"]
     assert "asyncpg" in _imports(REPO / "zdtp_worker" / "full" / "session.py")

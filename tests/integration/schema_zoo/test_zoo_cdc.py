@@ -18,8 +18,8 @@ import psycopg
 from tests.fixtures import digest, schema_zoo
 from tests.integration.schema_zoo import harness, workload
 from tests.integration.worker_cdc.helpers import wait_until
+from zdtp_provider.database_steps import prepare_stream
 from zdtp_provider.planner import read_catalog
-from zdtp_provider.run_checks import prepare_stream
 
 STREAM_TIMEOUT = 240  # seconds for the target to catch up (a stuck stream fails, never hangs)
 

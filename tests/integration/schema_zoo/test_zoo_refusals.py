@@ -15,8 +15,8 @@ import psycopg
 import pytest
 
 from tests.integration.schema_zoo import harness
+from zdtp_provider.database_steps import prepare_stream
 from zdtp_provider.planner import read_catalog
-from zdtp_provider.run_checks import prepare_stream
 from zdtp_worker.contract.errors import WorkerError
 
 EXIT_DATA = 65

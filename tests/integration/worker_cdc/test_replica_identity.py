@@ -117,8 +117,8 @@ def test_check_raises_and_fix_only_when_asked(source_dsn: str) -> None:
 
 def test_config_opt_in_lets_plan_pass_and_prepare_set_the_identity(source_dsn: str) -> None:
     from zdtp_provider.config import parse_config
+    from zdtp_provider.database_steps import prepare_stream
     from zdtp_provider.planner import PlanningError, check_streamable
-    from zdtp_provider.run_checks import prepare_stream
 
     with psycopg.connect(source_dsn, autocommit=True) as conn:
         conn.execute(SCHEMA)

@@ -1,6 +1,7 @@
-"""Database-side steps of a sync run that happen on the Airflow worker, not in a pod. The
-database work itself is :mod:`zdtp_worker.control` (psycopg 3 only); this module adapts it to the
-provider's sync-task config.
+"""The database steps of a sync run that the Airflow worker itself performs (no pod): stream
+preparation before the copy and the source/target comparison after it. The database work
+itself is :mod:`zdtp_worker.control` (psycopg 3 only); this module adapts it to the provider's
+sync-task config.
 
 - :func:`compare_tables` — after the copy: row counts (or checksums) source vs target.
 - :func:`prepare_stream` — before a full+incremental copy: publication and logical slot, so every
