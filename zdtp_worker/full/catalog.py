@@ -84,6 +84,15 @@ WHERE n.nspname = $1 AND c.relname = $2
 """
 _COLUMNS_SQL = columns_sql("$1")
 _PK_SQL = key_columns_sql("$1")
+# Column field <- catalog query column (the shared query names them after pg_attribute).
+_COLUMN_FIELDS = {
+    "name": "attname",
+    "type_sql": "type_sql",
+    "type_oid": "type_oid",
+    "category": "category",
+    "not_null": "attnotnull",
+    "generated": "generated",
+}
 # Unique indexes that identify every row (no predicate, no expression, all columns NOT NULL),
 # fewest columns first: the planner's rule for a table without a primary key.
 _UNIQUE_KEYS_SQL = """
@@ -128,17 +137,7 @@ async def read_table(
     pk_cols = tuple(r["attname"] for r in await conn.fetch(_PK_SQL, row["oid"]))
     return TableInfo(
         name=table,
-        columns=tuple(
-            Column(
-                name=c["attname"],
-                type_sql=c["type_sql"],
-                type_oid=c["type_oid"],
-                category=c["category"],
-                not_null=c["attnotnull"],
-                generated=c["generated"],
-            )
-            for c in cols
-        ),
+        columns=tuple(Column(**{field: c[col] for field, col in _COLUMN_FIELDS.items()}) for c in cols),
         pk=pk_cols,
         est_rows=int(row["reltuples"]),
         size_bytes=int(row["size"]),
