@@ -54,7 +54,7 @@ def test_partitioned_table_streams_and_restarts_after_clean_stop(source_dsn: str
     run(target_dsn, ddl)
     spec = make_spec(["orders"])
     for round_ in range(3):  # restarts used to fail with "already member of publication"
-        worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
+        worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming(120)
         try:
             run(
                 source_dsn,
@@ -76,7 +76,7 @@ def test_keyless_full_table_streams_with_twins(source_dsn: str, target_dsn: str)
         "CREATE TABLE logbook (a int, b text)",
         "INSERT INTO logbook VALUES (1, 'twin'), (1, 'twin'), (NULL, NULL)",
     )
-    worker = InProcessWorker(make_spec(["logbook"]), source_dsn, target_dsn).start().wait_streaming()
+    worker = InProcessWorker(make_spec(["logbook"]), source_dsn, target_dsn).start().wait_streaming(120)
     try:
         run(
             source_dsn,
@@ -106,7 +106,7 @@ def test_schema_changes_while_streaming(source_dsn: str, target_dsn: str) -> Non
         "INSERT INTO items (id, qty, price, label)"
         " SELECT g, g, g / 4.0, 'l' || g FROM generate_series(1, 200) g",
     )
-    worker = InProcessWorker(make_spec(["items"]), source_dsn, target_dsn).start().wait_streaming()
+    worker = InProcessWorker(make_spec(["items"]), source_dsn, target_dsn).start().wait_streaming(120)
     cols = "id, qty, price, label, total, flag, note"
     try:
         run(
@@ -133,7 +133,7 @@ def test_schema_changes_while_streaming(source_dsn: str, target_dsn: str) -> Non
     assert tgt_last is not None and src_last is not None and tgt_last[0] >= src_last[0] == 202
     # A lossy change stops the stream with 65, naming the column and both types.
     spec = make_spec(["items"])
-    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
+    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming(120)
     run(
         source_dsn,
         "ALTER TABLE items ALTER COLUMN price TYPE numeric(16,2)",
@@ -151,7 +151,7 @@ def test_schema_changes_while_streaming(source_dsn: str, target_dsn: str) -> Non
 def test_recreated_slot_is_a_gap_not_a_silent_skip(source_dsn: str, target_dsn: str) -> None:
     run(source_dsn, "CREATE TABLE g (id int PRIMARY KEY, v text)")
     spec = make_spec(["g"], health_port=free_port())  # run_worker_once serves probes: no fixed port
-    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
+    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming(120)
     try:
         run(source_dsn, "INSERT INTO g VALUES (1, 'a')")
         wait_equal(source_dsn, target_dsn, ["g"], worker=worker)
@@ -179,7 +179,7 @@ def test_invalidated_slot_is_a_data_error_not_a_retry(private_server_dsn: str) -
     target = private_server_dsn.rsplit("/", 1)[0] + "/tgt"
     run(source, "CREATE TABLE t (id int PRIMARY KEY)")
     spec = make_spec(["t"], health_port=free_port())
-    worker = InProcessWorker(spec, source, target).start().wait_streaming()
+    worker = InProcessWorker(spec, source, target).start().wait_streaming(120)
     try:
         run(source, "INSERT INTO t VALUES (1)")
         wait_equal(source, target, ["t"], worker=worker)
@@ -206,7 +206,7 @@ def test_full_incremental_rerun_heals_an_invalidated_slot(private_server_dsn: st
     target = private_server_dsn.rsplit("/", 1)[0] + "/tgt"
     run(source, "CREATE TABLE t (id int PRIMARY KEY, v text)")
     spec = make_spec(["t"])
-    worker = InProcessWorker(spec, source, target).start().wait_streaming()
+    worker = InProcessWorker(spec, source, target).start().wait_streaming(120)
     try:
         run(source, "INSERT INTO t VALUES (1, 'a')")
         wait_equal(source, target, ["t"], worker=worker)
@@ -222,7 +222,7 @@ def test_full_incremental_rerun_heals_an_invalidated_slot(private_server_dsn: st
         rows = src.execute("SELECT id, v FROM t").fetchall()
         tgt.execute("TRUNCATE t")
         tgt.cursor().executemany("INSERT INTO t VALUES (%s, %s)", rows)
-    worker = InProcessWorker(spec, source, target).start().wait_streaming()
+    worker = InProcessWorker(spec, source, target).start().wait_streaming(120)
     try:
         run(source, "INSERT INTO t VALUES (3, 'after the re-run')")
         wait_equal(source, target, ["t"], worker=worker)
@@ -246,7 +246,7 @@ def test_identity_always_and_generated_values_sent_by_someone_elses_publication(
     # A DBA's publication that sends stored generated values (PG 18): the target must not write them.
     run(source_dsn, "CREATE PUBLICATION theirs FOR TABLE acct WITH (publish_generated_columns = stored)")
     spec = make_spec(["acct"], publication="theirs")
-    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
+    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming(120)
     try:
         run(
             source_dsn,
@@ -266,7 +266,7 @@ def test_worker_exports_slot_figures_and_reports_tables_outside_the_stream(
 
     run(source_dsn, "CREATE TABLE kept (id int PRIMARY KEY)")
     spec = make_spec(["kept"], include=["public.*"])
-    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming()
+    worker = InProcessWorker(spec, source_dsn, target_dsn).start().wait_streaming(120)
     try:
         metrics = worker.metrics
         assert metrics is not None
@@ -349,7 +349,7 @@ def test_drop_and_rename_column_while_streaming_keep_every_value(source_dsn: str
     rows = "INSERT INTO people SELECT g, 'n' || g, 'k' || g, g FROM generate_series(1, 100) g"
     run(source_dsn, ddl, rows)
     run(target_dsn, ddl, rows)
-    worker = InProcessWorker(make_spec(["people"]), source_dsn, target_dsn).start().wait_streaming()
+    worker = InProcessWorker(make_spec(["people"]), source_dsn, target_dsn).start().wait_streaming(120)
     try:
         run(
             source_dsn,
