@@ -270,6 +270,8 @@ def main() -> int:
         "ZDTP_SYNCS_DIR": str(syncs),
         "AIRFLOW_CONN_ZDTP_DEMO_SOURCE": conn(SOURCE_DB),
         "AIRFLOW_CONN_ZDTP_DEMO_TARGET": conn(TARGET_DB),
+        # A busy machine can take longer than Airflow's 30 s to import the DAG file the first time.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
     }
     if (home / "airflow.db").exists():
         (home / "airflow.db").unlink()

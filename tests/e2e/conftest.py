@@ -88,5 +88,8 @@ def sync_env(airflow_k8s: Path, tmp_path: Path, source_dsn: str, target_dsn: str
         "ZDTP_SYNCS_DIR": str(syncs),
         "AIRFLOW_CONN_ZT_SOURCE": conn_json(source_dsn),
         "AIRFLOW_CONN_ZT_TARGET": conn_json(target_dsn),
+        # The 30 s default is about parse cost, which tests/e2e/airflow_cli measures; on a busy
+        # 2-core test machine the first kubernetes_asyncio import alone was seen to exceed it.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
     }
     return SyncEnv(syncs=syncs, home=airflow_k8s, env=env)
