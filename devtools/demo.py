@@ -226,7 +226,8 @@ def main() -> int:
 
     step("Kubernetes dev cluster")
     kubeconfig = ensure_cluster()
-    say(f"    control plane up; kubeconfig {kubeconfig.relative_to(REPO)}")
+    shown = kubeconfig.relative_to(REPO) if kubeconfig.is_relative_to(REPO) else kubeconfig  # ZDTP_KUBECONFIG
+    say(f"    control plane up; kubeconfig {shown}")
     real_image = None
     try:
         node = ensure_real_node()
