@@ -5,6 +5,8 @@
   succeeded Job is reused; a failed one is deleted and re-created — the worker resumes from the
   checkpoints in the target, so only unfinished chunks run again;
 * waits deferrably (ZdtpJobTrigger, whose ``on_kill`` deletes the Job) or in-process;
+* logs the workers' progress lines while it waits (polled, ``_progress``) or, deferred, the last
+  ones when it resumes;
 * reports per-index / per-pod outcomes (exit codes, worker result summaries) as its XCom;
 * deletes a succeeded Job (Foreground: pods and Secret too) and keeps a failed one to debug.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk import Context
@@ -33,11 +36,16 @@ from zdtp_provider.k8s.status import (
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
 from zdtp_provider.operators._inputs import default_deferrable
 from zdtp_provider.operators._kube_operator import ZdtpKubeOperator
+from zdtp_provider.operators._progress import ProgressTail
 from zdtp_provider.triggers.job import ZdtpJobTrigger
 from zdtp_provider.workload import Rendered
 
 JOB_STATE_KEY = "zdtp_job"
 DELETE_WAIT_SECONDS = 120
+# Progress lines while waiting: pod logs are read at most this often, not every status poll.
+PROGRESS_EVERY_SECONDS = 10.0
+# On resume after deferral: the last lines per pod (the trigger itself logs nothing).
+RESUME_TAIL_LINES = 10
 
 
 class JobKilled(AirflowException):
@@ -78,6 +86,7 @@ class JobLifecycleOperator(ZdtpKubeOperator):
         self._job_ref = (name, namespace)
         if event["status"] == "error":
             raise AirflowException(f"waiting for Job {namespace}/{name} failed: {event.get('message')}")
+        self._log_progress(name, namespace, tail_lines=RESUME_TAIL_LINES)
         return self._conclude(name, namespace, context)
 
     def on_kill(self) -> None:
@@ -139,14 +148,34 @@ class JobLifecycleOperator(ZdtpKubeOperator):
             time.sleep(1)
 
     def _wait(self, name: str, namespace: str) -> None:
+        next_progress = time.monotonic()
         while not self._killed:
             job = self.hook.read_job(name, namespace)
             if job is None and not self._killed:
                 raise AirflowException(f"Job {namespace}/{name} was deleted while the task waited for it")
-            if job is not None and job_phase(job) != "running":
+            done = job is not None and job_phase(job) != "running"
+            if done or time.monotonic() >= next_progress:
+                self._log_progress(name, namespace, job=job)
+                next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
+            if done:
                 return
             time.sleep(self.poll_interval)
         raise JobKilled(f"task was killed; Job {namespace}/{name} was deleted")
+
+    @cached_property
+    def _progress(self) -> ProgressTail:
+        return ProgressTail(self.hook.core_v1_client.read_namespaced_pod_log)
+
+    def _log_progress(self, name: str, namespace: str, *, job: V1Job | None = None, **tail: int) -> None:
+        """Log the workers' new progress lines; never fails the task (logs are best effort)."""
+        try:
+            job = job or self.hook.read_job(name, namespace)
+            lines = self._progress.read(self.hook.job_pods(job), **tail) if job else []
+        except Exception as exc:
+            self.log.debug("no worker log lines for Job %s/%s: %s", namespace, name, exc)
+            return
+        for line in lines:
+            self.log.info("%s", line)
 
     def _conclude(self, name: str, namespace: str, context: Context) -> dict[str, Any]:
         job = self.hook.read_job(name, namespace)
