@@ -1,6 +1,9 @@
 """``zdtp_maintenance``: zdtp objects left by sync tasks whose file is gone from ``dags/syncs``.
 
-Runs daily and on demand. It reports every such Deployment, Job, Pod, Secret, ConfigMap,
+Runs daily and on demand. Triggered with the param ``teardown`` (sync task names), its
+``teardown`` task removes those tasks' workers, slot, publication and state, like ``zdtp
+teardown FILE`` (their files stay: delete them, or the next run recreates everything).
+ It reports every such Deployment, Job, Pod, Secret, ConfigMap,
 replication slot, publication and ``zdtp`` state row (the task's XCom and log); triggered with the
 param ``remove`` = true it also removes them (what ``zdtp teardown`` removes for a live task). It
 looks in the namespaces and connections the remaining sync tasks use, plus the ones given as
@@ -39,6 +42,13 @@ with DAG(
         "source_conn_ids": Param([], type="array", items={"type": "string"}, title="More sources"),
         "target_conn_ids": Param([], type="array", items={"type": "string"}, title="More targets"),
         "kubernetes_conn_id": Param("kubernetes_default", type="string", title="Kubernetes connection"),
+        "teardown": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            title="Tear down sync tasks",
+            description="Names of sync tasks (files still present) to remove everything of.",
+        ),
     },
 ) as dag:
 
@@ -68,4 +78,27 @@ with DAG(
             print(f"removed {line}")
         return report
 
+    @task(task_id="teardown")
+    def teardown() -> list[dict[str, Any]]:
+        """Remove everything of the sync tasks named in the ``teardown`` param."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from zdtp_provider.hooks.connection import KubeConnection
+        from zdtp_provider.maintenance import teardown_declared
+
+        names = get_current_context()["params"]["teardown"]
+        if not names:
+            raise AirflowSkipException("param teardown names no sync task")
+        reports = teardown_declared(
+            SYNCS_DIR, names, hook_for=lambda conn_id: KubeConnection(conn_id=conn_id).hook(), dsn=_dsn
+        )
+        for report in reports:
+            for line in report["removed"] or ["nothing left"]:
+                print(f"{report['task']}: removed {line}")
+            for line in report["kept"]:
+                print(f"{report['task']}: kept {line} (not created by zdtp)")
+            print(report["note"])
+        return reports
+
     leftovers()
+    teardown()

@@ -88,3 +88,36 @@ def maintain(
             if key:
                 done.add(key)
     return report
+
+
+def teardown_declared(
+    folder: Path, tasks: Iterable[str], *, hook_for: Callable[[str], Any], dsn: Callable[[str], str]
+) -> list[dict[str, Any]]:
+    """Teardown of sync tasks whose file is still in ``folder`` (from the UI: the maintenance
+    DAG's ``teardown`` param). Each uses its own config: namespace, connections, tables.
+
+    The file stays: the next run of its DAG would create everything again, so the report says
+    to delete (or pause) it. ``hook_for`` builds the Kubernetes hook of a connection id.
+    """
+    from zdtp_provider.operators.teardown import resolve_target_tables
+    from zdtp_provider.teardown import teardown_task
+
+    configs = {c.name: (p, c) for p, c in load_folder(folder).valid.items()}
+    unknown = [t for t in tasks if t not in configs]
+    if unknown:
+        raise ValueError(f"no valid sync-task file declares {', '.join(unknown)} (in {folder})")
+    reports = []
+    for name in tasks:
+        path, config = configs[name]
+        source, target = dsn(config.source_conn_id), dsn(config.target_conn_id)
+        report = teardown_task(
+            hook=hook_for(config.kubernetes_conn_id),
+            task=name,
+            namespace=config.namespace,
+            source_dsn=source,
+            target_dsn=target,
+            target_tables=resolve_target_tables(config.model_dump(mode="json"), source),
+        )
+        report["note"] = f"{path} still declares {name}: delete or pause its DAG, or a run recreates it"
+        reports.append(report)
+    return reports

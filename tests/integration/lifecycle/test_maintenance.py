@@ -95,6 +95,17 @@ def test_maintenance_dag_reports_then_removes_leftovers_of_deleted_files(
     rows = state_rows(target_dsn, gone, "public.tg")
     assert rows["cdc_state"] == 0 and rows["work_queue"] == 0
     assert state_rows(target_dsn, kept, "public.tk")["cdc_state"] == 1
+    assert removed.state("teardown") == "skipped"
+
+    # From the UI: the teardown param removes a task whose file is still there, from its config.
+    torn = _run(syncs, {"teardown": [kept]}, env)
+    assert torn.state("teardown") == "success", torn.output[-3000:]
+    (report,) = torn.xcom("teardown")
+    assert "still declares" in report["note"]
+    assert not [o for o in kube_objects(hook, namespace=namespace) if o["task"] == kept]
+    slots, pubs = catalog_names(source_dsn)
+    assert task_stream_name(kept) not in slots and task_stream_name(kept) not in pubs
+    assert set(state_rows(target_dsn, kept, "public.tk").values()) == {0}, "full state by config tables too"
 
 
 def test_an_unreadable_sync_file_blocks_removal(source_dsn, target_dsn, tmp_path) -> None:
