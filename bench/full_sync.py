@@ -1,12 +1,17 @@
-"""Benchmark: ``zdtp-worker full`` against a ``psql COPY binary | psql COPY`` pipe, same server,
-same run.
+"""Benchmark: ``zdtp-worker full`` against a ``psql COPY binary | psql COPY`` pipe and against
+``pgcopydb clone``, same server, same run.
 
 Both copy the same source table (default 5M rows of bigint, text, timestamptz, numeric, int) into
 a fresh target table with the same primary key. The worker runs as a real subprocess
 (``python -m zdtp_worker full``: 1 worker, default chunking, checkpoints on, verify=count), so its
 figure includes interpreter start-up, planning and per-chunk commits. Runs are interleaved
-(psql, zdtp, psql, zdtp, ...) to share the machine's noise. Prints each run and
-``ratio = zdtp rows/s / psql-pipe rows/s`` over the medians.
+(psql, pgcopydb, zdtp, psql, ...) to share the machine's noise; every run gets a fresh target
+database. Prints each run and ``ratio = zdtp rows/s / reference rows/s`` over the medians.
+
+``pgcopydb clone`` (Debian's package, run with the server's own ``pg_dump``/``pg_restore`` first on
+PATH) copies the whole source database: schema, data, then the primary key, then ``VACUUM
+ANALYZE`` — like zdtp it creates the table and builds the key after the load; unlike zdtp it also
+vacuums and has no checkpoints. ``--no-pgcopydb`` leaves it out.
 
 Usage: ``.venv/bin/python bench/full_sync.py [--rows 5000000] [--runs 3] [--chunk-rows 250000]``
 """
@@ -17,9 +22,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -82,6 +89,32 @@ def psql_pipe(src_dsn: str, tgt_dsn: str) -> float:
     return elapsed
 
 
+def pgcopydb_clone(src_dsn: str, tgt_dsn: str) -> float:
+    """``pgcopydb clone`` of the source database into the (empty) target database."""
+    env = {**os.environ, "PATH": f"{pg_bin_dir()}:{os.environ.get('PATH', '')}"}
+    with tempfile.TemporaryDirectory(prefix="zdtp-bench-pgcopydb-") as work:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [
+                *("pgcopydb", "clone", "--source", src_dsn, "--target", tgt_dsn),
+                *("--dir", f"{work}/clone", "--no-owner", "--no-acl", "--skip-large-objects"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        elapsed = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"pgcopydb failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return elapsed
+
+
+def _count(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM public.bench").fetchone()
+    return int(row[0]) if row else 0
+
+
 def zdtp_worker(src_dsn: str, tgt_dsn: str, *, chunk_rows: int, streams: int = 1) -> tuple[float, dict]:
     spec = {
         "mode": "full",
@@ -120,7 +153,11 @@ def main() -> None:
     ap.add_argument(
         "--streams", type=int, nargs="+", default=[1], help="zdtp variants: pipelines inside the one worker"
     )
+    ap.add_argument("--no-pgcopydb", action="store_true", help="leave the pgcopydb reference out")
     args = ap.parse_args()
+    with_pgcopydb = not args.no_pgcopydb
+    if with_pgcopydb and shutil.which("pgcopydb") is None:
+        raise SystemExit("pgcopydb is not installed (dev/system-packages.sh), or pass --no-pgcopydb")
 
     server = ensure_server(REPO / ".zdtp" / "pg")
     admin = server.dsn()
@@ -134,8 +171,10 @@ def main() -> None:
             conn.execute("VACUUM ANALYZE public.bench")
             size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('public.bench'))").fetchone()
         loaded = time.perf_counter() - t0
+        print(f"load average before the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"source: {args.rows:,} rows, {size[0] if size else '?'}, loaded in {loaded:.1f}s")
         psql_rates: list[float] = []
+        pgcopydb_rates: list[float] = []
         zdtp_rates: dict[int, list[float]] = {s: [] for s in args.streams}
         for i in range(args.runs):
             tgt = _db(admin, "bench_psql")
@@ -144,7 +183,17 @@ def main() -> None:
             finally:
                 _drop(admin, tgt)
             psql_rates.append(args.rows / secs)
-            print(f"run {i + 1}: psql pipe   {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s")
+            print(f"run {i + 1}: psql pipe   {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s", flush=True)
+            if with_pgcopydb:
+                tgt = _db(admin, "bench_pgcopydb")
+                try:
+                    secs = pgcopydb_clone(src_dsn, server.dsn(tgt))
+                    copied = _count(server.dsn(tgt))
+                finally:
+                    _drop(admin, tgt)
+                assert copied == args.rows, copied
+                pgcopydb_rates.append(args.rows / secs)
+                print(f"run {i + 1}: pgcopydb    {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s", flush=True)
             for streams in args.streams:
                 tgt = _db(admin, "bench_zdtp")
                 try:
@@ -157,15 +206,22 @@ def main() -> None:
                 zdtp_rates[streams].append(args.rows / secs)
                 print(
                     f"run {i + 1}: zdtp s={streams}   {secs:6.2f}s  {args.rows / secs:>10,.0f} rows/s"
-                    f"  ({result['chunks']} chunks, worker-internal {result['seconds']:.2f}s)"
+                    f"  ({result['chunks']} chunks, worker-internal {result['seconds']:.2f}s)",
+                    flush=True,
                 )
         p = statistics.median(psql_rates)
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+        print(f"load average after the runs: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"median psql pipe: {p:,.0f} rows/s")
+        c = statistics.median(pgcopydb_rates) if pgcopydb_rates else None
+        if c:
+            print(f"median pgcopydb clone: {c:,.0f} rows/s")
         for streams, rates in zdtp_rates.items():
             z = statistics.median(rates)
             print(f"median zdtp-worker (1 worker, streams={streams}): {z:,.0f} rows/s")
             print(f"ratio (streams={streams}) = zdtp rows/s / psql-pipe rows/s = {z / p:.2f}")
+            if c:
+                print(f"ratio (streams={streams}) = zdtp rows/s / pgcopydb rows/s = {z / c:.2f}")
     finally:
         _drop(admin, src)
 
