@@ -32,9 +32,11 @@ def get_provider_info() -> dict[str, Any]:
                     "zdtp_provider.operators.full",
                     "zdtp_provider.operators.job",
                     "zdtp_provider.operators.incremental",
+                    "zdtp_provider.operators.teardown",
                 ],
             }
         ],
+        "extra-links": ["zdtp_provider.links.WorkerObjectLink"],
         "sensors": [{"integration-name": "zdtp", "python-modules": ["zdtp_provider.sensors.incremental"]}],
         "hooks": [{"integration-name": "zdtp", "python-modules": ["zdtp_provider.hooks.kubernetes"]}],
         "triggers": [
