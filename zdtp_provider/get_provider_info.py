@@ -36,7 +36,6 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
-        "extra-links": ["zdtp_provider.links.WorkerObjectLink"],
         "sensors": [{"integration-name": "zdtp", "python-modules": ["zdtp_provider.sensors.incremental"]}],
         "hooks": [{"integration-name": "zdtp", "python-modules": ["zdtp_provider.hooks.kubernetes"]}],
         "triggers": [
