@@ -304,7 +304,8 @@ def _operator(kind: str, spec: dict[str, Any], namespace: str):
     if kind == "FullSyncJobOperator":
         return FullSyncJobOperator(spec=spec, deferrable=False, **common), "spec"
     if kind == "QueueFullSyncJobOperator":
-        return QueueFullSyncJobOperator(spec=spec, work_queue="q", deferrable=False, **common), "spec"
+        # Its ``spec`` may be a whole plan (a list), so errors name the spec by its position.
+        return QueueFullSyncJobOperator(spec=spec, work_queue="q", deferrable=False, **common), "specs[0]"
     if kind == "IndexedFullSyncJobOperator":
         return IndexedFullSyncJobOperator(specs=[VALID_SPEC, spec], deferrable=False, **common), "specs[1]"
     return IncrementalSyncOperator(spec=spec, deferrable=False, **common), "spec"
