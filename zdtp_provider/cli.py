@@ -141,14 +141,20 @@ def _render_dsns(config: SyncTaskConfig) -> tuple[dict[str, str], str]:
     With the connections defined (Airflow connections or ``AIRFLOW_CONN_*``), the real DSNs: the
     Deployment's config hash then equals the one a run applies. Otherwise placeholders.
     """
+    from zdtp_provider.k8s.secret import QUEUE_KEY
     from zdtp_provider.operators._inputs import lookup_dsns
+    from zdtp_provider.queue_connection import resolve_queue_url
     from zdtp_provider.workload.sync_task import sync_task_options
 
     try:
-        return lookup_dsns(sync_task_options(config)), "values from the task's Airflow connections"
+        dsns = lookup_dsns(sync_task_options(config))
+        if config.queue_conn_id:  # queue_backend redis: the queue Jobs' Secret holds the URL too
+            dsns[QUEUE_KEY] = resolve_queue_url(config.queue_conn_id)
+        return dsns, "values from the task's Airflow connections"
     except Exception as exc:
         note = f"connections not readable ({redact_line(exc)}): placeholder values, config hash differs"
-        return {"source-dsn": REDACTED, "target-dsn": REDACTED}, note
+        queue = {QUEUE_KEY: REDACTED} if config.queue_conn_id else {}
+        return {"source-dsn": REDACTED, "target-dsn": REDACTED, **queue}, note
 
 
 # Passwords in a URL DSN or a key=value conninfo an error message may quote.

@@ -116,9 +116,13 @@ class SyncTaskConfig(_Strict):
     )
     queue_backend: Literal["postgres", "redis"] = Field(
         "postgres",
-        description="queue fan-outs: where the work queue lives: zdtp.work_queue in the target. redis is "
-        "refused here for now: the worker and QueueFullSyncJobOperator support it, the sync-task pods do not "
-        "get the Redis URL yet (docs/batch-patterns.md).",
+        description="queue fan-outs: where the work queue lives: zdtp.work_queue in the target, or a Redis "
+        "server named by `queue_conn_id` (docs/batch-patterns.md).",
+    )
+    queue_conn_id: str | None = Field(
+        None,
+        description="queue_backend redis: Airflow connection id (type redis) of the queue's Redis; its URL "
+        "reaches the pods only through the task's credentials Secret (ZDTP_QUEUE_DSN_FILE).",
     )
     schedule: str | None = Field(None, description="Cron expression or preset; none = on demand only.")
     schedule_on: Literal["airflow", "kubernetes"] = Field(
@@ -188,10 +192,10 @@ class SyncTaskConfig(_Strict):
             )
         return value
 
-    @field_validator("source_conn_id", "target_conn_id", "kubernetes_conn_id")
+    @field_validator("source_conn_id", "target_conn_id", "kubernetes_conn_id", "queue_conn_id")
     @classmethod
-    def _conn_id(cls, value: str) -> str:
-        if not _CONN_ID.match(value):
+    def _conn_id(cls, value: str | None) -> str | None:
+        if value is not None and not _CONN_ID.match(value):
             raise ValueError("must be an Airflow connection id (letters, digits, '_', '-', '.')")
         return value
 
@@ -247,9 +251,9 @@ class SyncTaskConfig(_Strict):
             raise ValueError(
                 "schedule_on kubernetes runs a full copy on a CronJob: needs mode full and a schedule"
             )
-        if self.queue_backend == "redis":
+        if (self.queue_backend == "redis") != bool(self.queue_conn_id):
             raise ValueError(
-                "queue_backend redis: not wired into sync-task pods yet (docs/batch-patterns.md)"
+                "queue_backend redis needs queue_conn_id (an Airflow redis connection), and only it takes one"
             )
         macros = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
         schedule = self.schedule or ""

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from kubernetes.client import V1ConfigMap, V1Secret
 
 from zdtp_provider.k8s.pod import CredentialsSource, SpecSource
-from zdtp_provider.k8s.secret import SPEC_ENV_MAX_BYTES, credentials_secret, spec_config_map
+from zdtp_provider.k8s.secret import (
+    QUEUE_KEY,
+    ROLE_KEYS,
+    SPEC_ENV_MAX_BYTES,
+    credentials_secret,
+    spec_config_map,
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,9 @@ def workload_inputs(
     credentials = user_secret
     if dsns:
         companions.append(credentials_secret(name=name, namespace=namespace, labels=labels, dsns=dsns))
-        credentials = CredentialsSource(secret_name=name)
+        # The default keys mount source and target; a queue URL adds ZDTP_QUEUE_DSN_FILE.
+        keys = dict(ROLE_KEYS) if QUEUE_KEY in dsns else None
+        credentials = CredentialsSource(secret_name=name, keys=keys)
         content.update({f"credentials/{k}": v for k, v in dsns.items()})
     elif user_secret:
         content["credentials/secret"] = user_secret.secret_name

@@ -29,6 +29,9 @@ from zdtp_worker.contract.envelope import CREDENTIALS_DIR, SPEC_DIR, dsn_file_en
 
 SOURCE_KEY = "source-dsn"
 TARGET_KEY = "target-dsn"
+# A queue fan-out's Redis URL (queue_backend redis), mounted like the DSNs: ZDTP_QUEUE_DSN_FILE.
+QUEUE_KEY = "queue-dsn"
+ROLE_KEYS = {"source": SOURCE_KEY, "target": TARGET_KEY, "queue": QUEUE_KEY}
 CREDENTIALS_VOLUME = "zdtp-credentials"
 SPEC_VOLUME = "zdtp-spec"
 # A user's Secret of CA/client certificates; connection strings point into it (see connections).
@@ -67,8 +70,9 @@ def credentials_secret(
     dsns: Mapping[str, str],
     owner: OwnerRef | None = None,
 ) -> V1Secret:
-    """A Secret holding DSNs under ``source-dsn`` / ``target-dsn`` keys."""
-    unknown = set(dsns) - {SOURCE_KEY, TARGET_KEY}
+    """A Secret holding DSNs under ``source-dsn`` / ``target-dsn`` (and a Redis URL under
+    ``queue-dsn``) keys."""
+    unknown = set(dsns) - set(ROLE_KEYS.values())
     if unknown:
         raise ValueError(f"unknown credential keys {sorted(unknown)}")
     return V1Secret(

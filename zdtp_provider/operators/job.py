@@ -14,6 +14,7 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
+from zdtp_provider.k8s.secret import QUEUE_KEY
 from zdtp_provider.operators import job_queue
 from zdtp_provider.operators._inputs import as_airflow_error, lookup_dsns
 from zdtp_provider.operators._job_lifecycle import JobKilled, JobLifecycleOperator
@@ -22,6 +23,7 @@ from zdtp_provider.operators._kube_operator import (
     PodArgumentsMixin,
     ZdtpKubeOperator,
 )
+from zdtp_provider.queue_connection import resolve_queue_url
 from zdtp_provider.workload import (
     Rendered,
     WorkloadOptions,
@@ -156,8 +158,11 @@ class QueueFullSyncJobOperator(FullSyncJobOperator):
     fails naming them (:mod:`zdtp_provider.operators.job_queue`). ``spec`` may then be the whole
     plan (a list of specs); the queue defaults to one per run of the task.
 
-    :param queue_backend: ``postgres`` (``zdtp.work_queue`` in the target) or ``redis``; pods read
-        the Redis URL from ``ZDTP_QUEUE_DSN_FILE`` (a Secret key), this task from ``queue_url``.
+    :param queue_backend: ``postgres`` (``zdtp.work_queue`` in the target) or ``redis``.
+    :param queue_conn_id: ``redis``: the Airflow ``redis`` connection of the queue. Its URL joins
+        the DSNs in the credentials Secret (pods read ``ZDTP_QUEUE_DSN_FILE``) and this task checks
+        the queue at the same URL. With ``credentials_secret`` instead, put the URL in that Secret
+        (``credentials_keys={"queue": ...}``) and give this task ``queue_url``.
     """
 
     template_fields: Sequence[str] = (*FullSyncJobOperator.template_fields, "work_queue")
@@ -171,6 +176,7 @@ class QueueFullSyncJobOperator(FullSyncJobOperator):
         pod_per_item: bool = False,
         enqueue: bool = False,
         queue_backend: str = "postgres",
+        queue_conn_id: str | None = None,
         queue_url: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -183,7 +189,24 @@ class QueueFullSyncJobOperator(FullSyncJobOperator):
         self.pod_per_item = pod_per_item
         self.enqueue = enqueue
         self.queue_backend = queue_backend
+        self.queue_conn_id = queue_conn_id
         self.queue_url = queue_url
+        if queue_backend not in ("postgres", "redis"):
+            raise AirflowException(f"queue_backend: 'postgres' or 'redis', got {queue_backend!r}")
+        if queue_backend == "redis" and not (queue_conn_id or queue_url):
+            raise AirflowException("queue_backend redis: give queue_conn_id (an Airflow redis connection)")
+        if queue_conn_id and self.credentials_secret:
+            raise AirflowException(
+                "queue_conn_id: the URL joins the Secret zdtp makes from source/target connections; with"
+                " credentials_secret put it in that Secret (credentials_keys 'queue') and pass queue_url"
+            )
+
+    def render_context(self, context: Context) -> dict[str, Any]:
+        """Adds the queue's Redis URL to the credentials Secret's data (looked up before any write)."""
+        ctx = super().render_context(context)
+        if self.queue_conn_id:
+            ctx["dsns"] = {**ctx["dsns"], QUEUE_KEY: resolve_queue_url(self.queue_conn_id)}
+        return ctx
 
     def _queue_spec(self, context: Context, worker: str) -> WorkerSpec:
         with as_airflow_error():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from zdtp_provider.k8s.secret import TARGET_KEY
+from zdtp_provider.k8s.secret import QUEUE_KEY, TARGET_KEY
 from zdtp_provider.k8s.status import job_failure_message, job_phase, pods_report
 from zdtp_provider.workload import WorkloadOptions, render_job
 from zdtp_provider.workload.batch import ENQUEUE_WORKER, QUEUE_WORKER, queue_spec
@@ -56,7 +56,8 @@ def enqueue(op: QueueFullSyncJobOperator, context: Context, spec: WorkerSpec, ct
 
 
 def check(op: QueueFullSyncJobOperator, context: Context, spec: WorkerSpec, dsns: dict[str, str]) -> str:
-    """Fail the task naming every item the Job left undone; the status line otherwise."""
+    """Fail the task naming every item the Job left undone; the status line otherwise. A Redis
+    queue is read at the URL the pods got (``dsns``' queue key), else at ``op.queue_url``."""
     queue = spec.full.queue or ""
     target = dsns.get(TARGET_KEY)
     if spec.full.queue_backend == "postgres" and not target:
@@ -65,7 +66,10 @@ def check(op: QueueFullSyncJobOperator, context: Context, spec: WorkerSpec, dsns
         )
     try:
         status = check_queue(
-            backend=spec.full.queue_backend, queue=queue, target_dsn=target, url=op.queue_url
+            backend=spec.full.queue_backend,
+            queue=queue,
+            target_dsn=target,
+            url=dsns.get(QUEUE_KEY) or op.queue_url,
         )
     except QueueIncomplete as exc:
         raise AirflowException(f"the Job ended but work is left: {exc}") from None

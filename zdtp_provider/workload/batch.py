@@ -17,6 +17,7 @@ from typing import Any
 
 from zdtp_provider.config import SyncTaskConfig
 from zdtp_provider.k8s.cronjob import cron_job, cron_job_name
+from zdtp_provider.k8s.secret import QUEUE_KEY
 from zdtp_provider.workload.options import WorkloadOptions
 from zdtp_provider.workload.render import Rendered, render_job, render_queue_job
 from zdtp_worker.contract.envelope import full_args
@@ -34,6 +35,11 @@ def is_batch(config: SyncTaskConfig) -> bool:
 JOB_RETRIES = 2  # FullSyncJobOperator's default job_retries
 ENQUEUE_WORKER = "enqueue"
 QUEUE_WORKER = "queue"
+
+
+def without_queue(dsns: Mapping[str, str] | None) -> dict[str, str] | None:
+    """``dsns`` less the queue's Redis URL: only a queue fan-out's enqueue and work Jobs get it."""
+    return None if dsns is None else {k: v for k, v in dsns.items() if k != QUEUE_KEY}
 
 
 def queue_spec(specs: Sequence[WorkerSpec], *, queue: str | None, backend: str, worker: str) -> WorkerSpec:
@@ -66,7 +72,7 @@ def render_batch_copy(
     ctx: dict[str, Any] = {
         "namespace": config.namespace,
         "run_id": run_id,
-        "dsns": dsns,
+        "dsns": without_queue(dsns),
         "active_deadline_seconds": None,
     }
     if config.schedule_on == "kubernetes":
@@ -87,6 +93,7 @@ def render_batch_copy(
             for i, spec in enumerate(specs)
         ]
     queue = queue_name(specs[0].task, run_id)
+    ctx["dsns"] = dsns  # with the Redis URL, as QueueFullSyncJobOperator.render_context adds it
     enqueue_spec = queue_spec(specs, queue=queue, backend=config.queue_backend, worker=ENQUEUE_WORKER)
     work_spec = queue_spec(specs, queue=queue, backend=config.queue_backend, worker=QUEUE_WORKER)
     enqueue = render_job(

@@ -43,8 +43,8 @@ class CredentialsChoice:
             )
         if self.credentials_secret:
             validate_dns_label(self.credentials_secret, field="credentials_secret")
-            if self.credentials_keys and set(self.credentials_keys) - {"source", "target"}:
-                raise WorkloadError("credentials_keys: keys must be 'source' and/or 'target'")
+            if self.credentials_keys and set(self.credentials_keys) - {"source", "target", "queue"}:
+                raise WorkloadError("credentials_keys: keys must be 'source', 'target' and/or 'queue'")
             return "secret"
         return "connections" if from_conns else "none"
 

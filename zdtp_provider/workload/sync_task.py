@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zdtp_provider.config import SyncTaskConfig
-from zdtp_provider.workload.batch import is_batch, render_batch_copy
+from zdtp_provider.workload.batch import is_batch, render_batch_copy, without_queue
 from zdtp_provider.workload.options import WorkloadOptions, config_kwargs, options_kwargs
 from zdtp_provider.workload.render import Rendered, render_deployment, render_indexed_job, render_pod
 from zdtp_provider.workload.specs import stream_spec
@@ -40,6 +40,7 @@ def queue_settings(config: SyncTaskConfig) -> dict[str, Any]:
         "pod_per_item": config.fanout == "queue",
         "enqueue": True,
         "queue_backend": config.queue_backend,
+        "queue_conn_id": config.queue_conn_id,
     }
 
 
@@ -79,10 +80,13 @@ def render_sync_task(
     """
     options = sync_task_options(config)
     out: list[Rendered] = []
-    if config.mode != "incremental" and full_specs and is_batch(config):
+    copy = config.mode != "incremental" and bool(full_specs)
+    if copy and is_batch(config):
         owners = [owner_key(config.dag_id, COPY_TASK, i) for i in (UNMAPPED, *range(len(full_specs)))]
         out += render_batch_copy(config, options, run_id=run_id, specs=full_specs, dsns=dsns, owners=owners)
-    elif config.mode != "incremental" and full_specs:
+    # The queue's Redis URL (queue_conn_id) is for the queue Jobs only: no other worker gets it.
+    dsns = without_queue(dsns)
+    if copy and not is_batch(config):
         if config.fanout == "indexed-job":
             out.append(
                 render_indexed_job(
