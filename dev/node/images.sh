@@ -47,7 +47,7 @@ fi
 echo "pause zdtp.local/pause:$pause_tag $pause_tar"
 
 # --- worker base: Debian + Python + the worker's dependencies ----------------------------------
-deps=(asyncpg "psycopg[binary]" psycopg2-binary pydantic)
+deps=(asyncpg "psycopg[binary]" psycopg2-binary pydantic redis)
 # Versions come from uv.lock, so the image runs what the tests run on the host.
 constraints=$(cd "$repo" && "${uv[@]}" export --frozen --no-hashes --no-emit-project --extra worker \
   --no-header --no-annotate 2>/dev/null) || fail "uv export failed (is uv installed? run make venv)"
