@@ -127,16 +127,17 @@ def last_verify(dag_id: str) -> dict[str, Any] | None:
     try:
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
-        from sqlalchemy import select
 
+        # Airflow's own session and model, queried through them (no direct SQLAlchemy import:
+        # its version is Airflow's business, not a dependency of ours).
         with create_session() as session:
-            ti = session.scalars(
-                select(TaskInstance)
-                .where(TaskInstance.dag_id == dag_id, TaskInstance.task_id == "verify")
-                .where(TaskInstance.end_date.is_not(None))
+            ti = (
+                session.query(TaskInstance)
+                .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == "verify")
+                .filter(TaskInstance.end_date.is_not(None))
                 .order_by(TaskInstance.end_date.desc())
-                .limit(1)
-            ).first()
+                .first()
+            )
             if ti is None:
                 return None
             return {"state": str(ti.state), "finished": ti.end_date.isoformat(), "run_id": ti.run_id}
