@@ -33,10 +33,17 @@ def get_provider_info() -> dict[str, Any]:
                     "zdtp_provider.operators.job",
                     "zdtp_provider.operators.incremental",
                     "zdtp_provider.operators.teardown",
+                    "zdtp_provider.operators.cronjob",
                 ],
             }
         ],
-        "sensors": [{"integration-name": "zdtp", "python-modules": ["zdtp_provider.sensors.incremental"]}],
+        "extra-links": ["zdtp_provider.links.WorkerObjectLink"],
+        "sensors": [
+            {
+                "integration-name": "zdtp",
+                "python-modules": ["zdtp_provider.sensors.incremental", "zdtp_provider.sensors.cronjob"],
+            }
+        ],
         "hooks": [{"integration-name": "zdtp", "python-modules": ["zdtp_provider.hooks.kubernetes"]}],
         "triggers": [
             {

@@ -33,6 +33,7 @@ from zdtp_provider.k8s.status import (
     pods_report,
     report_exit_codes,
 )
+from zdtp_provider.links import WorkerObjectLink
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
 from zdtp_provider.operators._inputs import default_deferrable
 from zdtp_provider.operators._kube_operator import ZdtpKubeOperator
@@ -55,6 +56,8 @@ class JobKilled(AirflowException):
 class JobLifecycleOperator(ZdtpKubeOperator):
     """Runs the Job that :meth:`render` returns; subclasses only render."""
 
+    operator_extra_links = (WorkerObjectLink(),)
+
     def __init__(
         self, *, deferrable: bool | None = None, delete_on_success: bool = True, **kwargs: Any
     ) -> None:
@@ -65,6 +68,10 @@ class JobLifecycleOperator(ZdtpKubeOperator):
 
     def render(self, context: Context) -> Rendered:
         raise NotImplementedError
+
+    def worker_object(self) -> tuple[str, str, str] | None:
+        """(kind, namespace, name) of the worker Job, for :class:`WorkerObjectLink`."""
+        return ("Job", self._job_ref[1], self._job_ref[0]) if self._job_ref else None
 
     # ---------------------------------------------------------------- execute
 

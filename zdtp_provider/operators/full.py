@@ -28,6 +28,7 @@ from zdtp_provider.hooks.kubernetes import ZdtpKubernetesHook
 from zdtp_provider.k8s.pod import CONTAINER_NAME
 from zdtp_provider.k8s.secret import OwnerRef
 from zdtp_provider.k8s.status import is_fatal, pod_exit, pod_result, pod_waiting_reasons
+from zdtp_provider.links import WorkerObjectLink
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
 from zdtp_provider.operators._inputs import as_airflow_error, lookup_dsns
 from zdtp_provider.workload import WorkloadOptions, render_pod, resolve_spec
@@ -73,6 +74,7 @@ class FullSyncOperator(KubernetesPodOperator):
         "work_queue",
     )
     template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "spec": "json"}
+    operator_extra_links = (WorkerObjectLink(),)
 
     def __init__(
         self,
@@ -184,6 +186,7 @@ class FullSyncOperator(KubernetesPodOperator):
         except Exception:
             delete_companions(self.hook, self._applied)
             raise
+        self._worker_pod = (pod.metadata.namespace, pod.metadata.name)
         if pod.metadata.name != pod_request_obj.metadata.name:
             # Re-attached to the pod of an earlier try: it has its own Secret already.
             delete_companions(self.hook, self._applied)
@@ -204,8 +207,14 @@ class FullSyncOperator(KubernetesPodOperator):
         return self._finish(context)
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        self._worker_pod = (event["namespace"], event["name"])
         super().trigger_reentry(context, event)
         return self._finish(context)
+
+    def worker_object(self) -> tuple[str, str, str] | None:
+        """(kind, namespace, name) of the worker pod, for :class:`WorkerObjectLink`."""
+        ref = getattr(self, "_worker_pod", None)
+        return ("Pod", *ref) if ref else None
 
     def _finish(self, context: Context) -> Any:
         if self._killed:

@@ -18,6 +18,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException
 
 from zdtp_provider.k8s.secret import OwnerRef
+from zdtp_provider.links import WorkerObjectLink
 from zdtp_provider.operators._companions import adopt_companions, apply_companions
 from zdtp_provider.operators._deployment_target import (
     DeleteIncrementalSyncOperator,
@@ -54,6 +55,7 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
 
     template_fields: Sequence[str] = (*ZdtpKubeOperator.template_fields, *POD_TEMPLATE_FIELDS, "spec", "name")
     template_fields_renderers = {"spec": "json"}
+    operator_extra_links = (WorkerObjectLink(),)
 
     def __init__(
         self,
@@ -138,10 +140,15 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
             time.sleep(self.poll_interval)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        self._target = (event["name"], event["namespace"])
         if event["status"] != "success":
             raise AirflowException(f"Deployment {event['namespace']}/{event['name']}: {event['message']}")
         self.log.info("%s", event["message"])
         return self._summary(event["name"], event["namespace"])
+
+    def worker_object(self) -> tuple[str, str, str] | None:
+        """(kind, namespace, name) of the worker Deployment, for :class:`WorkerObjectLink`."""
+        return ("Deployment", self._target[1], self._target[0]) if self._target else None
 
     def _summary(self, name: str, namespace: str) -> dict[str, Any]:
         dep = self.hook.read_deployment(name, namespace)

@@ -1,4 +1,5 @@
-"""Job operators show the workers' log lines in the task log while they wait, and on resume.
+"""Job operators show the workers' log lines in the task log while they wait, and on resume;
+the task's extra link points at the Job it ran.
 
 On the dev cluster every simulated container logs one fixed line (dev/cluster/up.sh), read back
 through the real apiserver → kwok log path, never followed. Unit checks of the line filter use
@@ -14,6 +15,7 @@ import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
 from tests.integration.provider._context import context
+from zdtp_provider.links import WorkerObjectLink
 from zdtp_provider.operators import _job_lifecycle
 from zdtp_provider.operators._progress import after_last, describe
 from zdtp_provider.operators.job import FullSyncJobOperator
@@ -41,6 +43,9 @@ def test_waiting_in_process_logs_each_worker_line_once(
     cluster, namespace, airflow_k8s, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(_job_lifecycle, "PROGRESS_EVERY_SECONDS", 0.0)  # read at every poll
+    monkeypatch.setenv(
+        "AIRFLOW__ZDTP__WORKER_LINK_TEMPLATE", "https://k8s.example/{resource}/{namespace}/{name}"
+    )
     op = _op(namespace, deferrable=False)
     capsys.readouterr()
     report = op.execute(context())
@@ -49,13 +54,17 @@ def test_waiting_in_process_logs_each_worker_line_once(
     worker_lines = [line for line in capsys.readouterr().out.splitlines() if KWOK_LINE in line]
     assert len(worker_lines) == 1, worker_lines
     assert f"{report['pods'][0]['pod']}: {KWOK_LINE}" in worker_lines[0]
+    job = report["pods"][0]["pod"].rsplit("-", 1)[0]
+    link = WorkerObjectLink().get_link(op, ti_key=None)
+    assert link == f"https://k8s.example/jobs/{namespace}/{job}"
 
 
 @pytest.mark.cluster
 @pytest.mark.airflow
 def test_resuming_after_deferral_logs_the_last_worker_lines(
-    cluster, namespace, airflow_k8s, capsys: pytest.CaptureFixture[str]
+    cluster, namespace, airflow_k8s, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("AIRFLOW__ZDTP__WORKER_LINK_TEMPLATE", "{kind} {namespace}/{name}")
     op = _op(namespace, deferrable=True)
     ctx = context()
     with pytest.raises(TaskDeferred) as deferred:
@@ -74,6 +83,8 @@ def test_resuming_after_deferral_logs_the_last_worker_lines(
     report = resumed.execute_complete(ctx, event)
     assert report["phase"] == "succeeded"
     assert KWOK_LINE in capsys.readouterr().out
+    # The resumed instance (a new process in Airflow) links to the Job the first one created.
+    assert WorkerObjectLink().get_link(resumed, ti_key=None) == f"Job {namespace}/{event['name']}"
 
 
 def test_filter_keeps_progress_drops_bookkeeping_and_resumes_after_the_last_line(
