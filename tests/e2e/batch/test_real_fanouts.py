@@ -11,20 +11,26 @@ beforehand without keys and with a statement trigger recording each committed CO
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+import redis
 
 from devtools.real_node import RealNode, container_host_pid
 from tests.e2e.conftest import SyncEnv
 from tests.e2e.real_node.test_airflow_on_real_node import _config
 from tests.fixtures.cluster import Cluster
+from tests.fixtures.redis import redis_server, redis_url  # noqa: F401  (fixtures)
 from tests.integration.queue.test_kill9 import AUDIT
 from tests.integration.worker_full.helpers import duplicates, execute, fingerprint, scalar
+from zdtp_worker.control.queue import check_queue
 
 pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
 
@@ -129,3 +135,55 @@ def test_fanout_copies_a_multi_table_source_through_real_pods(
                 conn.execute("SELECT state, count(*) FROM zdtp.work_queue GROUP BY state").fetchall()
             )
         assert states == {"done": chunks}, states  # every item done, the killed pod's one too
+
+
+def test_queue_on_redis_copies_a_multi_table_source_through_real_pods(
+    sync_env: SyncEnv,
+    source_dsn: str,
+    target_dsn: str,
+    cluster: Cluster,
+    node_namespace: str,
+    real_node: RealNode,
+    redis_url: str,  # noqa: F811  (fixture)
+) -> None:
+    """``fanout: queue`` + ``queue_backend: redis`` from the YAML: the queue lives in a real
+    redis-server on 127.0.0.1 (hostNetwork pods reach it like PostgreSQL), the pods read its URL
+    from the credentials Secret, and the copy task's check reads the same queue: every item done."""
+    sync_env.env["AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"] = "180"
+    url = urlsplit(redis_url)
+    conn = {"conn_type": "redis", "host": url.hostname, "port": url.port, "password": url.password}
+    sync_env.env["AIRFLOW_CONN_ZT_QUEUE"] = json.dumps({**conn, "extra": {"db": int(url.path.lstrip("/"))}})
+    _seed(source_dsn, target_dsn)
+    config = _config(
+        "zt-redis-queue", node_namespace, real_node, fanout="queue", workers=2, chunk_rows=CHUNK_ROWS
+    )
+    config |= {
+        "tables": [f"public.{t}" for t in SOURCE],
+        "queue_backend": "redis",
+        "queue_conn_id": "zt_queue",
+    }
+    dag_id = sync_env.write(config)
+
+    run = sync_env.dags_test(dag_id, timeout=900)
+    assert run.state == "success", run.output[-5000:]
+    assert url.password not in run.output  # the URL is a credential: never in task logs
+
+    chunks = scalar(target_dsn, "SELECT count(*) FROM zdtp.full_chunks")
+    assert (
+        scalar(target_dsn, "SELECT count(*) FROM zdtp.full_chunks WHERE target_table = 'public.events'") >= 20
+    )
+    for table in SOURCE:
+        assert duplicates(target_dsn, table, "id") == 0
+        assert fingerprint(source_dsn, table) == fingerprint(target_dsn, table), table
+    copied = scalar(target_dsn, "SELECT count(*) FROM zdtp.full_chunks WHERE rows > 0")
+    assert scalar(target_dsn, "SELECT count(*) FROM audit WHERE n > 0") == copied
+    # The queue was Redis's, not the target's: every item done there, one per chunk.
+    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
+        names = {
+            m.group(1)
+            for k in client.scan_iter("zdtp:queue:*")
+            if (m := re.match(r"zdtp:queue:\{(.+)\}:", k))
+        }
+        assert len(names) == 1, names
+        status = check_queue(backend="redis", queue=names.pop(), url=redis_url)
+    assert status.total == status.done == chunks
