@@ -24,6 +24,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -201,8 +202,11 @@ def test_killing_a_deferred_task_leaves_no_orphans(
 
     monkeypatch.setenv("ZT_NS", namespace)
     op = _operator(kind, namespace)
+    ctx = context(task_id="work")
+    # KubernetesPodOperator (the pod kind) also reads these to label its pod.
+    ctx.update(dag=SimpleNamespace(dag_id=ctx["ti"].dag_id), task_instance=ctx["ti"])
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context(task_id="work"))
+        op.execute(ctx)
     trigger = deferred.value.trigger
 
     async def run_then_kill() -> None:
