@@ -23,6 +23,10 @@ FIELD_MANAGER = "zdtp"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 
 
+class WritesRefused(Exception):
+    """A write after the task was killed: the operator must stop, not create more objects."""
+
+
 class ZdtpKubernetesHook(KubernetesHook):
     """Kubernetes API access for zdtp operators, triggers and sensors.
 
@@ -36,6 +40,23 @@ class ZdtpKubernetesHook(KubernetesHook):
     def __init__(self, *args: Any, connection_extras: Mapping[str, Any] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._connection_extras = dict(connection_extras) if connection_extras is not None else None
+        self._writes_refused: str | None = None
+
+    def refuse_writes(self, reason: str) -> None:
+        """From now on create/apply raise :class:`WritesRefused`; deletes still work.
+
+        Airflow's SIGTERM handler only calls ``on_kill()``: the interrupted ``execute`` then goes
+        on, and without this it would create the workload the kill already tried to remove.
+        """
+        self._writes_refused = reason
+
+    def _check_writable(self, manifest: Mapping[str, Any]) -> None:
+        if self._writes_refused:
+            meta = manifest.get("metadata", {})
+            raise WritesRefused(
+                f"not writing {manifest.get('kind')} {meta.get('namespace')}/{meta.get('name')}: "
+                f"{self._writes_refused}"
+            )
 
     @cached_property
     def conn_extras(self) -> dict[str, Any]:
@@ -52,6 +73,7 @@ class ZdtpKubernetesHook(KubernetesHook):
         ``force=True`` because zdtp is the authority over these objects; an unchanged manifest
         leaves ``metadata.generation`` as is, which makes re-running a task a no-op.
         """
+        self._check_writable(manifest)
         kind = manifest["kind"]
         meta = manifest["metadata"]
         kwargs = {
@@ -73,6 +95,7 @@ class ZdtpKubernetesHook(KubernetesHook):
     @api_call("create object")
     def create(self, manifest: Mapping[str, Any]) -> Any:
         """Create a Pod/Job/Secret/ConfigMap; raises ZdtpApiError(reason=AlreadyExists) on a clash."""
+        self._check_writable(manifest)
         kind = manifest["kind"]
         ns = manifest["metadata"]["namespace"]
         if kind == "Job":

@@ -22,6 +22,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import V1Job
 
+from zdtp_provider.hooks.kubernetes import WritesRefused
 from zdtp_provider.k8s.labels import OWNER, RUN, identity_labels
 from zdtp_provider.k8s.secret import OwnerRef
 from zdtp_provider.k8s.status import (
@@ -99,6 +100,7 @@ class JobLifecycleOperator(ZdtpKubeOperator):
     def on_kill(self) -> None:
         """Sync mode kill (SIGTERM, timeout): delete the Job with Foreground propagation."""
         self._killed = True
+        self.hook.refuse_writes("the task was killed")
         if self._job_ref:
             name, namespace = self._job_ref
             self.log.info("Task killed: deleting Job %s/%s (Foreground)", namespace, name)
@@ -128,9 +130,13 @@ class JobLifecycleOperator(ZdtpKubeOperator):
             self.log.info("Job %s from an earlier try failed: replacing it", existing.metadata.name)
             self.hook.delete(kind="Job", name=existing.metadata.name, namespace=namespace)
             self._await_gone(existing.metadata.name, namespace)
-        applied = apply_companions(self.hook, rendered.companions)
+        applied: list[dict] = []
         try:
+            applied = apply_companions(self.hook, rendered.companions)
             job = self.hook.create(body)
+        except WritesRefused:
+            delete_companions(self.hook, applied)
+            raise JobKilled(f"task was killed before Job {namespace}/{name} was created") from None
         except Exception as exc:
             if getattr(exc, "reason", None) == "AlreadyExists":
                 # A concurrent try won the race: its Job adopts the same-named companions.

@@ -181,6 +181,11 @@ class FullSyncOperator(KubernetesPodOperator):
 
     def get_or_create_pod(self, pod_request_obj: V1Pod, context: Context) -> V1Pod:
         self._applied = apply_companions(self.hook, self._companions)
+        if self._killed:
+            # on_kill ran while the companions were written: it had no pod to delete, so this
+            # call must not create one (Airflow lets execute go on after on_kill).
+            delete_companions(self.hook, self._applied)
+            raise WorkerKilled("task was killed before its worker pod was created")
         try:
             pod = super().get_or_create_pod(pod_request_obj, context)
         except Exception:

@@ -17,9 +17,10 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException
 
+from zdtp_provider.hooks.kubernetes import WritesRefused
 from zdtp_provider.k8s.secret import OwnerRef
 from zdtp_provider.links import WorkerObjectLink
-from zdtp_provider.operators._companions import adopt_companions, apply_companions
+from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
 from zdtp_provider.operators._deployment_target import (
     DeleteIncrementalSyncOperator,
     ResumeIncrementalSyncOperator,
@@ -114,8 +115,17 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
         rendered = self.render()  # validation first: nothing applied on bad input
         name, namespace = rendered.name, rendered.namespace
         self._target = (name, namespace)
-        applied = apply_companions(self.hook, rendered.companions)
-        dep = self.hook.apply(rendered.body())
+        existed = self.hook.read_deployment(name, namespace) is not None
+        applied: list[dict] = []
+        try:
+            applied = apply_companions(self.hook, rendered.companions)
+            dep = self.hook.apply(rendered.body())
+        except WritesRefused:
+            if not existed:  # an existing stream's Secret belongs to its Deployment: keep it
+                delete_companions(self.hook, applied)
+            raise AirflowException(
+                f"task was killed before Deployment {namespace}/{name} was applied"
+            ) from None
         if applied:
             owner = OwnerRef(api_version="apps/v1", kind="Deployment", name=name, uid=dep.metadata.uid)
             adopt_companions(self.hook, applied, owner)
@@ -161,6 +171,7 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
 
     def on_kill(self) -> None:
         self._killed = True
+        self.hook.refuse_writes("the task was killed")
         if not self._target or self.on_kill_action == "keep":
             return
         name, namespace = self._target
