@@ -130,7 +130,8 @@ def chromium_path() -> str:
 def test_trigger_form_in_browser(
     chromium_path: str, live_airflow: AirflowServices, live_syncs: LiveSyncs
 ) -> None:
-    """Sign in, open the trigger form, set Workers=3 and Dry run, trigger; the API then shows a
+    """Sign in, open the trigger form, set Workers=1 (the config's 2 is the form's maximum) and
+    Dry run, trigger; the API then shows a
     ``ui``-triggered run with that conf, which succeeds (plan only: the mapped copy is skipped).
     Screenshots of the filled form and of the page after triggering go to test-artifacts/."""
     from playwright.sync_api import sync_playwright
@@ -154,7 +155,7 @@ def test_trigger_form_in_browser(
             dialog.get_by_text("Run Parameters").wait_for()
             workers = dialog.get_by_role("spinbutton")
             assert workers.input_value() == "2"  # the config's default
-            workers.fill("3")
+            workers.fill("1")
             dialog.locator('[id="switch:element_dry_run:control"]').click()
             page.screenshot(path=str(form_png))
             with page.expect_response(
@@ -170,7 +171,7 @@ def test_trigger_form_in_browser(
     assert form_png.stat().st_size > 10_000 and after_png.stat().st_size > 10_000
     run = live_airflow.api_json("GET", f"/dags/{dag_id}/dagRuns/{created['dag_run_id']}")
     assert run["triggered_by"] == "ui"
-    assert run["conf"] == {"tables": [], "workers": 3, "dry_run": True}
+    assert run["conf"] == {"tables": [], "workers": 1, "dry_run": True}
     done = live_airflow.wait_run(dag_id, created["dag_run_id"], timeout=RUN_TIMEOUT)
     states = live_airflow.task_states(dag_id, created["dag_run_id"])
     assert done["state"] == "success", states
