@@ -61,7 +61,7 @@ def test_full_sync_dag_copies_through_real_pods(
         assert src.execute(q).fetchone() == tgt.execute(q).fetchone()
 
 
-def test_worker_exit_78_fails_the_task_at_once_with_its_message(
+def test_wrong_target_password_fails_the_plan_before_any_pod(
     sync_env: SyncEnv,
     pg_server,
     source_dsn: str,
@@ -70,16 +70,17 @@ def test_worker_exit_78_fails_the_task_at_once_with_its_message(
     node_namespace: str,
     real_node: RealNode,
 ) -> None:
+    """The plan task checks the target (lossy columns, #12), so wrong target credentials now fail
+    the run there, with libpq's reason and no worker pod; the worker's own exit 78 is covered by
+    test_real_pods.py (real pod) and tests/integration/provider (operator)."""
     _seed(source_dsn)
     wrong = target_dsn.replace(f":{pg_server.password}@", ":not-the-password@")
     sync_env.env["AIRFLOW_CONN_ZT_TARGET"] = conn_json(wrong)
     dag_id = sync_env.write(_config("zt-real-78", node_namespace, real_node, workers=1))
     run = sync_env.dags_test(dag_id)
     assert run.state == "failed"
-    assert run.tasks["copy[0]"] == "failed", run.tasks
-    assert "exit code 78" in run.output and "not retryable" in run.output, run.output[-4000:]
-    assert "password authentication failed" in run.output
+    assert run.tasks["plan"] == "failed", run.tasks
+    assert not any(t.startswith("copy") and state == "success" for t, state in run.tasks.items()), run.tasks
+    assert "password authentication failed" in run.output, run.output[-4000:]
     assert "not-the-password" not in run.output and pg_server.password not in run.output
-    failed = [p for p in cluster.core.list_namespaced_pod(node_namespace).items if p.status.phase == "Failed"]
-    assert len(failed) == 1  # kept for debugging
-    assert failed[0].status.container_statuses[0].state.terminated.exit_code == 78
+    assert cluster.core.list_namespaced_pod(node_namespace).items == []
