@@ -192,6 +192,11 @@ class FullSyncOperator(KubernetesPodOperator):
             delete_companions(self.hook, self._applied)
             raise
         self._worker_pod = (pod.metadata.namespace, pod.metadata.name)
+        if self._killed:
+            # Killed while the pod was being created: on_kill did not know it yet.
+            self.pod_manager.delete_pod(pod)
+            delete_companions(self.hook, self._applied)
+            raise WorkerKilled("task was killed while its worker pod was created; pod deleted")
         if pod.metadata.name != pod_request_obj.metadata.name:
             # Re-attached to the pod of an earlier try: it has its own Secret already.
             delete_companions(self.hook, self._applied)
