@@ -50,6 +50,8 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
     :param name: Deployment name (default ``zdtp-<task>-<worker>-cdc``).
     :param on_kill_action: what a kill during the rollout does: ``scale_to_zero`` (default),
         ``delete`` or ``keep``.
+    :param min_ready_seconds: how long the worker must stay Ready before the rollout counts as
+        done (Deployment ``minReadySeconds``), so a worker that crashes right after start fails it.
     :param wait: wait for the rollout (default) or return right after the apply.
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     """
@@ -71,6 +73,7 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
         sslmode: str | None = None,
         tls_secret: str | None = None,
         progress_deadline_seconds: int = 600,
+        min_ready_seconds: int = 5,
         deferrable: bool | None = None,
         wait: bool = True,
         on_kill_action: str = "scale_to_zero",
@@ -91,6 +94,7 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
         self.sslmode = sslmode
         self.tls_secret = tls_secret
         self.progress_deadline_seconds = progress_deadline_seconds
+        self.min_ready_seconds = min_ready_seconds
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.wait = wait
         self.on_kill_action = on_kill_action
@@ -109,6 +113,7 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
                 name=self.name,
                 dsns=lookup_dsns(options),
                 progress_deadline_seconds=self.progress_deadline_seconds,
+                min_ready_seconds=self.min_ready_seconds,
             )
 
     def execute(self, context: Context) -> Any:

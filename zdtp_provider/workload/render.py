@@ -283,6 +283,7 @@ def render_deployment(
     name: str | None = None,
     dsns: Mapping[str, str] | None = None,
     progress_deadline_seconds: int = 600,
+    min_ready_seconds: int = 5,
 ) -> Rendered:
     """The incremental worker's Deployment: deterministic, so re-applying it changes nothing."""
     options.validate()
@@ -309,6 +310,7 @@ def render_deployment(
         config_hash=content_hash(inputs.content),
         pod_annotations=dict(options.pod.annotations or {}),
         progress_deadline_seconds=progress_deadline_seconds,
+        min_ready_seconds=min_ready_seconds,
         pod_kwargs=parts.pod_kwargs,
     )
     _with_template(parts, dep)

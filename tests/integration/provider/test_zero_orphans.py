@@ -40,7 +40,8 @@ HELD = ["before_create", "after_secret", "after_workload"]
 SPEC = {"task": "orders", "tables": [{"source": "public.orders"}]}
 # KWOK: worker containers "run" this long, so the task is still waiting when it is killed.
 RUNNING = {"sim.zdtp.io/delay": "300s"}
-# A stream pod that never gets Ready keeps the rollout (and so the task) going.
+# A stream pod that crashes 2 s after each start never stays Ready for min_ready_seconds, so the
+# rollout (and so the task) goes on until the kill.
 CRASHING = {"sim.zdtp.io/crash-loop": "true", "sim.zdtp.io/delay": "2s"}
 
 
@@ -67,7 +68,9 @@ def _operator_source(kind: str, *, deferrable: bool) -> str:
             f" annotations={RUNNING!r})"
         )
     stream = {**SPEC, "mode": "incremental"}
-    return f"IncrementalSyncOperator({common}, spec={stream!r}, annotations={CRASHING!r})"
+    return (
+        f"IncrementalSyncOperator({common}, spec={stream!r}, annotations={CRASHING!r}, min_ready_seconds=30)"
+    )
 
 
 IMPORTS = (
@@ -124,12 +127,14 @@ def leftovers(cluster, namespace: str) -> list[str]:
     return sorted(set(left))
 
 
-def assert_no_orphans(cluster, namespace: str, what: str) -> None:
+def assert_no_orphans(cluster, namespace: str, what: str, task_output: str = "") -> None:
     # Foreground deletion and the garbage collector take a few seconds.
     try:
         wait_for(lambda: not leftovers(cluster, namespace), timeout=90, what="no orphans")
     except AssertionError:
-        raise AssertionError(f"{what}: orphans left: {leftovers(cluster, namespace)}") from None
+        raise AssertionError(
+            f"{what}: orphans left: {leftovers(cluster, namespace)}\n{task_output[-4000:]}"
+        ) from None
 
 
 # ------------------------------------------------------------------------ the kills
@@ -165,7 +170,8 @@ def test_sigterm_leaves_no_orphans(
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert_no_orphans(cluster, namespace, f"{kind} killed at {point}")
+    output = out.output if out is not None else "(the task did not end within 180 s of SIGTERM)"
+    assert_no_orphans(cluster, namespace, f"{kind} killed at {point}", output)
     assert out is not None, f"the task did not end within 180 s of SIGTERM ({kind}, {point})"
     assert out.state("work") == "failed", out.output[-3000:]
     assert db_conns["password"] not in out.output
