@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks run for real: a second PostgreSQL major
-# version (15) as a source, Redis as a work-queue backend, pgcopydb as the copy peer to beat.
+# version (15) as a source, Redis as a work-queue backend, pgcopydb as the copy peer to beat,
+# docker-compose to check the packaged compose file (`config` only: no Docker engine needed).
 # Already-installed packages cost one dpkg query; a missing one without root/apt is an error,
 # never a skip, because a test that cannot find its server must fail loudly.
 set -euo pipefail
-pkgs=(postgresql-15 redis-server pgcopydb)
+pkgs=(postgresql-15 redis-server pgcopydb docker-compose)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

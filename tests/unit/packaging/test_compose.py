@@ -283,7 +283,8 @@ def _compose_tool() -> list[str] | None:
 def test_compose_tool_accepts_the_file(profiles, tmp_path):
     tool = _compose_tool()
     if tool is None:
-        pytest.skip("no compose tool: neither `docker compose` nor `docker-compose` (apt: docker-compose)")
+        # `make test` installs Debian's docker-compose (dev/system-packages.sh): missing is a failure.
+        pytest.fail("no compose tool: neither `docker compose` nor `docker-compose` (apt: docker-compose)")
     result = subprocess.run(
         [*tool, "-f", str(COMPOSE), "--project-directory", str(REPO), *profiles, "config"],
         capture_output=True,
