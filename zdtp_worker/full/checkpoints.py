@@ -8,6 +8,16 @@ A chunk's row here is inserted in the same transaction that deletes the chunk's 
 copies its rows, so "recorded done" and "data present" can never disagree: a rerun with the same
 run id skips recorded chunks and redoes at most the one that was interrupted. The plan is stored
 on first use so a rerun splits the table exactly as before (the source may have changed since).
+
+Each chunk row also carries what ``verify`` checks without reading the (live) source again: the
+rows the source sent and the target stored, and at ``verify: checksum`` the source checksum taken
+under the snapshot that read the chunk and the target checksum taken in the transaction that
+wrote it (:mod:`zdtp_worker.control.row_checksum`). The plan keeps the checksum's column list
+(with the casts the target side needs) so ``verify`` can re-check a whole table the same way.
+``zdtp.verify_log`` keeps each verify's outcome (read by ``zdtp status``).
+
+State schemas made by earlier versions get the new columns on the next bootstrap (added only
+when missing: an ``ALTER TABLE`` would otherwise queue behind every running chunk transaction).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from decimal import Decimal
 import asyncpg
 
 from zdtp_worker.contract.spec import KeyRange
+from zdtp_worker.control import verify_log
 from zdtp_worker.full.chunking import Chunk
 
 SCHEMA = "zdtp"
@@ -43,13 +54,22 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.full_chunks (
     chunk_no integer NOT NULL,
     rows bigint NOT NULL,
     bytes bigint NOT NULL,
-    checksum numeric,
+    checksum numeric,  -- the source checksum (verify: checksum), as before source_checksum existed
     worker text NOT NULL,
     seconds real NOT NULL,
     done_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, target_table, part, chunk_no)
 );
-"""
+{verify_log.DDL}"""
+
+# Columns added after the first release: (table, column, type). Nullable: old rows have none.
+_ADDED_COLUMNS = (
+    ("full_chunks", "source_rows", "bigint"),  # rows the source sent (COPY's count)
+    ("full_chunks", "source_checksum", "numeric"),  # under the chunk's source snapshot
+    ("full_chunks", "target_checksum", "numeric"),  # in the chunk's target transaction
+    ("full_chunks", "verify", "text"),  # the level the chunk was checked at
+    ("full_plans", "checksum_columns", "jsonb"),  # [[column, cast or null], ...]
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,9 @@ class DoneChunk:
     rows: int
     bytes: int
     checksum: Decimal | None
+    source_rows: int | None = None
+    source_checksum: Decimal | None = None
+    target_checksum: Decimal | None = None
 
 
 async def bootstrap(conn: asyncpg.Connection) -> None:
@@ -75,6 +98,20 @@ async def bootstrap(conn: asyncpg.Connection) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('zdtp:bootstrap'))")
         await conn.execute(_DDL)
+        present = {
+            (r["relname"], r["attname"])
+            for r in await conn.fetch(
+                "SELECT c.relname::text AS relname, a.attname::text AS attname FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND a.attnum > 0 AND NOT a.attisdropped",
+                SCHEMA,
+            )
+        }
+        for table, column, type_sql in _ADDED_COLUMNS:
+            if (table, column) not in present:
+                await conn.execute(
+                    f"ALTER TABLE {SCHEMA}.{table} ADD COLUMN IF NOT EXISTS {column} {type_sql}"
+                )
 
 
 def _plan(row: asyncpg.Record) -> Plan:
@@ -115,21 +152,40 @@ async def save_plan(
     source: str,
     copy_table: str,
     chunks: list[Chunk],
+    sum_columns: str | None = None,
 ) -> Plan:
-    """Store the plan unless another worker stored one first; return the plan that won."""
+    """Store the plan unless another worker stored one first; return the plan that won.
+
+    ``sum_columns``: the checksum's columns as :func:`zdtp_worker.control.row_checksum.to_json`."""
     await conn.execute(
-        f"INSERT INTO {SCHEMA}.full_plans (run_id, target_table, part, source_table, copy_table, chunks) "
-        "VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING",
+        f"INSERT INTO {SCHEMA}.full_plans "
+        "(run_id, target_table, part, source_table, copy_table, chunks, checksum_columns) "
+        "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb) ON CONFLICT DO NOTHING",
         run_id,
         target,
         part,
         source,
         copy_table,
         json.dumps([c.to_json() for c in chunks]),
+        sum_columns,
     )
     plan = await load_plan(conn, run_id, target, part=part)
     assert plan is not None
     return plan
+
+
+async def keep_sum_columns(
+    conn: asyncpg.Connection, run_id: str, target: str, *, part: str = "", sum_columns: str
+) -> None:
+    """Fill in a plan's checksum columns when an earlier version stored it without them."""
+    await conn.execute(
+        f"UPDATE {SCHEMA}.full_plans SET checksum_columns = $4::jsonb "
+        "WHERE run_id = $1 AND target_table = $2 AND part = $3 AND checksum_columns IS NULL",
+        run_id,
+        target,
+        part,
+        sum_columns,
+    )
 
 
 async def forget_run(conn: asyncpg.Connection, run_id: str, target: str, *, part: str = "") -> None:
@@ -148,13 +204,18 @@ async def done_chunks(
     conn: asyncpg.Connection, run_id: str, target: str, *, part: str = ""
 ) -> dict[int, DoneChunk]:
     rows = await conn.fetch(
-        f"SELECT chunk_no, rows, bytes, checksum FROM {SCHEMA}.full_chunks "
-        "WHERE run_id = $1 AND target_table = $2 AND part = $3",
+        f"SELECT chunk_no, rows, bytes, checksum, source_rows, source_checksum, target_checksum "
+        f"FROM {SCHEMA}.full_chunks WHERE run_id = $1 AND target_table = $2 AND part = $3",
         run_id,
         target,
         part,
     )
-    return {r["chunk_no"]: DoneChunk(r["rows"], r["bytes"], r["checksum"]) for r in rows}
+    return {
+        r["chunk_no"]: DoneChunk(
+            r["rows"], r["bytes"], r["checksum"], r["source_rows"], r["source_checksum"], r["target_checksum"]
+        )
+        for r in rows
+    }
 
 
 async def is_done(
@@ -184,12 +245,16 @@ async def record_chunk(
     checksum: Decimal | None,
     worker: str,
     seconds: float,
+    source_rows: int | None = None,
+    target_checksum: Decimal | None = None,
+    verify: str | None = None,
 ) -> None:
-    """Mark a chunk done; call inside the chunk's transaction."""
+    """Mark a chunk done; call inside the chunk's transaction. ``rows`` is what the target stored,
+    ``checksum`` the source checksum (also kept as ``source_checksum``)."""
     await conn.execute(
-        f"INSERT INTO {SCHEMA}.full_chunks "
-        "(run_id, target_table, part, chunk_no, rows, bytes, checksum, worker, seconds) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        f"INSERT INTO {SCHEMA}.full_chunks (run_id, target_table, part, chunk_no, rows, bytes, checksum, "
+        "worker, seconds, source_rows, source_checksum, target_checksum, verify) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $7, $11, $12)",
         run_id,
         target,
         part,
@@ -199,6 +264,9 @@ async def record_chunk(
         checksum,
         worker,
         seconds,
+        source_rows,
+        target_checksum,
+        verify,
     )
 
 

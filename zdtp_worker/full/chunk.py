@@ -2,10 +2,13 @@
 
 In a single target transaction the engine (optionally) re-checks its queue lease, deletes the
 chunk's key range, streams the rows in, verifies them, records the chunk in ``zdtp.full_chunks``
-(and marks the queue item done), then commits. A crash at any point rolls all of it back, so a
-rerun redoes at most that chunk and never leaves a duplicate. ``tables`` and ``queue_run`` drive
-this over a run's tables or a work queue. Databases are reached only through the
-:mod:`zdtp_worker.drivers` Protocols (PostgreSQL: :mod:`.postgres`).
+(and marks the queue item done), then commits. The record carries the check's evidence — rows
+sent/stored, and at ``verify: checksum`` the source checksum under the snapshot that read the
+chunk and the target checksum of what this transaction wrote — so ``verify`` later needs no quiet
+source; a mismatch raises DataError (exit 65) naming the table and key range, and rolls back.
+A crash at any point rolls all of it back, so a rerun redoes at most that chunk and never
+leaves a duplicate. ``tables`` and ``queue_run`` drive this over a run's tables or a work queue.
+Databases are reached only through the :mod:`zdtp_worker.drivers` Protocols (PostgreSQL: :mod:`.postgres`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Literal
 
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
+from zdtp_worker.control.row_checksum import describe_range
 from zdtp_worker.drivers import SnapshotReader, TargetWriter
 from zdtp_worker.full.catalog import TableInfo
 from zdtp_worker.full.chunking import Chunk
@@ -24,6 +28,7 @@ from zdtp_worker.full.copy import copy_range
 from zdtp_worker.full.progress import Progress, log_event
 from zdtp_worker.full.queue import Item
 from zdtp_worker.full.schema import CopyFormat
+from zdtp_worker.pg.checksum import format_checksum
 
 Verify = Literal["none", "count", "checksum"]
 
@@ -64,6 +69,11 @@ class TableJob:
     checksums: dict[int, Decimal] = field(default_factory=dict)
 
 
+def _where(table: str, chunk: Chunk) -> str:
+    """``table public.t chunk 3 keys [1000, 2000)``: what a failure names."""
+    return f"table {table} chunk {chunk.no} keys {describe_range(chunk.to_json())}"
+
+
 @dataclass(frozen=True)
 class ChunkOutcome:
     rows: int
@@ -94,6 +104,7 @@ async def copy_chunk(
         if not job.fresh:
             await tgt.delete_range(job.copy_into, job.source, chunk)
         rows = nbytes = 0
+        source_rows: int | None = 0
         if not chunk.empty:
             stats = await copy_range(
                 ctx.source,
@@ -107,19 +118,24 @@ async def copy_chunk(
             )
             if ctx.verify != "none" and stats.source_rows != stats.target_rows:
                 raise DataError(
-                    f"table {target_key} chunk {chunk.no}: source sent {stats.source_rows} rows, "
-                    f"target stored {stats.target_rows}"
+                    f"{_where(target_key, chunk)}: source sent {stats.source_rows} rows, "
+                    f"target stored {stats.target_rows}; the chunk was rolled back"
                 )
-            rows, nbytes = stats.target_rows, stats.nbytes
+            rows, nbytes, source_rows = stats.target_rows, stats.nbytes, stats.source_rows
         checksum: Decimal | None = None
+        target_sum: Decimal | None = None
         if ctx.verify == "checksum":
+            # Source: the same snapshot that streamed the rows. Target: this transaction, before
+            # commit — so the recorded pair describes exactly the rows that commit.
             src_rows, checksum = await ctx.source.checksum(job.source, chunk, columns=columns)
-            tgt_rows, tgt_sum = await tgt.checksum(job.copy_into, job.source, chunk, columns=columns)
-            if (src_rows, checksum) != (tgt_rows, tgt_sum):
+            tgt_rows, target_sum = await tgt.checksum(job.copy_into, job.source, chunk, columns=columns)
+            if (src_rows, checksum) != (tgt_rows, target_sum):
                 raise DataError(
-                    f"table {target_key} chunk {chunk.no}: checksum mismatch "
-                    f"(source {src_rows} rows, target {tgt_rows} rows)"
+                    f"{_where(target_key, chunk)}: data differs after the copy (source {src_rows} rows, "
+                    f"checksum {format_checksum(checksum)}; target {tgt_rows} rows, checksum "
+                    f"{format_checksum(target_sum)}); the chunk was rolled back"
                 )
+            source_rows = src_rows
         seconds = time.monotonic() - started
         await tgt.state.record_chunk(
             run_id=job.run_id,
@@ -131,6 +147,9 @@ async def copy_chunk(
             checksum=checksum,
             worker=ctx.worker,
             seconds=seconds,
+            source_rows=source_rows,
+            target_checksum=target_sum,
+            verify=ctx.verify,
         )
         if item is not None:
             await tgt.queue.complete(item)

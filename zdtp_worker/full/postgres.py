@@ -26,7 +26,7 @@ from zdtp_worker.full.chunking import Chunk, plan_table
 from zdtp_worker.full.schema import CopyFormat, TargetPlan
 from zdtp_worker.full.session import close, connect_pair
 from zdtp_worker.full.sqlparts import range_clause
-from zdtp_worker.full.verify import range_checksum
+from zdtp_worker.full.verify import range_checksum, target_sum_columns
 from zdtp_worker.pg.quoting import ident
 
 
@@ -160,6 +160,7 @@ class PgTargetWriter:
         self.conn = conn
         self.state = PgRunState(conn)
         self.queue = PgWorkQueue(conn)
+        self._target_tables: dict[str, TableInfo | None] = {}  # for checksum casts, per table
 
     async def describe(self, table: TableName) -> TableInfo | None:
         return await read_table(self.conn, table)
@@ -197,7 +198,13 @@ class PgTargetWriter:
     async def checksum(
         self, table: TableName, info: TableInfo, chunk: Chunk, *, columns: list[str]
     ) -> tuple[int, Decimal]:
-        return await range_checksum(self.conn, table.qualified, columns, _delete_where(info, chunk))
+        """Rows and checksum of the chunk's delete range in ``table``, each column read as the
+        source's type (``info``) so an allowed widening compares equal."""
+        key = table.qualified
+        if key not in self._target_tables:  # the shape does not change during a run
+            self._target_tables[key] = await read_table(self.conn, table)
+        cols = target_sum_columns(info, self._target_tables[key], columns)
+        return await range_checksum(self.conn, key, cols, _delete_where(info, chunk))
 
     async def close(self) -> None:
         await close(self.conn)

@@ -22,6 +22,7 @@ import asyncpg
 from zdtp_worker.contract.errors import ConfigError, DataError
 from zdtp_worker.contract.result import TableResult
 from zdtp_worker.contract.spec import FullOptions, TableSpec, WorkerSpec
+from zdtp_worker.control import row_checksum
 from zdtp_worker.full import checkpoints, finalize, target_ddl
 from zdtp_worker.full.catalog import TableInfo, read_table
 from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
@@ -36,6 +37,7 @@ from zdtp_worker.full.schema import (
     staging_name,
     swap_in,
 )
+from zdtp_worker.full.verify import target_sum_columns
 from zdtp_worker.pg.checksum import format_checksum
 from zdtp_worker.pg.shape import TableShape
 from zdtp_worker.pg.shape_read import read_shape
@@ -139,7 +141,13 @@ async def prepare_table(
         # Keyless because this run created it so: even a ``restart`` of the run must build them.
         pending = keys_after_load and await finalize.pending(tgt, run_id=run_id, target=key)
         fresh = deferred and pending
-    if plan is None:
+    # The checksum's columns with the casts the target side needs, kept with the plan so verify
+    # can re-check the whole table exactly as the chunks were checked.
+    copied = list(tp.columns) or [c.name for c in info.copied]
+    sums = row_checksum.to_json(target_sum_columns(info, await read_table(tgt, tp.target), copied))
+    if plan is not None:
+        await checkpoints.keep_sum_columns(tgt, run_id, key, part=part, sum_columns=sums)
+    else:
         chunks = (
             await plan_table(
                 src, info, key_range=ts.key_range, chunk_rows=opts.chunk_rows, chunk_bytes=opts.chunk_bytes
@@ -155,6 +163,7 @@ async def prepare_table(
             source=str(ts.source),
             copy_table=str(copy_into),
             chunks=chunks,
+            sum_columns=sums,
         )
         log_event(
             "plan",
