@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetAlias, BaseHook, Param, get_current_context, task
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from zdtp_provider.config import SyncTaskConfig
 
@@ -143,7 +143,7 @@ def build_dag(config: SyncTaskConfig, *, source_file: str | Path | None = None) 
     )
     with dag:
         if config.mode == "incremental":
-            prepare = _prepare_stream_task(config)
+            prepare = _prepare_stream_task(config, source_file=source_file)
             _stream_task(config, prepare)
             return dag
         plan = _plan_task(config)
@@ -154,7 +154,7 @@ def build_dag(config: SyncTaskConfig, *, source_file: str | Path | None = None) 
         verify = _verify_task(config)(plan)
         plan >> copy >> verify
         if config.mode == "full+incremental":
-            prepare = _prepare_stream_task(config)
+            prepare = _prepare_stream_task(config, source_file=source_file)
             prepare >> plan
             verify >> _stream_task(config, prepare)
     return dag
@@ -253,38 +253,69 @@ def _verify_task(config: SyncTaskConfig):
 
     @task(task_id=VERIFY_TASK, outlets=[*static, alias])
     def verify(plan: list[dict[str, Any]]) -> dict[str, Any]:
-        """Compare source and target per table (``verify`` level) and summarise the run."""
-        from zdtp_provider.database_steps import compare_tables, planned_tables
+        """Check the run from what its chunks recorded (``verify`` level; the live source is never
+        read, so writes on it do not matter) and summarise the run."""
+        from zdtp_provider.database_steps import planned_tables, verify_run
+        from zdtp_worker.contract.errors import WorkerError
         from zdtp_worker.contract.spec import WorkerSpec
 
         context = get_current_context()
         if not plan:
             print("dry run or empty plan: nothing to verify")
             return {"tables": [], "verified": config.verify, "dry_run": True}
-        tables = planned_tables([WorkerSpec.model_validate(p) for p in plan])
-        results = compare_tables(
-            source_dsn=_dsn(config.source_conn_id, sslmode=config.sslmode),
-            target_dsn=_dsn(config.target_conn_id, sslmode=config.sslmode),
-            tables=tables,
-            level=config.verify,
-        )
-        for r in results:
-            print(
-                f"{r.table}: source {r.source_rows} rows, target {r.target_rows} rows"
-                + (f", checksums {r.source_checksum} / {r.target_checksum}" if r.source_checksum else "")
+        specs = [WorkerSpec.model_validate(p) for p in plan]
+        tables = planned_tables(specs)
+        try:
+            result = verify_run(
+                target_dsn=_dsn(config.target_conn_id, sslmode=config.sslmode),
+                config=config,
+                run_id=specs[0].run_id,
+                specs=specs,
             )
-        bad = [r.table for r in results if not r.equal]
-        if bad:
-            raise AirflowException(f"verify ({config.verify}): source and target differ for {', '.join(bad)}")
+        except WorkerError as exc:
+            raise AirflowException(f"verify ({config.verify}): {exc}") from None
+        for r in result.tables:
+            print(
+                f"{r.table}: {r.recorded}/{r.chunks} chunks recorded, source {r.source_rows} rows, "
+                f"target {r.target_rows} rows (table now {r.live_rows})"
+                + (f", checksums {r.source_checksum} / {r.target_checksum}" if r.source_checksum else "")
+                + "".join(f"\n  - {p}" for p in r.problems)
+            )
+        if not result.ok:
+            bad = ", ".join(r.table for r in result.tables if not r.ok)
+            raise AirflowException(f"verify ({config.verify}) failed for {bad}: {result.problems[0]}")
         for table in tables:
             if table not in config.tables:
                 context["outlet_events"][alias].add(table_asset(config, table))
-        return {"tables": [r.to_dict() for r in results] or tables, "verified": config.verify}
+        return {"tables": [r.to_dict() for r in result.tables] or tables, "verified": config.verify}
 
     return verify
 
 
-def _prepare_stream_task(base: SyncTaskConfig):
+def _refuse_rerun(config: SyncTaskConfig, context: Any, *, source: str, source_file: str | None) -> None:
+    """full+incremental: no copy while a stream of the task exists (``rerun_guard``); reads only."""
+    from zdtp_provider.hooks.connection import KubeConnection
+    from zdtp_provider.rerun_guard import decide, read_facts, refusal
+    from zdtp_provider.workload import deployment_name
+
+    facts = read_facts(
+        task=config.name,
+        namespace=config.namespace,
+        deployment=deployment_name(config.name),
+        hook=KubeConnection(conn_id=config.kubernetes_conn_id).hook(),
+        source_dsn=source,
+        target_dsn=_dsn(config.target_conn_id, sslmode=config.sslmode),
+    )
+    found = refusal(facts, task=config.name, dag_id=config.dag_id, source_file=source_file)
+    run_type = getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)
+    verdict = decide(found, run_type=str(run_type))
+    if verdict == "skip":
+        raise AirflowSkipException(f"{run_type} run skipped: {found.message}")  # type: ignore[union-attr]
+    if verdict == "fail":
+        raise AirflowFailException(found.message)  # type: ignore[union-attr]
+
+
+def _prepare_stream_task(base: SyncTaskConfig, *, source_file: str | Path | None = None):
     @task(task_id=PREPARE_STREAM_TASK, multiple_outputs=True)
     def prepare_stream() -> dict[str, Any]:
         """Check the source can stream and create publication + slot before anything is copied."""
@@ -292,8 +323,14 @@ def _prepare_stream_task(base: SyncTaskConfig):
         from zdtp_provider.planner import read_catalog
         from zdtp_worker.contract.errors import WorkerError
 
-        config = _run_config(base, get_current_context()["params"])
+        context = get_current_context()
+        config = _run_config(base, context["params"])
         source = _dsn(config.source_conn_id, sslmode=config.sslmode)
+        if config.mode == "full+incremental":
+            # First, before anything is written: a copy under a live stream loses updates.
+            _refuse_rerun(
+                config, context, source=source, source_file=str(source_file) if source_file else None
+            )
         tables = [e.name for e in read_catalog(source, config)]
         try:
             names = prepare(

@@ -115,7 +115,7 @@ def wal_verdict(
         reason = slot.get("invalidation_reason") or "wal_status lost"
         return "fail", [
             f"replication slot {name} was invalidated ({reason}): the stream cannot resume;"
-            " re-run the sync with mode full+incremental (or `zdtp teardown` it)"
+            " tear the sync down (`zdtp teardown`) and run its full+incremental DAG again"
         ]
     level, messages = "ok", []
     retained = slot.get("retained_wal_bytes") or 0
