@@ -253,33 +253,41 @@ def _verify_task(config: SyncTaskConfig):
 
     @task(task_id=VERIFY_TASK, outlets=[*static, alias])
     def verify(plan: list[dict[str, Any]]) -> dict[str, Any]:
-        """Compare source and target per table (``verify`` level) and summarise the run."""
-        from zdtp_provider.database_steps import compare_tables, planned_tables
+        """Check the run from what its chunks recorded (``verify`` level; the live source is never
+        read, so writes on it do not matter) and summarise the run."""
+        from zdtp_provider.database_steps import planned_tables, verify_run
+        from zdtp_worker.contract.errors import WorkerError
         from zdtp_worker.contract.spec import WorkerSpec
 
         context = get_current_context()
         if not plan:
             print("dry run or empty plan: nothing to verify")
             return {"tables": [], "verified": config.verify, "dry_run": True}
-        tables = planned_tables([WorkerSpec.model_validate(p) for p in plan])
-        results = compare_tables(
-            source_dsn=_dsn(config.source_conn_id, sslmode=config.sslmode),
-            target_dsn=_dsn(config.target_conn_id, sslmode=config.sslmode),
-            tables=tables,
-            level=config.verify,
-        )
-        for r in results:
-            print(
-                f"{r.table}: source {r.source_rows} rows, target {r.target_rows} rows"
-                + (f", checksums {r.source_checksum} / {r.target_checksum}" if r.source_checksum else "")
+        specs = [WorkerSpec.model_validate(p) for p in plan]
+        tables = planned_tables(specs)
+        try:
+            result = verify_run(
+                target_dsn=_dsn(config.target_conn_id, sslmode=config.sslmode),
+                config=config,
+                run_id=specs[0].run_id,
+                specs=specs,
             )
-        bad = [r.table for r in results if not r.equal]
-        if bad:
-            raise AirflowException(f"verify ({config.verify}): source and target differ for {', '.join(bad)}")
+        except WorkerError as exc:
+            raise AirflowException(f"verify ({config.verify}): {exc}") from None
+        for r in result.tables:
+            print(
+                f"{r.table}: {r.recorded}/{r.chunks} chunks recorded, source {r.source_rows} rows, "
+                f"target {r.target_rows} rows (table now {r.live_rows})"
+                + (f", checksums {r.source_checksum} / {r.target_checksum}" if r.source_checksum else "")
+                + "".join(f"\n  - {p}" for p in r.problems)
+            )
+        if not result.ok:
+            bad = ", ".join(r.table for r in result.tables if not r.ok)
+            raise AirflowException(f"verify ({config.verify}) failed for {bad}: {result.problems[0]}")
         for table in tables:
             if table not in config.tables:
                 context["outlet_events"][alias].add(table_asset(config, table))
-        return {"tables": [r.to_dict() for r in results] or tables, "verified": config.verify}
+        return {"tables": [r.to_dict() for r in result.tables] or tables, "verified": config.verify}
 
     return verify
 

@@ -1,9 +1,14 @@
 """The database steps of a sync run that the Airflow worker itself performs (no pod): stream
-preparation before the copy and the source/target comparison after it. The database work
-itself is :mod:`zdtp_worker.control` (psycopg 3 only); this module adapts it to the provider's
-sync-task config.
+preparation before the copy and the verification after it. The database work itself is
+:mod:`zdtp_worker.control` (psycopg 3 only); this module adapts it to the provider's sync-task
+config.
 
-- :func:`compare_tables` — after the copy: row counts (or checksums) source vs target.
+- :func:`verify_run` — after the copy: the run's recorded per-chunk evidence (source side taken
+  under each chunk's snapshot, target side in the transaction that wrote it), coverage and the
+  target's totals; never reads the source, so it holds on a source that keeps writing. Logged in
+  the target's ``zdtp.verify_log``.
+- :func:`compare_tables` — live row counts (or checksums) source vs target; only meaningful on a
+  quiet source (tests and demos use it as an independent check).
 - :func:`prepare_stream` — before a full+incremental copy: publication and logical slot, so every
   change after this point is retained for the incremental worker.
 
@@ -21,9 +26,24 @@ from zdtp_provider.config import SyncTaskConfig
 from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.control.names import publication_name, slot_name
 from zdtp_worker.control.stream_setup import prepare_stream as _prepare_stream
-from zdtp_worker.control.verify import TableComparison, compare_tables
+from zdtp_worker.control.verify import (
+    RunVerification,
+    TableComparison,
+    TableVerification,
+    compare_tables,
+)
+from zdtp_worker.control.verify import verify_run as _verify_run
 
-__all__ = ["TableComparison", "compare_tables", "planned_tables", "prepare_stream"]
+__all__ = [
+    "RunVerification",
+    "TableComparison",
+    "TableVerification",
+    "compare_tables",
+    "planned_tables",
+    "planned_targets",
+    "prepare_stream",
+    "verify_run",
+]
 
 
 def planned_tables(specs: list[WorkerSpec]) -> list[str]:
@@ -33,6 +53,28 @@ def planned_tables(specs: list[WorkerSpec]) -> list[str]:
         for table in spec.tables:
             seen.setdefault(str(table.source), None)
     return list(seen)
+
+
+def planned_targets(specs: list[WorkerSpec]) -> list[str]:
+    """Distinct target tables of a plan, in plan order: what the run's chunks are recorded under."""
+    seen: dict[str, None] = {}
+    for spec in specs:
+        for table in spec.tables:
+            seen.setdefault(str(table.target_name), None)
+    return list(seen)
+
+
+def verify_run(
+    *, target_dsn: str, config: SyncTaskConfig, run_id: str, specs: list[WorkerSpec]
+) -> RunVerification:
+    """Verify run ``run_id`` at the config's ``verify`` level from what its chunks recorded."""
+    return _verify_run(
+        target_dsn=target_dsn,
+        task=config.name,
+        run_id=run_id,
+        tables=planned_targets(specs),
+        level=config.verify,
+    )
 
 
 def prepare_stream(
