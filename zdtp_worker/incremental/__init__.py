@@ -8,6 +8,8 @@ Layers, low to high:
 - ``staging``     pure SQL of applying a batch (COPY into a staging table, then DELETE / upsert /
                   partial UPDATE) and the staging COPY text.
 - ``target``      target connection: lease (advisory lock), ``zdtp.cdc_state``, table DDL, apply.
+- ``refetch``     reads a row by key from the source when the target cannot supply an unchanged
+                  TOAST value (key changes; rows a ``full+incremental`` copy did not have).
 - ``type_change`` pure: which column type changes are safe widenings, which are lossy.
 - ``column_sync`` the target follows the source's columns (ADD with the source's default for old
                   rows, backfill by key, DROP/RENAME keep data, widenings, generated columns).

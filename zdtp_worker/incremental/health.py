@@ -45,6 +45,9 @@ class Metrics:
     source_wal_keep_unlimited: bool = False
     tables_not_streamed: int = 0
     sequences_moved: int = 0
+    # Rows completed from the source (unchanged TOAST the target could not supply; see .refetch).
+    rows_refetched: int = 0
+    refetch_keys_gone: int = 0
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
@@ -157,6 +160,18 @@ class Metrics:
                 "counter",
                 "Target sequences moved forward to the source's value.",
                 self.sequences_moved,
+            ),
+            (
+                "zdtp_cdc_rows_refetched_total",
+                "counter",
+                "Rows whose unchanged TOAST values were read from the source (the target lacked them).",
+                self.rows_refetched,
+            ),
+            (
+                "zdtp_cdc_refetch_keys_gone_total",
+                "counter",
+                "Rows to read from the source that it no longer had (a later change accounts for them).",
+                self.refetch_keys_gone,
             ),
         ]
         out = []

@@ -29,6 +29,7 @@ class Shape:
     sql_delete: str
     sql_upsert: str
     sql_partial: str
+    sql_partial_missing: str  # staged partial rows whose key the target lacks (see .refetch)
     sql_copy_direct: str
     used_in_txn: bool = False
 
@@ -92,6 +93,10 @@ def build_shape(
             f" WHERE s._op = 'P' AND {keys_match}"
             if partial_sets
             else ""
+        ),
+        sql_partial_missing=(
+            f"SELECT s._keep, {', '.join(f's.{ident(n)}::text' for n in all_names)} FROM {stage} s"
+            f" WHERE s._op = 'P' AND NOT EXISTS (SELECT 1 FROM {target.qualified} t WHERE {keys_match})"
         ),
     )
     return shape, ddl

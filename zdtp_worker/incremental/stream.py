@@ -65,7 +65,13 @@ class Stream:
         self.stop = stop
         self.snapshot_handoff = snapshot_handoff
         self.mapping: dict[TableName, TableName] = {t.source: t.target_name for t in spec.tables}
-        self.target = Target(target_dsn, stream=stream_key(spec), application_name=f"zdtp-cdc-{spec.worker}")
+        self.target = Target(
+            target_dsn,
+            stream=stream_key(spec),
+            application_name=f"zdtp-cdc-{spec.worker}",
+            source_dsn=source_dsn,
+            metrics=metrics,
+        )
         self.src: psycopg.Connection | None = None
         self.watch_conn: psycopg.Connection | None = None  # the source watch's own session
         self.repl: psycopg2.extensions.connection | None = None

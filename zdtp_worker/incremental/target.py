@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import zlib
 from datetime import datetime
+from typing import Any
 
 import psycopg
 
@@ -20,7 +21,9 @@ from zdtp_worker.contract.spec import TableName
 from zdtp_worker.control.catalog import TableDef, read_table
 from zdtp_worker.control.session import connect
 from zdtp_worker.incremental.batch import Batch
+from zdtp_worker.incremental.health import Metrics
 from zdtp_worker.incremental.pgoutput import UNCHANGED, Relation, Value, format_lsn, parse_lsn
+from zdtp_worker.incremental.refetch import SourceRows, fill_unchanged, key_text
 from zdtp_worker.incremental.staging import Shape, build_shape, stage_rows
 from zdtp_worker.pg.quoting import ident
 
@@ -48,11 +51,24 @@ def lease_key(stream: str) -> int:
 
 
 class Target:
-    def __init__(self, dsn: str, *, stream: str, application_name: str = "zdtp-cdc") -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        stream: str,
+        application_name: str = "zdtp-cdc",
+        source_dsn: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.dsn = dsn
         self.stream = stream
         self.application_name = application_name
         self._conn: psycopg.Connection | None = None
+        # Rows read back from the source when the target cannot complete a change (see .refetch).
+        self.source_rows = SourceRows(source_dsn) if source_dsn else None
+        self.metrics = metrics
+        self.refetched = 0  # in the open transaction: rows read from the source and written
+        self.refetch_gone = 0  # in the open transaction: keys the source no longer had
         self.tables: dict[TableName, TableDef] = {}
         self._stage_seq = 0
         self.commit_lsn = 0
@@ -72,6 +88,8 @@ class Target:
         return self._conn
 
     def close(self) -> None:
+        if self.source_rows is not None:
+            self.source_rows.close()
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -162,6 +180,19 @@ class Target:
             )
         self.conn.commit()
         self.commit_lsn, self.end_lsn = commit_lsn, end_lsn
+        if self.refetched or self.refetch_gone:
+            # One line per target transaction, not per row.
+            log.info(
+                "target: batch up to %s completed %d row(s) from the source (unchanged TOAST values the"
+                " target could not supply); %d key(s) no longer on the source, left to later changes",
+                format_lsn(end_lsn),
+                self.refetched,
+                self.refetch_gone,
+            )
+            if self.metrics is not None:
+                self.metrics.rows_refetched += self.refetched
+                self.metrics.refetch_keys_gone += self.refetch_gone
+            self.refetched = self.refetch_gone = 0
 
     def advance(self, end_lsn: int) -> None:
         """Record that the stream is applied up to ``end_lsn`` though no change arrived since the
@@ -189,6 +220,7 @@ class Target:
     def rollback(self) -> None:
         if self._conn is not None and not self._conn.closed:
             self._conn.rollback()
+        self.refetched = self.refetch_gone = 0
         # DDL done in the rolled-back transaction is gone: re-read table definitions.
         self.tables.clear()
 
@@ -267,11 +299,40 @@ class Target:
                     cur.execute(shape.sql_delete)
                 if n_staged_up:
                     cur.execute(shape.sql_upsert)
+                missing: list[tuple[Any, ...]] = []
                 if n_part and shape.sql_partial:
                     cur.execute(shape.sql_partial)
+                    if cur.rowcount < n_part:
+                        # Partial rows of keys the target lacks (a hand-off copied their chunk
+                        # after they were deleted or moved away): complete them from the source.
+                        missing = cur.execute(shape.sql_partial_missing).fetchall()
+            if missing:
+                self._complete_from_source(shape, [_staged(row) for row in missing])
             written += n_del + n_up + n_part
         batch.clear()
         return written
+
+    def _complete_from_source(self, shape: Shape, rows: list[list[Value]]) -> None:
+        """Write ``rows`` (new rows with unchanged values) with those values read from the source."""
+        if self.source_rows is None:
+            raise DataError(
+                f"target {shape.target}: a row with unchanged TOAST values is missing and no source"
+                " session is configured to read it; the target diverged from the source"
+            )
+        names = [c.name for c in shape.relation.columns]
+        key_names = [names[i] for i in shape.key_indexes]
+        source = TableName(schema=shape.relation.namespace, name=shape.relation.name)
+        batch = Batch()
+        for new in rows:
+            key = key_text([new[i] for i in shape.key_indexes])
+            current = self.source_rows.fetch(source, names, key_names, key)
+            if current is None:
+                self.refetch_gone += 1  # gone from the source: a later change in the stream says so
+                continue
+            batch.insert(shape.relation, shape.key_indexes, fill_unchanged(new, current))
+            self.refetched += 1
+        if batch.tables:
+            self.apply(batch, {shape.relation.oid: shape})
 
     def _copy_direct(self, cur: psycopg.Cursor, shape: Shape, rows: list[bytes]) -> bool:
         """COPY brand-new rows straight into the target under a savepoint; False on a key clash."""
@@ -292,32 +353,21 @@ class Target:
         self.conn.execute(f"TRUNCATE {', '.join(n.qualified for n in names)}")
 
     def move_row(self, shape: Shape, old_key: tuple[Value, ...], new: list[Value]) -> None:
-        """Apply an update that changed the key and kept TOASTed columns: read them from the old row."""
+        """Apply an update that changed the key and kept TOASTed columns unchanged.
+
+        The unchanged values are read from the source by the new key, never from the target's row
+        at the old key: after a ``full+incremental`` hand-off that row may be missing, or newer than
+        this change (the old key was reused before its chunk was copied), and its values would land
+        on the new key for good. The old key's row is deleted either way (the source has none).
+        """
         names = [c.name for c in shape.relation.columns]
         key_names = [names[i] for i in shape.key_indexes]
         where = " AND ".join(f"{ident(k)} = %s" for k in key_names)
-        row = self.conn.execute(
-            f"SELECT {', '.join(ident(n) + '::text' for n in names)} FROM {shape.target.qualified}"
-            f" WHERE {where}",
-            [_text(v) for v in old_key],
-        ).fetchone()
-        if row is None:
-            raise DataError(
-                f"target {shape.target}: row to move is missing (key {old_key!r});"
-                " the target diverged from the source"
-            )
-        merged = [
-            (None if old is None else old.encode()) if v is UNCHANGED else v
-            for v, old in zip(new, row, strict=True)
-        ]
-        self.conn.execute(f"DELETE FROM {shape.target.qualified} WHERE {where}", [_text(v) for v in old_key])
-        batch = Batch()
-        batch.insert(shape.relation, shape.key_indexes, merged)
-        self.apply(batch, {shape.relation.oid: shape})
+        self.conn.execute(f"DELETE FROM {shape.target.qualified} WHERE {where}", key_text(list(old_key)))
+        self._complete_from_source(shape, [new])
 
 
-def _text(value: Value) -> str | None:
-    if value is None or value is UNCHANGED:
-        return None
-    assert isinstance(value, bytes)
-    return value.decode()
+def _staged(row: tuple[Any, ...]) -> list[Value]:
+    """A staged partial row read back (``_keep``, then every column as text) as stream values."""
+    keep = set(row[0] or ())  # int[] comes back as a list
+    return [UNCHANGED if i in keep else (None if v is None else v.encode()) for i, v in enumerate(row[1:])]
