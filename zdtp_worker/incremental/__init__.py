@@ -22,6 +22,7 @@ Layers, low to high:
 - ``health``      /healthz, /readyz and Prometheus /metrics over stdlib ``http.server``.
 - ``loop``        the main loop: read, decode, batch, apply, commit state, send feedback.
 - ``stream``      start-up: pre-flight, lease, state, target tables, publication/slot, then the loop.
+- ``initial_copy`` the ``--initial-snapshot`` copy: each table replaced in one target transaction.
 - ``main``        CLI entry: wire everything, optional initial snapshot hand-off, exit codes.
 
 Source checks, publication/slot set-up and slot/publication names live in

@@ -22,7 +22,7 @@ from types import FrameType
 
 from psycopg2.extras import ReplicationCursor
 
-from zdtp_worker.contract.errors import ConfigError, TemporaryError
+from zdtp_worker.contract.errors import ConfigError
 from zdtp_worker.contract.result import TableResult, WorkerResult
 from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.control.names import slot_name
@@ -30,6 +30,7 @@ from zdtp_worker.control.session import connect
 from zdtp_worker.control.stream_setup import drop_slot
 from zdtp_worker.credentials import load_dsn
 from zdtp_worker.incremental.health import HealthServer, Metrics
+from zdtp_worker.incremental.initial_copy import copy_tables
 from zdtp_worker.incremental.pgoutput import format_lsn
 from zdtp_worker.incremental.replication import create_slot_exporting_snapshot
 from zdtp_worker.incremental.stream import SnapshotHandoff, Stream
@@ -50,10 +51,8 @@ def initial_snapshot_handoff(
 
     def handoff(cur: ReplicationCursor, target: Target) -> int:
         slot = slot_name(spec)
-        # The copy defines the target's content: start from empty tables so rows left by an
-        # earlier, unfinished attempt (under another snapshot) cannot survive.
-        target.truncate([t.target_name for t in spec.tables])
-        target.conn.commit()
+        # No TRUNCATE first: each table's content is replaced in one target transaction under the
+        # snapshot (.initial_copy), so a copy that fails part-way leaves the previous content.
         src = connect(source_dsn, role="source", application_name="zdtp-cdc")
         try:
             # No state on the target means no completed hand-off: a slot left over from a crashed
@@ -65,14 +64,6 @@ def initial_snapshot_handoff(
         log.info(
             "created slot %s at %s, copying under snapshot %s", slot, format_lsn(consistent_point), snapshot
         )
-        from zdtp_worker.full.main import run_full
-
-        full_spec = spec.model_copy(
-            update={
-                "mode": "full",
-                "full": spec.full.model_copy(update={"snapshot": snapshot, "copy_mode": "restart"}),
-            }
-        )
         # The copy can take hours: keep /healthz alive meanwhile (the copy itself reports progress).
         copying = threading.Event()
 
@@ -82,11 +73,9 @@ def initial_snapshot_handoff(
 
         threading.Thread(target=beat, name="zdtp-copy-heartbeat", daemon=True).start()
         try:
-            result = run_full(full_spec, source_dsn=source_dsn, target_dsn=target_dsn)
+            rows = copy_tables(spec, source_dsn=source_dsn, target_dsn=target_dsn, snapshot=snapshot)
         finally:
             copying.set()
-        if result.exit_code != 0:
-            raise TemporaryError(f"initial snapshot copy failed: {result.message or result.status}")
         # Everything committed before the consistent point is in the copy: mark it applied.
         # (commit LSNs in the stream are >= the consistent point, so store one less as the last
         # applied commit; the end LSN is the consistent point itself, where the slot starts, so
@@ -96,9 +85,9 @@ def initial_snapshot_handoff(
             end_lsn=consistent_point,
             commit_time=None,
             transactions=0,
-            changes=result.rows,
+            changes=rows,
         )
-        log.info("initial copy done: %s rows; streaming from %s", result.rows, format_lsn(consistent_point))
+        log.info("initial copy done: %s rows; streaming from %s", rows, format_lsn(consistent_point))
         return consistent_point
 
     return handoff
