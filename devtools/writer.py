@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
@@ -123,6 +124,22 @@ class _Keys:
         return self.keys[rng.randrange(len(self.keys))]
 
 
+@dataclass(frozen=True)
+class Event:
+    """One committed change: what a failing comparison needs to tell a key's story."""
+
+    at: str  # UTC time the transaction committed (HH:MM:SS.ffffff)
+    tx: int  # the writer's transaction number
+    kind: str
+    table: str  # schema.table
+    key: int
+    new_key: int | None = None  # key changes and inserts: the key written
+
+    def line(self) -> str:
+        moved = f" -> {self.new_key}" if self.new_key is not None and self.new_key != self.key else ""
+        return f"{self.at} tx {self.tx} {self.kind} {self.table} {self.key}{moved}"
+
+
 @dataclass
 class WriterReport:
     seed: int
@@ -157,6 +174,7 @@ class Writer:
         self.rng = random.Random(self.seed)
         self.counts: Counter[str] = Counter()
         self.transactions = 0
+        self.history: list[Event] = []  # every committed change, in commit order
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zdtp-writer", daemon=True)
@@ -228,15 +246,18 @@ class Writer:
         interval = 1.0 / self.rate
         due = time.monotonic()
         while not self._stop.is_set():
-            done = []
+            done: list[tuple[str, str, int, int | None]] = []
             with conn.transaction():
                 for _ in range(self.rng.choice((1, 1, 2, 3))):
                     kind = self.rng.choices(KINDS, WEIGHTS)[0]
-                    if self._apply(conn, kind):
-                        done.append(kind)
+                    change = self._apply(conn, kind)
+                    if change:
+                        done.append((kind, *change))
             # Counted only once committed: the report is what the source really holds.
-            self.counts.update(done)
+            at = datetime.now(UTC).strftime("%H:%M:%S.%f")
             self.transactions += 1
+            self.counts.update(kind for kind, *_ in done)
+            self.history += [Event(at, self.transactions, *change) for change in done]
             due += interval
             pause = due - time.monotonic()
             if pause > 0:
@@ -244,12 +265,23 @@ class Writer:
             else:
                 due = time.monotonic()  # behind (busy machine): do not burst to catch up
 
-    def _apply(self, conn: psycopg.Connection, kind: str) -> bool:
+    def trace(self, table: str, key: int, *, depth: int = 4) -> list[Event]:
+        """The committed changes of the row now at ``key``, following key changes back."""
+        events = [e for e in self.history if e.table == table and key in (e.key, e.new_key)]
+        out = set(events)
+        if depth:
+            for e in events:
+                if e.new_key == key and e.key != key:
+                    out.update(x for x in self.trace(table, e.key, depth=depth - 1) if x.tx <= e.tx)
+        return sorted(out, key=lambda e: (e.tx, e.at))
+
+    def _apply(self, conn: psycopg.Connection, kind: str) -> tuple[str, int, int | None] | None:
+        """One change; returns (table, key, new key) or None when nothing was done."""
         rng, r, d = self.rng, _ident(self.tables.rows), _ident(self.tables.docs)
         if kind.startswith("doc_"):
-            keys, span, table = self.docs, self.doc_span, d
+            keys, span, table, label = self.docs, self.doc_span, d, self.tables.docs
         else:
-            keys, span, table = self.rows, self.row_span, r
+            keys, span, table, label = self.rows, self.row_span, r, self.tables.rows
         if kind in ("insert", "doc_insert"):
             new = self._free_id(keys, span)
             if kind == "insert":
@@ -263,9 +295,9 @@ class Writer:
                     (new, f"doc {new}", _body(rng)),
                 )
             keys.add(new)
-            return True
+            return label, new, new
         if len(keys) < 10:  # keep something to change
-            return False
+            return None
         key = keys.pick(rng)
         if kind in ("delete", "doc_delete"):
             conn.execute(sql.SQL("DELETE FROM {} WHERE id = %s").format(table), (key,))
@@ -295,4 +327,5 @@ class Writer:
                 )
             keys.remove(key)
             keys.add(new)
-        return True
+            return label, key, new
+        return label, key, None

@@ -17,9 +17,11 @@ changes, updates and key changes that leave a TOASTed body unchanged, and delete
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -70,6 +72,7 @@ class _KillCopyMidChunk(threading.Thread):
         self.cluster, self.namespace, self.writer = cluster, namespace, writer
         self.stop = threading.Event()
         self.killed: str | None = None
+        self.killed_at = "-"
         self.chunks_done_before = 0
         self.writes_before = 0
 
@@ -91,6 +94,7 @@ class _KillCopyMidChunk(threading.Thread):
                 if done:
                     os.kill(container_host_pid(statuses[0].container_id), signal.SIGKILL)
                     self.killed, self.chunks_done_before = pod.metadata.name, done
+                    self.killed_at = _now()
                     self.writes_before = self.writer.transactions
                     return
             self.stop.wait(0.3)
@@ -104,6 +108,40 @@ def _stream_pod(cluster: Cluster, namespace: str) -> Any:
         return None
     statuses = live[0].status.container_statuses or []
     return live[0] if statuses and statuses[0].ready else None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%H:%M:%S.%f")
+
+
+def _explain(problems: list[str], writer: Writer, phases: dict[str, str], target_dsn: str) -> str:
+    """What a failure needs: each first differing key's committed history (following key
+    changes back), the run's phases on the same clock, and the copy's chunks of that table."""
+    out = ["", "phases (UTC): " + ", ".join(f"{k} {v}" for k, v in phases.items())]
+    table = None
+    for line in problems:
+        if not line.startswith("  "):
+            table = line.split(":", 1)[0]
+            continue
+        match = re.match(r"\s+(missing|extra|changed) \('(-?\d+)',\)", line)
+        if table and match:
+            out.append(f"{match.group(1)} {table} {match.group(2)}: the writer's changes of this row")
+            out += [f"    {e.line()}" for e in writer.trace(table, int(match.group(2)))] or ["    (none)"]
+    query = (
+        "SELECT c.chunk_no, to_char(c.done_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US'), p.chunks -> c.chunk_no"
+        " FROM zdtp.full_chunks c JOIN zdtp.full_plans p USING (run_id, target_table, part)"
+        " WHERE c.target_table = %s ORDER BY c.done_at"
+    )
+    try:
+        with psycopg.connect(target_dsn) as conn:
+            for label in LIVE.all:
+                chunks = conn.execute(query, (label,)).fetchall()
+                out.append(
+                    f"copy of {label}: " + "; ".join(f"chunk {n} done {at} {r}" for n, at, r in chunks)
+                )
+    except psycopg.Error as exc:  # the explanation must never hide the failure itself
+        out.append(f"(chunks not readable: {exc})")
+    return "\n".join(out)
 
 
 def _copy_stats(target_dsn: str) -> str:
@@ -179,15 +217,19 @@ def _scenario(
     t0: float,
 ) -> None:
     timings: dict[str, float] = {}
+    phases = {"writer started": _now()}
     killer = _KillCopyMidChunk(cluster, node_namespace, writer)
     try:
         # 1. The whole DAG, a copy container SIGKILLed mid-chunk, writes all along.
         killer.start()
+        phases["first run"] = _now()
         try:
             run = sync_env.dags_test(dag_id, timeout=600)
         finally:
             killer.stop.set()
             killer.join()
+        phases["first run ended"] = _now()
+        phases["copy pod killed"] = killer.killed_at
         timings["first run"] = time.monotonic() - t0
         print(
             f"first run: {run.state} {run.tasks}; killed copy pod: {killer.killed}; {_copy_stats(target_dsn)}"
@@ -213,6 +255,7 @@ def _scenario(
         applied = _wait("the stream to apply a transaction", lambda: _applied(target_dsn), 60)
         cluster.core.delete_namespaced_pod(before.metadata.name, node_namespace, grace_period_seconds=0)
         t_kill = time.monotonic()
+        phases["stream pod deleted"] = _now()
         after = _wait(
             "a new stream pod to be ready",
             lambda: (
@@ -226,10 +269,12 @@ def _scenario(
             120,
         )
         timings["stream pod replaced and applying"] = time.monotonic() - t_kill
+        phases["new stream pod applies"] = _now()
         print(f"stream pod {before.metadata.name} deleted; {after.metadata.name} applies ({resumed})")
 
         # 3. Triggered again while the stream runs: refused with the resync command, stream untouched.
         t_rerun = time.monotonic()
+        phases["second run"] = _now()
         again = sync_env.dags_test(dag_id, timeout=600)
         timings["second run (refused)"] = time.monotonic() - t_rerun
         assert again.state == "failed", (again.tasks, again.output[-4000:])
@@ -242,6 +287,7 @@ def _scenario(
         assert writer.running()
     finally:
         report = writer.stop()
+        phases["writer stopped"] = _now()
         print(report.line())
 
     # 4. Writer stopped: every key's full row equal, within the bound; the time is measured.
@@ -253,7 +299,9 @@ def _scenario(
         problems = _differences(source_dsn, target_dsn)
     converged = time.monotonic() - t_stop
     assert not problems, (
-        f"target differs from source {converged:.0f}s after the writer stopped:\n" + "\n".join(problems)
+        f"target differs from source {converged:.0f}s after the writer stopped (writer seed {writer.seed}):\n"
+        + "\n".join(problems)
+        + _explain(problems, writer, phases, target_dsn)
     )
     timings["convergence after the writer stopped"] = converged
     timings["total"] = time.monotonic() - t0
