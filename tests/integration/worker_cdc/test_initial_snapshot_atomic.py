@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.worker_cdc.helpers import (
     InProcessWorker,
+    free_port,
     make_spec,
     start_subprocess_worker,
     table_rows,
@@ -76,7 +77,7 @@ def test_killed_copy_keeps_previous_rows(source_dsn: str, target_dsn: str, tmp_p
     with psycopg.connect(target_dsn, autocommit=True) as tgt:
         tgt.execute("CREATE TABLE k (id int PRIMARY KEY, v int NOT NULL, pad text)")
         tgt.execute("INSERT INTO k SELECT g, -1, NULL FROM generate_series(1, 100) g")
-    spec = make_spec(["k"], initial_snapshot=True)
+    spec = make_spec(["k"], initial_snapshot=True, health_port=free_port())
     spec = spec.model_copy(update={"full": spec.full.model_copy(update={"chunk_rows": 20_000})})
     log = tmp_path / "worker.log"
     proc = start_subprocess_worker(spec, source_dsn, target_dsn, log=log)
