@@ -18,7 +18,7 @@ import pytest
 from tests.integration.worker_full.helpers import execute, make_spec, run_worker, scalar, spec_dict
 from zdtp_worker.contract.errors import ExitCode
 from zdtp_worker.control.verify import compare_tables, verify_run
-from zdtp_worker.full import ensure_target_table, run_full
+from zdtp_worker.full import enqueue_chunks, ensure_target_table, run_full
 from zdtp_worker.pg.checksum import checksum_sql
 
 pytestmark = pytest.mark.postgres
@@ -291,3 +291,25 @@ def test_an_old_state_schema_gets_the_new_columns(source_dsn: str, target_dsn: s
     _copy(source_dsn, target_dsn, "new", verify="checksum")
     assert _verify(target_dsn, "new", "checksum").ok
     assert scalar(target_dsn, "SELECT count(*) FROM zdtp.full_chunks WHERE source_checksum IS NULL") == 1
+
+
+@pytest.mark.parametrize("mode", ["queue", "swap"])
+def test_queue_and_swap_runs_verify_from_their_records(source_dsn: str, target_dsn: str, mode: str) -> None:
+    """A queue run records one whole-table part (the planner's ranges are joined); a swap run
+    writes a staging table that must have been swapped in."""
+    _source_table(source_dsn, rows=6_000)
+    execute(target_dsn, f"CREATE TABLE t ({COLUMNS})")
+    execute(target_dsn, "INSERT INTO t SELECT g, 'old' FROM generate_series(1, 100) g")
+    copy_mode = "swap" if mode == "swap" else "resume"
+    spec = make_spec(["t"], run_id=mode, chunk_rows=1_000, verify="checksum", copy_mode=copy_mode)
+    if mode == "queue":
+        enqueue_chunks(spec, source_dsn=source_dsn, target_dsn=target_dsn, queue_name="q")
+        run_full(spec, source_dsn=source_dsn, target_dsn=target_dsn, queue_name="q", queue_mode="drain")
+    else:
+        run_full(spec, source_dsn=source_dsn, target_dsn=target_dsn)
+    result = _verify(target_dsn, mode, "checksum")
+    assert result.ok, result.problems
+    assert result.tables[0].live_rows == 6_000 and result.tables[0].recorded == 6
+    if mode == "swap":  # a staging table not swapped in yet is named
+        execute(target_dsn, "UPDATE zdtp.full_plans SET swapped_at = NULL")
+        assert any("was not swapped in" in p for p in _verify(target_dsn, mode, "checksum").problems)
