@@ -231,15 +231,16 @@ class Writer:
         self.high = max(self.row_span, self.doc_span) + 1
 
     def _free_id(self, keys: _Keys, span: int) -> int:
-        if self.rng.random() < 0.1:
-            self.high += 2 if self.high % 2 else 1
-            while self.high in keys:
-                self.high += 2
-            return self.high
-        while True:
-            candidate = 2 * self.rng.randrange(span // 2 + 1) + 1
-            if candidate not in keys:
-                return candidate
+        if self.rng.random() >= 0.1:
+            # A small table's free odd ids run out (its rows end up on them): then go above.
+            for _ in range(20):
+                candidate = 2 * self.rng.randrange(span // 2 + 1) + 1
+                if candidate not in keys:
+                    return candidate
+        self.high += 2 if self.high % 2 else 1
+        while self.high in keys:
+            self.high += 2
+        return self.high
 
     def _loop(self, conn: psycopg.Connection) -> None:
         self._load_keys(conn)
