@@ -22,11 +22,15 @@ import psycopg
 import pytest
 
 from tests.fixtures.digest import compare
-from tests.integration.worker_cdc.helpers import InProcessWorker, make_spec, wait_until
+from tests.integration.worker_cdc.helpers import InProcessWorker, make_spec, table_rows, wait_until
 from zdtp_worker.contract.spec import TableName, WorkerSpec
 from zdtp_worker.control.names import publication_name, slot_name
 from zdtp_worker.control.stream_setup import prepare_stream
 from zdtp_worker.full.main import run_full
+from zdtp_worker.incremental.batch import Batch
+from zdtp_worker.incremental.health import Metrics
+from zdtp_worker.incremental.pgoutput import UNCHANGED, Column, Relation
+from zdtp_worker.incremental.target import Target
 
 pytestmark = pytest.mark.postgres
 
@@ -159,3 +163,37 @@ def test_handoff_converges_whatever_the_ordering(
     with psycopg.connect(target_dsn) as tgt:
         rows = tgt.execute("SELECT count(*), count(*) FILTER (WHERE length(blob) = 10240) FROM h").fetchone()
     assert rows is not None and rows[0] == rows[1] == 56, rows  # every row kept its full blob
+
+
+def test_partial_rows_the_target_lacks_are_read_from_the_source(source_dsn: str, target_dsn: str) -> None:
+    """The staging path on its own: TOAST-unchanged updates ('P') of keys the target does not have
+    are completed by key from the source (explicit values from the stream, unchanged ones from the
+    source); a key the source no longer has is left out and counted."""
+    with psycopg.connect(source_dsn, autocommit=True) as src:
+        src.execute(DDL)
+        src.execute(f"INSERT INTO h VALUES (7, 70, {BLOB}), (8, 80, {BLOB})")
+        blob7 = src.execute("SELECT blob FROM h WHERE id = 7").fetchone()
+    with psycopg.connect(target_dsn, autocommit=True) as tgt:
+        tgt.execute(DDL)
+        tgt.execute("INSERT INTO h VALUES (8, 80, 'target keeps this')")
+    rel = Relation(
+        oid=4242,
+        namespace="public",
+        name="h",
+        replica_identity="d",
+        columns=(Column("id", 23, -1, True), Column("v", 23, -1, False), Column("blob", 25, -1, False)),
+    )
+    metrics = Metrics(task="t", slot="s")
+    target = Target(target_dsn, stream="zdtp_partial", source_dsn=source_dsn, metrics=metrics)
+    target.connect()
+    try:
+        shape = target.shape(rel, TableName.model_validate("h"), ("id",))
+        batch = Batch()
+        for key, v in ((b"7", b"71"), (b"8", b"81"), (b"9", b"91")):  # 9: on neither side
+            batch.update(rel, (0,), [key, v, UNCHANGED], None)
+        target.apply(batch, {rel.oid: shape})
+        assert (target.refetched, target.refetch_gone) == (1, 1)
+        target.conn.commit()
+    finally:
+        target.close()
+    assert table_rows(target_dsn, "h") == [(7, 71, blob7[0]), (8, 81, "target keeps this")]
