@@ -156,7 +156,8 @@ class _Listed:
     """Collects one kind of problem, naming the first few and counting the rest."""
 
     def __init__(self, what: str) -> None:
-        self.what, self.items = what, []  # type: ignore[var-annotated]
+        self.what = what
+        self.items: list[str] = []
 
     def add(self, item: str) -> None:
         self.items.append(item)
@@ -231,8 +232,8 @@ def _check_table(conn: psycopg.Connection, run_id: str, table: str, level: str) 
                     tgt_sum += t_sum
                     if s_sum != t_sum:
                         differ.add(
-                            f"{name}: checksum {row_checksum_text(s_sum)} (source) "
-                            f"vs {row_checksum_text(t_sum)} (target)"
+                            f"{name}: checksum {format_checksum(s_sum)} (source) "
+                            f"vs {format_checksum(t_sum)} (target)"
                         )
         if records:
             out.problems.append(
@@ -242,13 +243,9 @@ def _check_table(conn: psycopg.Connection, run_id: str, table: str, level: str) 
     differ.into(out.problems)
     unchecked.into(out.problems)
     if level == "checksum":
-        out.source_checksum, out.target_checksum = row_checksum_text(src_sum), row_checksum_text(tgt_sum)
+        out.source_checksum, out.target_checksum = format_checksum(src_sum), format_checksum(tgt_sum)
     _check_live(conn, out, table, level, sum_cols)
     return out
-
-
-def row_checksum_text(total: Decimal | None) -> str | None:
-    return format_checksum(total)
 
 
 def _check_live(
