@@ -266,15 +266,20 @@ class Writer:
             else:
                 due = time.monotonic()  # behind (busy machine): do not burst to catch up
 
-    def trace(self, table: str, key: int, *, depth: int = 4) -> list[Event]:
-        """The committed changes of the row now at ``key``, following key changes back."""
-        events = [e for e in self.history if e.table == table and key in (e.key, e.new_key)]
-        out = set(events)
-        if depth:
-            for e in events:
-                if e.new_key == key and e.key != key:
-                    out.update(x for x in self.trace(table, e.key, depth=depth - 1) if x.tx <= e.tx)
-        return sorted(out, key=lambda e: (e.tx, e.at))
+    def trace(self, table: str, key: int, *, before: int | None = None) -> list[Event]:
+        """The committed changes of the row at ``key`` (as of history position ``before``, default:
+        now), following its key changes back to its insert or seeded key."""
+        end = len(self.history) if before is None else before
+        touching = [
+            i for i in range(end) if (e := self.history[i]).table == table and key in (e.key, e.new_key)
+        ]
+        # The row now at ``key`` arrived by the last insert or key change into ``key``, if any.
+        arrivals = [i for i in touching if self.history[i].new_key == key]
+        start = arrivals[-1] if arrivals else 0
+        own = [self.history[i] for i in touching if i >= start]
+        if arrivals and (moved := self.history[start]).key != key:
+            return self.trace(table, moved.key, before=start) + own
+        return own
 
     def _apply(self, conn: psycopg.Connection, kind: str) -> tuple[str, int, int | None] | None:
         """One change; returns (table, key, new key) or None when nothing was done."""
