@@ -18,6 +18,10 @@ compacted per key in one staging pass: a key change merges with the batch's earl
 
 from __future__ import annotations
 
+import random
+import threading
+import time
+
 import psycopg
 import pytest
 
@@ -197,3 +201,120 @@ def test_partial_rows_the_target_lacks_are_read_from_the_source(source_dsn: str,
     finally:
         target.close()
     assert table_rows(target_dsn, "h") == [(7, 71, blob7[0]), (8, 81, "target keeps this")]
+
+
+class Writer(threading.Thread):
+    """Random small transactions on ``h`` over a key domain the copy's ranges split: inserts,
+    deletes, TOAST-unchanged updates, blob rewrites and key changes onto free keys (so keys are
+    moved into copied and not-yet-copied ranges, and reused), until told to stop."""
+
+    def __init__(self, dsn: str, *, seed: int, live: set[int]) -> None:
+        super().__init__(daemon=True)
+        self.dsn = dsn
+        self.rng = random.Random(seed)
+        self.live = set(live)
+        self.done = threading.Event()
+        self.transactions = 0
+        self.moves = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                while not self.done.is_set():
+                    with conn.transaction():
+                        for _ in range(self.rng.randint(1, 4)):
+                            self._one(conn)
+                    self.transactions += 1
+                    time.sleep(0.002)
+        except BaseException as exc:
+            self.error = exc
+
+    def _free(self) -> int:
+        while (k := self.rng.randint(1, DOMAIN)) in self.live:
+            pass
+        return k
+
+    def _one(self, conn: psycopg.Connection) -> None:
+        rng, live = self.rng, self.live
+        op = rng.random()
+        if op < 0.2 or len(live) < 50:
+            k = self._free()
+            conn.execute(f"INSERT INTO h VALUES (%s, %s, {BLOB})", (k, rng.randint(0, 9)))
+            live.add(k)
+            return
+        k = rng.choice(sorted(live))
+        if op < 0.35:
+            conn.execute("DELETE FROM h WHERE id = %s", (k,))
+            live.discard(k)
+        elif op < 0.6:
+            conn.execute("UPDATE h SET v = v + 1 WHERE id = %s", (k,))  # blob unchanged
+        elif op < 0.7:
+            conn.execute(f"UPDATE h SET blob = {BLOB} WHERE id = %s", (k,))
+        else:
+            k2 = self._free()
+            conn.execute("UPDATE h SET id = %s WHERE id = %s", (k2, k))  # blob unchanged
+            live.discard(k)
+            live.add(k2)
+            self.moves += 1
+
+
+DOMAIN = 1000
+WRITER_RANGES = [(None, 201), (201, 401), (401, 601), (601, 801), (801, None)]
+
+
+@pytest.mark.parametrize("batch_max_changes", [10_000, 1], ids=["batched", "per-change"])
+def test_handoff_converges_with_a_writer_running_throughout(
+    source_dsn: str, target_dsn: str, batch_max_changes: int, seed: int
+) -> None:
+    with psycopg.connect(source_dsn, autocommit=True) as src:
+        src.execute(DDL)
+        src.execute("ALTER TABLE h ALTER COLUMN blob SET STORAGE EXTERNAL")
+        src.execute(f"INSERT INTO h SELECT g, g, {ROW_BLOB} FROM generate_series(1, {DOMAIN}, 3) g")
+        live = {r[0] for r in src.execute("SELECT id FROM h").fetchall()}
+    with psycopg.connect(target_dsn, autocommit=True) as tgt:
+        tgt.execute(DDL)
+    spec = make_spec(["h"], batch_max_changes=batch_max_changes)
+    prepare_stream(
+        source_dsn=source_dsn,
+        tables=[TableName.model_validate("h")],
+        slot=slot_name(spec),
+        publication=publication_name(spec),
+        restart_on_target=target_dsn,
+    )
+    writer = Writer(source_dsn, seed=seed, live=live)
+    writer.start()
+    worker: InProcessWorker | None = None
+    try:
+        for lower, upper in WRITER_RANGES:  # each range its own snapshot, the writer never pauses
+            time.sleep(0.3)
+            _copy_range(spec, source_dsn, target_dsn, lower, upper)
+        worker = InProcessWorker(spec, source_dsn, target_dsn).start()
+        worker.wait_streaming(timeout=60)
+        time.sleep(2.0)  # and on while streaming
+        writer.done.set()
+        writer.join(10)
+        assert writer.error is None, writer.error
+        assert writer.transactions > 100 and writer.moves > 20, (writer.transactions, writer.moves)
+
+        def caught_up() -> bool:
+            assert worker is not None
+            worker.check()
+            return not compare(
+                source_dsn, target_dsn, schemas=["public"], tables=["public.h"], sequences="skip"
+            )
+
+        try:
+            wait_until(caught_up, timeout=90, interval=0.5, what="target to equal source")
+        except AssertionError:
+            problems = compare(
+                source_dsn, target_dsn, schemas=["public"], tables=["public.h"], sequences="skip"
+            )
+            raise AssertionError(
+                f"seed {seed}: target differs from source:\n" + "\n".join(problems)
+            ) from None
+        print(f"seed {seed}: {writer.transactions} transactions, {writer.moves} key changes")
+    finally:
+        writer.done.set()
+        if worker is not None:
+            worker.stop()
