@@ -139,7 +139,10 @@ class SyncTaskConfig(_Strict):
     resources: Resources = Field(default_factory=Resources)
     pod: PodOptions = Field(default_factory=PodOptions)
     verify: Literal["none", "count", "checksum"] = Field(
-        "count", description="Check after the copy: row counts or checksums, source vs target."
+        "count",
+        description="Check each chunk as it is copied (rows, or rows + checksum, source side under the "
+        "chunk's snapshot vs target side in the writing transaction) and the run from those records: "
+        "a source that keeps writing cannot fail it. checksum adds two hash passes per chunk.",
     )
     copy_mode: Literal["resume", "restart", "swap"] = Field(
         "resume", description="resume a run's chunks, restart clean, or swap in a staging copy."

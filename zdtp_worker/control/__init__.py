@@ -11,7 +11,10 @@ It depends on psycopg 3 (a base dependency of the distribution), the contract an
 - :mod:`.publication`  the stream's publication (via partition roots) and its membership check;
 - :mod:`.replica_identity` which tables CDC can stream, from their replica identity;
 - :mod:`.slot_guard`   is the slot still whole (gap, invalidated, vanished) before streaming;
-- :mod:`.verify`       count/checksum comparison of tables, source vs target;
+- :mod:`.verify`       a run's verify from its per-chunk records (target only: a live source
+  cannot fail it), and the count/checksum comparison of quiet tables, source vs target;
+- :mod:`.row_checksum` the checksum SQL both sides of a chunk share, and plan coverage checks;
+- :mod:`.verify_log`   ``zdtp.verify_log``: one row per verify, read by ``zdtp status``;
 - :mod:`.target_check` plan time: can existing target tables take the source's rows (no lossy column);
 - :mod:`.queue`        a queue fan-out's queue name per run and the check after its Job.
 - :mod:`.teardown`     drop a task's slot/publication and state rows; find leftovers of gone tasks;
