@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from zdtp_worker.contract.spec import TableName
+from zdtp_worker.incremental.health import Metrics
 from zdtp_worker.incremental.pgoutput import UNCHANGED, Column, Relation
 from zdtp_worker.incremental.refetch import fill_unchanged, key_text
 from zdtp_worker.incremental.staging import build_shape
@@ -41,3 +42,10 @@ def test_missing_partial_rows_are_found_by_key_against_the_target() -> None:
         'SELECT s._keep, s."id"::text, s."blob"::text FROM pg_temp.zdtp_stage_3 s'
         ' WHERE s._op = \'P\' AND NOT EXISTS (SELECT 1 FROM "t"."h" t WHERE t."id" = s."id")'
     )
+
+
+def test_refetch_counters_are_exported() -> None:
+    m = Metrics(task="t", slot="s", rows_refetched=3, refetch_keys_gone=1)
+    text = m.render()
+    assert 'zdtp_cdc_rows_refetched_total{task="t",slot="s"} 3\n' in text
+    assert 'zdtp_cdc_refetch_keys_gone_total{task="t",slot="s"} 1\n' in text
