@@ -97,5 +97,6 @@ def prepare_stream(
         # Given for full+incremental: a copy follows, so the stream restarts from the slot.
         restart_on_target=target_dsn,
         set_replica_identity=config.set_replica_identity,
+        handoff=config.mode == "full+incremental",
     )
     return {"slot": slot, "publication": publication}

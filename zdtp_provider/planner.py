@@ -186,7 +186,10 @@ def check_streamable(dsn: str, config: SyncTaskConfig, tables: list[str]) -> Non
         return
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
         refused = replica_identity.refusal_for(
-            conn, [parse_qualified(t) for t in tables], set_replica_identity=config.set_replica_identity
+            conn,
+            [parse_qualified(t) for t in tables],
+            set_replica_identity=config.set_replica_identity,
+            handoff=config.mode == "full+incremental",
         )
     if refused:
         raise PlanningError(f"sync task {config.name!r} (mode {config.mode}): {refused}")

@@ -158,29 +158,64 @@ def _check_leaves(conn: psycopg.Connection, parent: IdentityCheck, oid: int) -> 
     return parent
 
 
-def refusal(checks: dict[TableName, IdentityCheck], *, set_replica_identity: bool = False) -> str | None:
-    """One message naming every table CDC cannot stream (and each fix), or ``None``."""
+def handoff_problem(check: IdentityCheck) -> str | None:
+    """Why a table that streams by whole-row match cannot take the copy → stream hand-off.
+
+    In ``full+incremental`` the stream replays the changes committed between the slot's point and
+    each chunk's snapshot (docs/concepts.md); that converges only because every apply is keyed and
+    idempotent. Without a key a replayed INSERT adds a second copy of its row.
+    """
+    if check.problem is not None or check.key:
+        return None
+    return (
+        f"source table {check.table} has no key (REPLICA IDENTITY FULL, no primary key and no unique"
+        " index on NOT NULL columns): full+incremental replays the changes committed while the copy"
+        " ran, and without a key a replayed INSERT duplicates its row."
+        f" Fix: add a primary key (ALTER TABLE {check.table.qualified} ADD PRIMARY KEY (...)) or a"
+        " unique index on NOT NULL columns, or sync it in a separate task with mode: full"
+    )
+
+
+def refusal(
+    checks: dict[TableName, IdentityCheck], *, set_replica_identity: bool = False, handoff: bool = False
+) -> str | None:
+    """One message naming every table CDC cannot stream (and each fix), or ``None``.
+
+    ``handoff``: the stream follows a copy (``full+incremental``), so keyless tables are refused too.
+    """
     problems = [
         c.problem
         for c in checks.values()
         if c.problem is not None and not (set_replica_identity and c.fix_index is not None)
     ]
+    if handoff:
+        problems += [p for c in checks.values() if (p := handoff_problem(c)) is not None]
     if not problems:
         return None
     return "CDC cannot stream " + f"{len(problems)} table(s): " + "; ".join(problems)
 
 
 def refusal_for(
-    conn: psycopg.Connection, tables: list[tuple[str, str]], *, set_replica_identity: bool = False
+    conn: psycopg.Connection,
+    tables: list[tuple[str, str]],
+    *,
+    set_replica_identity: bool = False,
+    handoff: bool = False,
 ) -> str | None:
     """:func:`refusal` for (schema, name) pairs: what the planner calls for CDC modes."""
     names = [TableName(schema=schema, name=name) for schema, name in tables]
-    return refusal(inspect(conn, names), set_replica_identity=set_replica_identity)
+    return refusal(inspect(conn, names), set_replica_identity=set_replica_identity, handoff=handoff)
 
 
-def check(conn: psycopg.Connection, tables: list[TableName], *, set_replica_identity: bool = False) -> None:
+def check(
+    conn: psycopg.Connection,
+    tables: list[TableName],
+    *,
+    set_replica_identity: bool = False,
+    handoff: bool = False,
+) -> None:
     """Raise DataError (exit 65) when some table has no usable replica identity."""
-    message = refusal(inspect(conn, tables), set_replica_identity=set_replica_identity)
+    message = refusal(inspect(conn, tables), set_replica_identity=set_replica_identity, handoff=handoff)
     if message:
         raise DataError(message)
 

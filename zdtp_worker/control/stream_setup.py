@@ -52,12 +52,17 @@ def check_replication_privilege(conn: psycopg.Connection) -> None:
 
 
 def check_source(
-    conn: psycopg.Connection, tables: list[TableName], *, set_replica_identity: bool = False
+    conn: psycopg.Connection,
+    tables: list[TableName],
+    *,
+    set_replica_identity: bool = False,
+    handoff: bool = False,
 ) -> dict[TableName, TableDef]:
     """All pre-flight checks; returns the tables' descriptions. Raises before anything is changed.
 
     With ``set_replica_identity`` a table whose only problem is a missing ``REPLICA IDENTITY
-    USING INDEX`` passes (:func:`prepare_source` then sets it).
+    USING INDEX`` passes (:func:`prepare_source` then sets it). ``handoff``: a copy under its own
+    snapshots comes first (full+incremental), so keyless tables are refused as well.
     """
     check_wal_level(conn)
     check_replication_privilege(conn)
@@ -67,7 +72,7 @@ def check_source(
         if info is None:
             raise ConfigError(f"source table {name} does not exist")
         found[name] = info
-    replica_identity.check(conn, tables, set_replica_identity=set_replica_identity)
+    replica_identity.check(conn, tables, set_replica_identity=set_replica_identity, handoff=handoff)
     return found
 
 
@@ -152,8 +157,12 @@ def prepare_stream(
     publication: str,
     set_replica_identity: bool = False,
     restart_on_target: str | None = None,
+    handoff: bool = False,
 ) -> None:
     """Check the source for CDC, then create the publication and slot if missing (idempotent).
+
+    ``handoff``: a copy follows (full+incremental), so tables the hand-off cannot converge on
+    (keyless ones) are refused too.
 
     Every check runs before anything is created. With ``restart_on_target`` (the target DSN of a
     ``full+incremental`` run, whose copy follows) an invalidated zdtp slot is replaced and the
@@ -162,7 +171,7 @@ def prepare_stream(
     """
     conn = connect(source_dsn, role="source")
     try:
-        check_source(conn, tables, set_replica_identity=set_replica_identity)
+        check_source(conn, tables, set_replica_identity=set_replica_identity, handoff=handoff)
         stream_keys(conn, tables, set_replica_identity=set_replica_identity)
         slot_guard.check_namespace(slot=slot)
         ensure_publication(conn, publication, tables)

@@ -107,9 +107,11 @@ def test_keyless_replica_identity_full_table_streams(
 ) -> None:
     # PostgreSQL's own subscriber streams a keyless REPLICA IDENTITY FULL table by matching whole
     # rows; the issue names "set REPLICA IDENTITY" as a fix for keyless tables. Two identical rows:
-    # updating or deleting one must leave the other.
+    # updating or deleting one must leave the other. Mode incremental over a target seeded while
+    # the source is quiet: full+incremental refuses keyless tables (test_zoo_refusals), because
+    # the hand-off's replay window would duplicate their inserts.
     table = schema_zoo.quoted("ri_full_nokey")
-    config = harness.zoo_config("zoo-rifull", mode="full+incremental", include=[], tables=[table])
+    config = harness.zoo_config("zoo-rifull", mode="incremental", include=[], tables=[table])
     tables = [e.name for e in read_catalog(zoo_source, config)]
     names = prepare_stream(source_dsn=zoo_source, config=config, tables=tables)
     specs = harness.plan(zoo_source, config)

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.integration.schema_zoo import harness
+from zdtp_provider import planner
 from zdtp_provider.database_steps import prepare_stream
 from zdtp_provider.planner import read_catalog
 from zdtp_worker.contract.errors import WorkerError
@@ -105,6 +106,32 @@ def test_prepare_stream_refuses_keyless_table_before_creating_anything(
     _assert_keyless_refusal(str(refused.value))
     assert_source_untouched(zoo_source)
     assert_target_empty(target_dsn)
+
+
+def test_full_incremental_refuses_keyless_full_identity_table(zoo_source: str, target_dsn: str) -> None:
+    # Streams in mode incremental (test_zoo_cdc), but the copy → stream hand-off replays the
+    # changes committed while the copy ran: without a key a replayed INSERT duplicates its row.
+    config = harness.zoo_config(
+        "zoo-handoff", mode="full+incremental", include=[], tables=["zoo.ri_full_nokey"]
+    )
+    tables = [e.name for e in read_catalog(zoo_source, config)]
+    with pytest.raises(WorkerError) as refused:
+        prepare_stream(source_dsn=zoo_source, config=config, tables=tables, target_dsn=target_dsn)
+    message = str(refused.value)
+    assert "ri_full_nokey" in message and "replays" in message and "ADD PRIMARY KEY" in message, message
+    assert _rows(zoo_source, "SELECT pubname FROM pg_publication") == []
+    assert (
+        _rows(zoo_source, "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()")
+        == []
+    )
+    assert_target_empty(target_dsn)
+    # The same table in mode incremental passes the same checks.
+    streaming = harness.zoo_config(
+        "zoo-handoff", mode="incremental", include=[], tables=["zoo.ri_full_nokey"]
+    )
+    assert planner.check_streamable(zoo_source, streaming, tables) is None
+    with pytest.raises(planner.PlanningError, match="ri_full_nokey"):
+        planner.check_streamable(zoo_source, config, tables)
 
 
 LOSSY = [
