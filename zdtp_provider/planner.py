@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from zdtp_provider.auto_streams import choose_streams, worker_cpu
 from zdtp_provider.config import SyncTaskConfig
 from zdtp_worker.contract.identifiers import parse_qualified, render_qualified
 from zdtp_worker.contract.spec import FullOptions, KeyRange, TableSpec, WorkerSpec
@@ -282,10 +283,20 @@ def plan_workers(
     # Swap mode replaces a whole table in one transaction: one worker must own each table.
     units = split_units(estimates, workers=n, allow_split=config.copy_mode != "swap")
     by_name = {e.name: e for e in estimates}
-    options = FullOptions(copy_mode=config.copy_mode, chunk_rows=config.chunk_rows, verify=config.verify)
+    cpu = worker_cpu(dict(config.resources.requests), dict(config.resources.limits))
+    # The config may set streams itself (it wins); otherwise chosen per worker (see auto_streams).
+    explicit = getattr(config, "streams", None)
     specs = []
     for i, bucket in enumerate(pack(units, workers=n)):
         tables = [_table_spec(u, by_name[u.table]) for u in bucket]
+        # Streams share the chunks of one table at a time: the biggest chunked piece decides.
+        biggest = max((u.rows for u in bucket if by_name[u.table].pk), default=0)
+        options = FullOptions(
+            copy_mode=config.copy_mode,
+            chunk_rows=config.chunk_rows,
+            verify=config.verify,
+            streams=choose_streams(rows=biggest, chunk_rows=config.chunk_rows, cpu=cpu, explicit=explicit),
+        )
         specs.append(
             WorkerSpec(
                 mode="full", task=config.name, run_id=run_id, worker=f"w{i}", tables=tables, full=options
