@@ -42,7 +42,7 @@ LIVE = LiveTables()
 ROWS, DOCS = 300_000, 300  # big enough that the copy takes several seconds in 20 chunks
 CHUNK_ROWS = 15_000
 RATE = 40.0  # writer transactions per second (1 to 3 changes each)
-CONVERGE_BOUND = 90.0  # seconds from the writer's stop until target == source (measured: printed)
+CONVERGE_BOUND = 60.0  # seconds from the writer's stop until target == source (measured: printed)
 COPY_PODS = "app.kubernetes.io/component=full-sync"
 STREAM_PODS = f"app.kubernetes.io/component=incremental-sync,zdtp.io/task={TASK}"
 
@@ -142,6 +142,18 @@ def _explain(problems: list[str], writer: Writer, phases: dict[str, str], target
     except psycopg.Error as exc:  # the explanation must never hide the failure itself
         out.append(f"(chunks not readable: {exc})")
     return "\n".join(out)
+
+
+def _stream_log(cluster: Cluster, namespace: str) -> str:
+    """The running stream pod's log lines about rows it had to complete from the source."""
+    pod = _stream_pod(cluster, namespace)
+    if pod is None:
+        return "\n(no running stream pod to read the log of)"
+    log = cluster.core.read_namespaced_pod_log(pod.metadata.name, namespace, tail_lines=2000)
+    lines = [line for line in log.splitlines() if "from the source" in line or "error" in line.lower()]
+    return f"\nstream pod {pod.metadata.name}, log lines about completions/errors (last 20):\n" + "\n".join(
+        lines[-20:]
+    )
 
 
 def _copy_stats(target_dsn: str) -> str:
@@ -302,6 +314,7 @@ def _scenario(
         f"target differs from source {converged:.0f}s after the writer stopped (writer seed {writer.seed}):\n"
         + "\n".join(problems)
         + _explain(problems, writer, phases, target_dsn)
+        + _stream_log(cluster, node_namespace)
     )
     timings["convergence after the writer stopped"] = converged
     timings["total"] = time.monotonic() - t0
