@@ -215,6 +215,26 @@ def recvlogical(dsn: str, slot: str, publication: str, endpos: str) -> float:
     return time.monotonic() - started
 
 
+def start_spy(pid: int, output: str) -> subprocess.Popen[bytes]:
+    """py-spy on ``pid``: every thread, idle (waiting on the server) included, so the collapsed
+    stacks give wall time per call site and thread."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            *("record", "--pid", str(pid), "--format", "raw", "--output", output),
+            *("--threads", "--idle", "--rate", "200", "--nonblocking"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+
+
 @dataclass
 class Run:
     """One run's databases, slots and consumers."""
@@ -305,7 +325,7 @@ class Run:
             self.proc.wait(60)
         self.proc = None
 
-    def drain_zdtp(self, profile: str | None = None) -> dict[str, object]:
+    def drain_zdtp(self, profile: str | None = None, py_spy: str | None = None) -> dict[str, object]:
         launched = self.start_worker(profile)
         assert self.proc is not None
         try:
@@ -322,9 +342,11 @@ class Run:
                 ).fetchone()
             if row:
                 pids["target_backend"] = int(row[0])
+            spy = start_spy(self.proc.pid, py_spy) if py_spy else None
             before = cpu_snapshot(pids)
             done = wait_metric(self.port, "zdtp_cdc_changes_applied_total", self.total, timeout=900)
             cpu = cpu_delta(before, pids)
+            stop_spy(spy)
             batches = int(metric(self.port, "zdtp_cdc_batches_total"))
         finally:
             self.stop_worker()
@@ -389,17 +411,27 @@ class Run:
         }
 
     # -- latency --------------------------------------------------------------------------
-    def latency_zdtp(self, rate: int, seconds: float) -> dict[str, object]:
+    def latency_zdtp(self, rate: int, seconds: float, py_spy: str | None = None) -> dict[str, object]:
         self.start_worker()
+        spy = None
         try:
             wait_metric(self.port, "zdtp_cdc_streaming", 1, timeout=120)
+            # Warm up: a restarted slot first re-reads WAL from its restart point (and everything
+            # the other consumers wrote since); one row through first, so the phase measures
+            # steady state, as the native subscription's (which first catches up) does.
+            with psycopg.connect(self.server.dsn(self.src_db), autocommit=True) as src:
+                src.execute("INSERT INTO ev VALUES (9999999, 0, 'warm', clock_timestamp())")
+            wait_rows(self.server.dsn(self.zdtp_db), first_id=9_999_999, n=1, timeout=300)
             applied = metric(self.port, "zdtp_cdc_changes_applied_total")
             first = 10_000_000
+            assert self.proc is not None
+            spy = start_spy(self.proc.pid, py_spy) if py_spy else None
             n, elapsed = paced_inserts(
                 self.server.dsn(self.src_db), first_id=first, rate=rate, seconds=seconds
             )
             wait_metric(self.port, "zdtp_cdc_changes_applied_total", applied + n, timeout=300)
         finally:
+            stop_spy(spy)
             self.stop_worker()
         return {
             "offered_per_s": round(n / elapsed),
@@ -461,6 +493,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each latency phase (0: none)")
     parser.add_argument("--batch-max-changes", type=int, default=10_000)
     parser.add_argument("--profile", help="run the worker's backlog drain under cProfile, stats to PREFIX.N")
+    parser.add_argument(
+        "--py-spy",
+        help="sample the worker's drain with py-spy (bench-only tool), collapsed stacks to PREFIX.N.txt",
+    )
     parser.add_argument("--only", nargs="+", choices=CONSUMERS, default=list(CONSUMERS))
     parser.add_argument("--out", help="write all runs and the summary as JSON here")
     parser.add_argument(
@@ -501,7 +537,10 @@ def main() -> None:
                     if consumer == "recvlogical":
                         res = run.drain_recvlogical()
                     elif consumer == "zdtp":
-                        res = run.drain_zdtp(f"{args.profile}.{i + 1}" if args.profile else None)
+                        res = run.drain_zdtp(
+                            f"{args.profile}.{i + 1}" if args.profile else None,
+                            f"{args.py_spy}.{i + 1}.txt" if args.py_spy else None,
+                        )
                     else:
                         res = run.drain_native()
                     record["drain"][consumer] = res
@@ -509,7 +548,9 @@ def main() -> None:
                 record["latency"] = {}
                 zdtp_rows = 0
                 if args.seconds > 0 and "zdtp" in args.only:
-                    res = run.latency_zdtp(args.rate, args.seconds)
+                    res = run.latency_zdtp(
+                        args.rate, args.seconds, f"{args.py_spy}.{i + 1}.latency.txt" if args.py_spy else None
+                    )
                     zdtp_rows = int(res["changes"])  # type: ignore[call-overload]
                     record["latency"]["zdtp"] = res
                     print(f"run {i + 1}: latency zdtp   {json.dumps(res)}", flush=True)
