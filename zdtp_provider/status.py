@@ -3,9 +3,10 @@ metrics, bytes from the slot), retained WAL, last full run, last verify.
 
 Assembled from three places, each optional (a part without its handle is ``None``, never
 guessed): the Kubernetes API (:func:`zdtp_provider.triggers.health.stream_health`), the source's
-slot and the target's ``zdtp`` state (:mod:`zdtp_worker.control.status`). ``zdtp status`` prints
-it one line per task; ``IncrementalSyncSensor`` returns the WAL part (:func:`wal_check`) in its
-report, so the Airflow UI shows it as the sensor's XCom.
+slot and the target's ``zdtp`` state (:mod:`zdtp_worker.control.status`: ``cdc_state``,
+``full_plans``/``full_chunks``, ``verify_log``). ``zdtp status`` prints it one line per task;
+``IncrementalSyncSensor`` returns the same :func:`summary` (and its line) in its report, so the
+Airflow UI shows it as the sensor's XCom.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from zdtp_worker.control import status as db
 from zdtp_worker.control.names import task_stream_name
 
 
-def _conn_dsn(conn_id: str) -> str:
+def connection_dsn(conn_id: str) -> str:
     from airflow.sdk import BaseHook
 
     from zdtp_provider.connections import dsn_from_connection
@@ -39,9 +40,9 @@ def wal_check(
     if not slot and not task:
         raise ValueError("wal_check: give the sync task or the slot")
     slot = slot or task_stream_name(task)  # type: ignore[arg-type]
-    source_dsn = source_dsn or _conn_dsn(source_conn_id)  # type: ignore[arg-type]
+    source_dsn = source_dsn or connection_dsn(source_conn_id)  # type: ignore[arg-type]
     if target_conn_id and not target_dsn:
-        target_dsn = _conn_dsn(target_conn_id)
+        target_dsn = connection_dsn(target_conn_id)
     state = db.slot_status(source_dsn, slot)
     stopped_since = None
     applied = None
@@ -63,63 +64,99 @@ def task_status(
 ) -> dict[str, Any]:
     """The status of one sync task (``config``: its SyncTaskConfig); ``tables``: its target
     tables when the config selects by ``include`` (else the listed ones are used)."""
-    out: dict[str, Any] = {"task": config.name, "mode": config.mode, "namespace": config.namespace}
-    out["errors"] = []
+    return summary(
+        task=config.name,
+        mode=config.mode,
+        namespace=config.namespace,
+        dag_id=config.dag_id,
+        hook=hook,
+        source_dsn=source_dsn,
+        target_dsn=target_dsn,
+        tables=list(tables or config.tables),
+    )
+
+
+def summary(
+    *,
+    task: str,
+    mode: str,
+    namespace: str,
+    hook: Any | None,
+    source_dsn: str | None,
+    target_dsn: str | None,
+    tables: list[str] | None = None,
+    dag_id: str | None = None,
+    health: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One task's status (``zdtp status -o json``'s object, the sensor's ``status``); ``health``:
+    a :func:`stream_health` report already read (the sensor's), else it is read through ``hook``."""
+    out: dict[str, Any] = {"task": task, "mode": mode, "namespace": namespace, "errors": []}
+    args = {
+        "hook": hook,
+        "source_dsn": source_dsn,
+        "target_dsn": target_dsn,
+        "tables": tables,
+        "health": health,
+    }
     for part in (_kube_part, _source_part, _target_part):
         try:
-            part(out, config, hook=hook, source_dsn=source_dsn, target_dsn=target_dsn, tables=tables)
+            part(out, **args)
         except Exception as exc:  # one unreachable side must not hide the others
             out["errors"].append(
                 f"{part.__name__.strip('_')}: {type(exc).__name__}: {str(exc).splitlines()[0]}"
             )
-    out["last_verify"] = last_verify(config.dag_id) if config.mode != "incremental" else None
+    if out.get("last_verify") is None and mode != "incremental" and dag_id:
+        # No zdtp.verify_log (an older target, or verify level none): Airflow's record, if reachable.
+        out["last_verify"] = last_verify(dag_id)
+    out.setdefault("last_verify", None)
     return out
 
 
-def _kube_part(out: dict[str, Any], config: Any, *, hook: Any, health_port: int = 8080, **_: Any) -> None:
+def _kube_part(
+    out: dict[str, Any], *, hook: Any, health: dict[str, Any] | None, health_port: int = 8080, **_: Any
+) -> None:
     from zdtp_provider.triggers.health import stream_health
     from zdtp_provider.workload import deployment_name
 
-    if hook is not None and config.mode != "full":
+    if out["mode"] == "full" or (hook is None and health is None):
+        return
+    if health is None:
         health = stream_health(
             hook,
-            name=deployment_name(config.name),
-            namespace=config.namespace,
+            name=deployment_name(out["task"]),
+            namespace=out["namespace"],
             max_restarts=3,
             max_lag_seconds=float("inf"),  # read the lag metric (never "lagging" by itself)
             health_port=health_port,
         )
-        dep_found = "Deployment not found" not in health["reasons"]
-        out["deployment"] = (
-            "missing"
-            if not dep_found
-            else ("available" if health.get("available_replicas") else "unavailable")
-        )
-        out["restarts"] = sum((health.get("restarts") or {}).values()) if dep_found else None
-        out["lag_seconds"] = health.get("lag_seconds")
-        out["problems"] = [r for r in health["reasons"] if not r.startswith("lag ")]
+    dep_found = "Deployment not found" not in health["reasons"]
+    out["deployment"] = (
+        "missing" if not dep_found else ("available" if health.get("available_replicas") else "unavailable")
+    )
+    out["restarts"] = sum((health.get("restarts") or {}).values()) if dep_found else None
+    out["lag_seconds"] = health.get("lag_seconds")
+    out["problems"] = [r for r in health["reasons"] if not r.startswith("lag ")]
 
 
-def _source_part(
-    out: dict[str, Any], config: Any, *, source_dsn: str | None, target_dsn: str | None, **_: Any
-) -> None:
-    slot = task_stream_name(config.name)
-    if source_dsn and config.mode != "full":
-        wal = wal_check(task=config.name, slot=slot, source_dsn=source_dsn, target_dsn=target_dsn)
+def _source_part(out: dict[str, Any], *, source_dsn: str | None, target_dsn: str | None, **_: Any) -> None:
+    if source_dsn and out["mode"] != "full":
+        slot = task_stream_name(out["task"])
+        wal = wal_check(task=out["task"], slot=slot, source_dsn=source_dsn, target_dsn=target_dsn)
         out["slot"] = "missing" if not wal["exists"] else ("active" if wal["active"] else "inactive")
         out["retained_wal_bytes"] = wal.get("retained_wal_bytes")
         out["lag_bytes"] = wal.get("unconfirmed_bytes")
         out["wal_verdict"] = wal["verdict"]
 
 
-def _target_part(
-    out: dict[str, Any], config: Any, *, target_dsn: str | None, tables: list[str] | None, **_: Any
-) -> None:
+def _target_part(out: dict[str, Any], *, target_dsn: str | None, tables: list[str] | None, **_: Any) -> None:
     if target_dsn:
-        slot = task_stream_name(config.name)
-        state = db.target_status(target_dsn, stream=slot, tables=list(tables or config.tables))
+        state = db.target_status(
+            target_dsn, stream=task_stream_name(out["task"]), tables=list(tables or []), task=out["task"]
+        )
         out["applied"] = state["applied"]
         out["last_full_run"] = state["last_full_run"]
+        if state["last_verify"] is not None:
+            out["last_verify"] = state["last_verify"]
 
 
 def last_verify(dag_id: str) -> dict[str, Any] | None:
@@ -140,7 +177,12 @@ def last_verify(dag_id: str) -> dict[str, Any] | None:
             )
             if ti is None:
                 return None
-            return {"state": str(ti.state), "finished": ti.end_date.isoformat(), "run_id": ti.run_id}
+            return {
+                "state": str(ti.state),
+                "finished": ti.end_date.isoformat(),
+                "run_id": ti.run_id,
+                "source": "airflow",
+            }
     except Exception:  # no metadata DB reachable from here: unknown, not an error of the sync
         return None
 
@@ -164,11 +206,17 @@ def status_line(s: dict[str, Any]) -> str:
             f"slot={s.get('slot', '?')} wal={_mib(s.get('retained_wal_bytes'))}({s.get('wal_verdict', '?')})"
         )
     full = s.get("last_full_run")
-    parts.append(
-        f"full={full['finished'][:19]} rows={full['rows']} chunks={full['chunks']}" if full else "full=-"
-    )
+    if full:
+        done = (
+            f"{full['chunks']}/{full['planned_chunks']}" if "planned_chunks" in full else str(full["chunks"])
+        )
+        result = f"({full['result']})" if full.get("result") else ""
+        parts.append(f"full={full['finished'][:19]}{result} rows={full['rows']} chunks={done}")
+    else:
+        parts.append("full=-")
     verify = s.get("last_verify")
-    parts.append(f"verify={verify['state']}@{verify['finished'][:19]}" if verify else "verify=-")
+    level = f"[{verify['level']}]" if verify and verify.get("level") else ""
+    parts.append(f"verify={verify['state']}{level}@{verify['finished'][:19]}" if verify else "verify=-")
     if s.get("errors"):
         parts.append("errors: " + "; ".join(s["errors"]))
     return "  ".join(parts)

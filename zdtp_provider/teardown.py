@@ -6,7 +6,8 @@ One task's objects, in the order they are removed (so nothing reads what is drop
    ``app.kubernetes.io/managed-by=zdtp`` *and* ``zdtp.io/task=<task>`` in the task's namespace:
    objects zdtp did not create (a user's TLS Secret, anything without those labels) never match;
 2. the source: the task's ``zdtp_*`` slot and publication (:mod:`zdtp_worker.control.teardown`);
-3. the target: the task's rows in the ``zdtp`` state tables.
+3. the target: the task's rows in the ``zdtp`` state tables (``cdc_state``, ``work_queue``,
+   ``verify_log``, and the full-copy rows of its target tables).
 
 Every step is idempotent: a second teardown finds nothing and reports nothing removed. The
 operator (:mod:`zdtp_provider.operators.teardown`), ``zdtp teardown`` and the maintenance DAG
@@ -144,6 +145,9 @@ def find_leftovers(
         for task in found["queue_task"]:
             if task not in known_tasks:
                 out.append({"kind": "work_queue", "name": task, "task": task, "where": where})
+        for task in found.get("verify_task", []):
+            if task not in known_tasks:
+                out.append({"kind": "verify_log", "name": task, "task": task, "where": where})
     return out
 
 
@@ -163,6 +167,6 @@ def remove_leftover(
         return db.drop_source_objects(dsn, slot="", publication=name).removed
     if kind == "cdc_state":
         return db.delete_target_state(dsn, task=None, stream=name).removed
-    if kind == "work_queue":
+    if kind in ("work_queue", "verify_log"):  # both keyed by the task's name
         return db.delete_target_state(dsn, task=name, stream=None).removed
     raise ValueError(f"unknown leftover kind {kind!r}")

@@ -10,6 +10,13 @@ WAL guard (with ``source_conn_id``): each check also reads the stream's slot on 
 ``wal_limit_bytes`` (or an invalidated slot) fails the task at once with the advice; a stopped
 stream older than ``max_stopped_seconds`` is reported. The report (XCom) carries it under
 ``wal``. The deferred wait polls Kubernetes only: the guard runs before deferring and on resume.
+
+Status: once healthy, the report also carries ``status``, the task's ``zdtp status`` object
+(:func:`zdtp_provider.status.summary`: Deployment, restarts, lag, slot and retained WAL, last full
+run, last verify), and ``status_line``, its one-line form, so the Airflow UI shows where the sync
+stands. The full run is looked up over ``tables`` (default: the tables of the stream's
+publication on the source) and needs ``target_conn_id``; a part that cannot be read is listed
+under ``status["errors"]`` and never fails the sensor.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
         ``slot``); ``target_conn_id`` adds the applied position (and "stopped since" before PG 17).
     :param wal_warn_bytes / wal_limit_bytes: retained WAL that warns / fails the sensor.
     :param max_stopped_seconds: a stream whose slot is unread longer than this is reported.
+    :param tables: the stream's target tables, for the last full run in ``status`` (default: the
+        tables of the stream's publication, read from the source).
     """
 
     template_fields: Sequence[str] = (*ZdtpKubeOperator.template_fields, "name", "task")
@@ -63,9 +72,11 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
         wal_warn_bytes: int | None = None,
         wal_limit_bytes: int | None = None,
         max_stopped_seconds: float | None = None,
+        tables: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.tables = tables
         self.source_conn_id = source_conn_id
         self.target_conn_id = target_conn_id
         self.slot = slot
@@ -117,12 +128,53 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
             raise AirflowFailException("WAL guard: " + "; ".join(wal["messages"]))
         return wal
 
+    def _with_status(self, report: dict[str, Any]) -> dict[str, Any]:
+        """``report`` plus the task's status summary and its line (the XCom the UI shows)."""
+        from zdtp_provider.status import connection_dsn, status_line, summary
+        from zdtp_worker.control import status as db
+        from zdtp_worker.control.names import task_stream_name
+
+        task = self.task or report["name"]
+        errors: list[str] = []
+
+        def dsn(conn_id: str | None) -> str | None:
+            try:
+                return connection_dsn(conn_id) if conn_id else None
+            except Exception as exc:  # reported in the summary, never a sensor failure
+                errors.append(f"connection {conn_id}: {exc}")
+                return None
+
+        source, target = dsn(self.source_conn_id), dsn(self.target_conn_id)
+        tables = list(self.tables or [])
+        if not tables and source and target and self.task:
+            try:
+                tables = db.publication_tables(source, task_stream_name(self.task))
+            except Exception as exc:
+                errors.append(f"stream tables: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        status = summary(
+            task=task,
+            mode="stream",
+            namespace=report["namespace"],
+            hook=None,
+            health=report,
+            # The slot part needs the task's slot name: without ``task`` the sensor knows a
+            # Deployment only.
+            source_dsn=source if self.task else None,
+            target_dsn=target if self.task else None,
+            tables=tables,
+        )
+        status["errors"] = errors + status["errors"]
+        report["status"] = status
+        report["status_line"] = status_line(status)
+        self.log.info("status: %s", report["status_line"])
+        return report
+
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         report = self.health()
         if report["healthy"]:
-            return report
+            return self._with_status(report)
         self.defer(
             trigger=ZdtpDeploymentStateTrigger(
                 state="healthy",
@@ -139,7 +191,7 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
         report = event["report"]
         if self.source_conn_id:
             report["wal"] = self._wal_guard()
-        return report
+        return self._with_status(report)
 
     def poke(self, context: Context) -> PokeReturnValue:
         report = self.health()
@@ -147,4 +199,6 @@ class IncrementalSyncSensor(BaseSensorOperator, ZdtpKubeOperator):
             self.log.info("%s is unhealthy: %s", report["name"], "; ".join(report["reasons"]))
             if self.fail_on_crash_loop and report.get("crash_looping"):
                 raise AirflowException(f"{report['name']}: " + "; ".join(report["reasons"]))
+        if report["healthy"]:
+            report = self._with_status(report)
         return PokeReturnValue(is_done=report["healthy"], xcom_value=report)

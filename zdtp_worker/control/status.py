@@ -50,13 +50,31 @@ def slot_status(source_dsn: str, slot: str) -> dict[str, Any]:
     }
 
 
+def publication_tables(source_dsn: str, publication: str) -> list[str]:
+    """The tables a stream's publication carries (partition roots), as zdtp names them
+    (``schema.table``): the stream's tables, when nothing else says which they are."""
+    from zdtp_worker.contract.identifiers import render_qualified
+
+    with connect(source_dsn, role="source", application_name="zdtp-status") as conn:
+        rows = conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s ORDER BY 1, 2",
+            (publication,),
+        ).fetchall()
+    return [render_qualified(schema, name) for schema, name in rows]
+
+
 def _exists(conn: Any, table: str) -> bool:
     return conn.execute("SELECT to_regclass(%s)", (f"zdtp.{table}",)).fetchone() != (None,)
 
 
-def target_status(target_dsn: str, *, stream: str, tables: list[str]) -> dict[str, Any]:
-    """The stream's applied position, and the last full run over ``tables`` (by its last chunk)."""
-    out: dict[str, Any] = {"applied": None, "last_full_run": None}
+def target_status(
+    target_dsn: str, *, stream: str, tables: list[str], task: str | None = None
+) -> dict[str, Any]:
+    """The stream's applied position, the last full run over ``tables`` and ``task``'s last verify.
+
+    Each part is ``None`` when its state table is missing (an older zdtp, or nothing ran yet).
+    """
+    out: dict[str, Any] = {"applied": None, "last_full_run": None, "last_verify": None}
     with connect(target_dsn, role="target", application_name="zdtp-status") as conn:
         if _exists(conn, "cdc_state"):
             row = conn.execute(
@@ -72,20 +90,69 @@ def target_status(target_dsn: str, *, stream: str, tables: list[str]) -> dict[st
                     "transactions": row[3],
                     "changes": row[4],
                 }
-        if tables and _exists(conn, "full_chunks"):
-            row = conn.execute(
-                "SELECT run_id, max(done_at), sum(rows), count(*) FROM zdtp.full_chunks"
-                " WHERE target_table = ANY(%s) GROUP BY run_id ORDER BY max(done_at) DESC LIMIT 1",
-                (tables,),
-            ).fetchone()
-            if row:
-                out["last_full_run"] = {
-                    "run_id": row[0],
-                    "finished": row[1].isoformat(),
-                    "rows": int(row[2] or 0),
-                    "chunks": int(row[3]),
-                }
+        if tables and _exists(conn, "full_plans") and _exists(conn, "full_chunks"):
+            out["last_full_run"] = _last_full_run(conn, tables)
+        if task and _exists(conn, "verify_log"):
+            out["last_verify"] = _last_verify(conn, task)
     return out
+
+
+# The newest run over the tables is the one whose plan was made last (a run that failed before
+# its first chunk still counts); its result: every planned chunk recorded, or how many are.
+_LAST_RUN = """
+WITH run AS (
+    SELECT run_id FROM zdtp.full_plans WHERE target_table = ANY(%(t)s)
+    GROUP BY run_id ORDER BY max(created_at) DESC LIMIT 1
+), planned AS (
+    SELECT min(p.created_at) AS started, sum(jsonb_array_length(p.chunks))::bigint AS chunks
+    FROM zdtp.full_plans p JOIN run USING (run_id) WHERE p.target_table = ANY(%(t)s)
+), done AS (
+    SELECT max(c.done_at) AS finished, sum(c.rows)::bigint AS rows, count(*) AS chunks
+    FROM zdtp.full_chunks c JOIN run USING (run_id) WHERE c.target_table = ANY(%(t)s)
+)
+SELECT run.run_id, planned.started, planned.chunks, done.finished, done.rows, done.chunks
+FROM run, planned, done
+"""
+
+
+def _last_full_run(conn: Any, tables: list[str]) -> dict[str, Any] | None:
+    row = conn.execute(_LAST_RUN, {"t": tables}).fetchone()
+    if row is None:
+        return None
+    run_id, started, planned, finished, rows, done = row
+    planned, done = int(planned or 0), int(done or 0)
+    return {
+        "run_id": run_id,
+        "started": started.isoformat(),
+        # The last chunk's commit; the plan's time when no chunk is in yet.
+        "finished": (finished or started).isoformat(),
+        "rows": int(rows or 0),
+        "chunks": done,
+        "planned_chunks": planned,
+        # "incomplete" = still running, or failed/killed (resumable: a retry of the same run).
+        "result": "complete" if done >= planned else "incomplete",
+    }
+
+
+def _last_verify(conn: Any, task: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT run_id, verified_at, level, ok, detail FROM zdtp.verify_log WHERE task = %s"
+        " ORDER BY verified_at DESC LIMIT 1",
+        (task,),
+    ).fetchone()
+    if row is None:
+        return None
+    run_id, at, level, ok, detail = row
+    problems = (detail or {}).get("problems") or []
+    return {
+        "run_id": run_id,
+        "finished": at.isoformat(),
+        "level": level,
+        "ok": bool(ok),
+        "state": "success" if ok else "failed",
+        "problem": problems[0] if problems else None,
+        "source": "zdtp.verify_log",
+    }
 
 
 @dataclass(frozen=True)

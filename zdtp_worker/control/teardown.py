@@ -10,6 +10,7 @@ State rows, by what identifies a task in them:
 
 - ``zdtp.cdc_state``: the stream key (= the slot name);
 - ``zdtp.work_queue``: queue names ``<task>.<run hash>`` (:func:`.queue.queue_name`);
+- ``zdtp.verify_log``: the task's name (each verify's outcome, :mod:`.verify_log`);
 - ``zdtp.full_plans`` / ``full_chunks`` / ``full_tables`` / ``full_parts``: keyed by run and
   *target table*, not by task, so they are removed for the task's target tables only when the
   caller names them (the provider does, from the config).
@@ -110,6 +111,7 @@ def delete_target_state(
                 steps.append(
                     ("work_queue", "DELETE FROM zdtp.work_queue WHERE queue LIKE %s", (_like_prefix(task),))
                 )
+                steps.append(("verify_log", "DELETE FROM zdtp.verify_log WHERE task = %s", (task,)))
             if tables:
                 for name, col in (
                     ("full_chunks", "target_table"),
@@ -150,8 +152,9 @@ def source_objects(source_dsn: str) -> dict[str, list[str]]:
 
 
 def target_streams(target_dsn: str) -> dict[str, list[str]]:
-    """Stream keys in ``zdtp.cdc_state`` and task names of queues in ``zdtp.work_queue``."""
-    out: dict[str, list[str]] = {"stream": [], "queue_task": []}
+    """Stream keys in ``zdtp.cdc_state``, task names of queues in ``zdtp.work_queue`` and of
+    verifies in ``zdtp.verify_log``."""
+    out: dict[str, list[str]] = {"stream": [], "queue_task": [], "verify_task": []}
     with connect(target_dsn, role="target", application_name="zdtp-maintenance") as conn:
         if _exists(conn, "cdc_state"):
             out["stream"] = [r[0] for r in conn.execute("SELECT stream FROM zdtp.cdc_state ORDER BY 1")]
@@ -160,4 +163,7 @@ def target_streams(target_dsn: str) -> dict[str, list[str]]:
                 "SELECT DISTINCT split_part(queue, '.', 1) FROM zdtp.work_queue ORDER BY 1"
             ).fetchall()
             out["queue_task"] = [r[0] for r in rows]
+        if _exists(conn, "verify_log"):
+            rows = conn.execute("SELECT DISTINCT task FROM zdtp.verify_log ORDER BY 1").fetchall()
+            out["verify_task"] = [r[0] for r in rows]
     return out

@@ -1,5 +1,6 @@
 """Set-up shared by the lifecycle tests: a sync task's full footprint (Deployment + Secret in
-the cluster, slot + publication on the source, state rows in the target) made by zdtp's own code."""
+the cluster, slot + publication on the source, state rows in the target: stream position, queue,
+one full run of one chunk, one verify) made by zdtp's own code."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import psycopg
 from tests.integration.provider._context import context
 from zdtp_provider.operators.incremental import IncrementalSyncOperator
 from zdtp_worker.contract.spec import TableName
+from zdtp_worker.control import verify_log
 from zdtp_worker.control.names import task_stream_name
 from zdtp_worker.control.stream_setup import prepare_stream
 from zdtp_worker.full import checkpoints, finalize
@@ -44,6 +46,7 @@ def state_rows(target_dsn: str, task: str, table: str) -> dict[str, int]:
             "full_plans": one("SELECT count(*) FROM zdtp.full_plans WHERE target_table = %s", table),
             "full_chunks": one("SELECT count(*) FROM zdtp.full_chunks WHERE target_table = %s", table),
             "full_tables": one("SELECT count(*) FROM zdtp.full_tables WHERE target = %s", table),
+            "verify_log": one("SELECT count(*) FROM zdtp.verify_log WHERE task = %s", task),
         }
 
 
@@ -62,6 +65,7 @@ def make_task_footprint(*, task: str, table: str, source_dsn: str, target_dsn: s
         pg_queue._DDL,
         checkpoints._DDL,
         finalize._DDL,
+        verify_log.DDL,
     )
     with psycopg.connect(target_dsn, autocommit=True) as conn:
         conn.execute(
@@ -72,7 +76,7 @@ def make_task_footprint(*, task: str, table: str, source_dsn: str, target_dsn: s
         )
         conn.execute(
             "INSERT INTO zdtp.full_plans (run_id, target_table, source_table, copy_table, chunks)"
-            " VALUES ('r1', %s, %s, %s, '[]')",
+            " VALUES ('r1', %s, %s, %s, '[{\"no\": 0}]')",
             (qualified, qualified, qualified),
         )
         conn.execute(
@@ -81,6 +85,11 @@ def make_task_footprint(*, task: str, table: str, source_dsn: str, target_dsn: s
             (qualified,),
         )
         conn.execute("INSERT INTO zdtp.full_tables (run_id, target) VALUES ('r1', %s)", (qualified,))
+        conn.execute(
+            "INSERT INTO zdtp.verify_log (task, run_id, level, ok, detail)"
+            " VALUES (%s, 'r1', 'count', true, '{}')",
+            (task,),
+        )
     IncrementalSyncOperator(
         task_id="stream",
         namespace=namespace,

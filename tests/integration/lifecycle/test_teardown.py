@@ -68,6 +68,7 @@ def test_teardown_removes_one_task_and_only_it(
     )
     assert any(r.startswith("Deployment ") for r in report["removed"]), report
     assert f"slot {task_stream_name(a)}" in report["removed"]
+    assert "zdtp.verify_log: 1 row(s)" in report["removed"], report
 
     after = kube_objects(hook, namespace=namespace)
     assert not [o for o in after if o["task"] == a], after
