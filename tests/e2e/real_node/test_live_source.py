@@ -16,6 +16,7 @@ changes, updates and key changes that leave a TOASTed body unchanged, and delete
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -150,6 +151,8 @@ def _stream_log(cluster: Cluster, namespace: str) -> str:
     if pod is None:
         return "\n(no running stream pod to read the log of)"
     log = cluster.core.read_namespaced_pod_log(pod.metadata.name, namespace, tail_lines=2000)
+    if log.startswith(("b'", 'b"')):  # the client hands JSON-looking logs back as a bytes repr
+        log = ast.literal_eval(log).decode(errors="replace")
     lines = [line for line in log.splitlines() if "from the source" in line or "error" in line.lower()]
     return f"\nstream pod {pod.metadata.name}, log lines about completions/errors (last 20):\n" + "\n".join(
         lines[-20:]
