@@ -107,6 +107,15 @@ class SyncTaskConfig(_Strict):
     )
     workers: Annotated[int, Field(ge=1, le=1000, description="Maximum parallel full-sync workers.")] = 4
     chunk_rows: Annotated[int, Field(ge=1, description="Rows per resumable chunk.")] = 250_000
+    streams: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=16,
+            description="Parallel COPY streams per full-sync worker; a crash redoes at most one chunk "
+            "per stream. Unset: chosen per worker from its biggest table and its CPU request (1-4).",
+        ),
+    ] = None
     fanout: Literal["tasks", "indexed-job", "job-per-worker", "queue", "queue-drain"] = Field(
         "tasks",
         description="tasks: one mapped Airflow task (pod) per worker; indexed-job: one Indexed Job; "

@@ -285,7 +285,7 @@ def plan_workers(
     by_name = {e.name: e for e in estimates}
     cpu = worker_cpu(dict(config.resources.requests), dict(config.resources.limits))
     # The config may set streams itself (it wins); otherwise chosen per worker (see auto_streams).
-    explicit = getattr(config, "streams", None)
+    explicit = config.streams
     specs = []
     for i, bucket in enumerate(pack(units, workers=n)):
         tables = [_table_spec(u, by_name[u.table]) for u in bucket]
