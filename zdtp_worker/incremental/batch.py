@@ -41,7 +41,8 @@ class TableBatch:
     new_keys: set[tuple[Value, ...]] = field(default_factory=set)
 
     def key(self, values: list[Value]) -> tuple[Value, ...]:
-        return tuple([values[i] for i in self.key_indexes])
+        ki = self.key_indexes
+        return (values[ki[0]],) if len(ki) == 1 else tuple([values[i] for i in ki])
 
 
 @dataclass
@@ -69,7 +70,8 @@ class Batch:
         tb = self.tables.get(relation.oid)
         if tb is None or tb.relation is not relation:
             tb = self.table(relation, key_indexes)
-        key = tuple([new[i] for i in key_indexes])
+        # One key column is the common case: skip building a list for it.
+        key = (new[key_indexes[0]],) if len(key_indexes) == 1 else tuple([new[i] for i in key_indexes])
         entries = tb.entries
         if key not in entries:
             tb.new_keys.add(key)

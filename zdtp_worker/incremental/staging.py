@@ -123,35 +123,40 @@ def stage_rows(tb: TableBatch, *, direct_new: bool = False) -> tuple[bytes, list
     COPY lines for the target table itself (no staging, no ON CONFLICT).
     """
     width = len(tb.relation.columns)
+    tabs = width - 1
     key_indexes = tb.key_indexes
     new_keys = tb.new_keys if direct_new else set()
     lines: list[bytes] = []
     direct: list[bytes] = []
     append = lines.append
+    join = b"\t".join
     n_del = n_up = n_part = 0
     for key, entry in tb.entries.items():
-        if entry is DELETED:
-            values: list[bytes] = [b"\\N"] * width
-            for i, k in zip(key_indexes, key, strict=True):
-                values[i] = copy_value(k)
-            append(b"D\t\\N\t" + b"\t".join(values) + b"\n")
-            n_del += 1
-            continue
-        assert isinstance(entry, list)
-        if UNCHANGED in entry:
-            keep = ",".join(str(i) for i, v in enumerate(entry) if v is UNCHANGED).encode()
-            append(b"P\t{" + keep + b"}\t" + b"\t".join([copy_value(v) for v in entry]) + b"\n")
-            n_part += 1
-            continue
-        # Hot path: one C-level scan of the row decides whether any value needs escaping.
-        probe = b"".join([v if v.__class__ is bytes else b"" for v in entry])  # type: ignore[misc]
-        if b"\\" in probe or b"\t" in probe or b"\n" in probe or b"\r" in probe:
-            row = b"\t".join([copy_value(v) for v in entry]) + b"\n"
-        else:
-            row = b"\t".join([v if v.__class__ is bytes else b"\\N" for v in entry]) + b"\n"  # type: ignore[misc]
+        # Hot path: a full row of plain values. join() takes only bytes (a NULL or an unchanged
+        # value raises TypeError), and on the joined row one C-level scan per special character
+        # tells whether any value needs escaping (values hold no tab: exactly width - 1 of them).
+        try:
+            row = join(entry)  # type: ignore[arg-type]
+        except TypeError:
+            row = None
+        if row is None or row.count(b"\t") != tabs or b"\\" in row or b"\n" in row or b"\r" in row:
+            if entry is DELETED:
+                values: list[bytes] = [b"\\N"] * width
+                for i, k in zip(key_indexes, key, strict=True):
+                    values[i] = copy_value(k)
+                append(b"D\t\\N\t" + join(values) + b"\n")
+                n_del += 1
+                continue
+            assert isinstance(entry, list)
+            if UNCHANGED in entry:
+                keep = ",".join(str(i) for i, v in enumerate(entry) if v is UNCHANGED).encode()
+                append(b"P\t{" + keep + b"}\t" + join([copy_value(v) for v in entry]) + b"\n")
+                n_part += 1
+                continue
+            row = join([copy_value(v) for v in entry])
         if key in new_keys:
-            direct.append(row)
+            direct.append(row + b"\n")
         else:
-            append(b"U\t\\N\t" + row)
+            append(b"U\t\\N\t" + row + b"\n")
         n_up += 1
     return b"".join(lines), direct, n_del, n_up, n_part
