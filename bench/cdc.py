@@ -235,6 +235,49 @@ def stop_spy(spy: subprocess.Popen[bytes] | None) -> None:
         spy.wait(60)
 
 
+class ZdtpSide:
+    """One zdtp worker consumer: its checkout, spec, slot, target database and process."""
+
+    def __init__(self, repo: Path, task: str, db: str, batch_max_changes: int) -> None:
+        self.repo, self.db, self.port = repo, db, free_port()
+        self.spec = WorkerSpec.model_validate(
+            {
+                "mode": "incremental",
+                "task": task,
+                "run_id": "bench",
+                "tables": [{"source": "ev"}],
+                "incremental": {"health_port": self.port, "batch_max_changes": batch_max_changes},
+            }
+        )
+        self.slot, self.pub = slot_name(self.spec), publication_name(self.spec)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, src_dsn: str, tgt_dsn: str, profile: str | None = None) -> float:
+        env = dict(
+            os.environ,
+            ZDTP_WORKER_SPEC=self.spec.to_json(),
+            ZDTP_SOURCE_DSN=src_dsn,
+            ZDTP_TARGET_DSN=tgt_dsn,
+            PYTHONPATH=str(self.repo),
+            ZDTP_LOG_LEVEL="WARNING",
+        )
+        prof = ["-m", "cProfile", "-o", profile] if profile else []
+        launched = time.monotonic()
+        self.proc = subprocess.Popen(  # its stdout is the one-line result: not needed here
+            [sys.executable, *prof, "-m", "zdtp_worker", "incremental"],
+            env=env,
+            cwd=self.repo,
+            stdout=subprocess.DEVNULL,
+        )
+        return launched
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+        self.proc = None
+
+
 @dataclass
 class Run:
     """One run's databases, slots and consumers."""
@@ -243,23 +286,19 @@ class Run:
     tag: str
     changes: int
     batch_max_changes: int
+    base_repo: Path | None = None  # a second checkout whose worker runs as consumer "zdtp_base"
 
     def __post_init__(self) -> None:
         t = self.tag
-        self.src_db, self.zdtp_db, self.native_db = f"bcdc_src_{t}", f"bcdc_zdtp_{t}", f"bcdc_native_{t}"
-        self.port = free_port()
-        self.spec = WorkerSpec.model_validate(
-            {
-                "mode": "incremental",
-                "task": f"bench-{t}",
-                "run_id": "bench",
-                "tables": [{"source": "ev"}],
-                "incremental": {"health_port": self.port, "batch_max_changes": self.batch_max_changes},
-            }
-        )
-        self.slot, self.pub = slot_name(self.spec), publication_name(self.spec)
+        self.src_db, self.native_db = f"bcdc_src_{t}", f"bcdc_native_{t}"
+        self.zdtp = ZdtpSide(REPO, f"bench-{t}", f"bcdc_zdtp_{t}", self.batch_max_changes)
+        self.sides = {"zdtp": self.zdtp}
+        if self.base_repo is not None:
+            self.sides["zdtp_base"] = ZdtpSide(
+                self.base_repo, f"bench-base-{t}", f"bcdc_base_{t}", self.batch_max_changes
+            )
+        self.pub = self.zdtp.pub  # every consumer reads the same publication
         self.raw_slot, self.native_slot, self.sub = f"bench_raw_{t}", f"bench_native_{t}", f"bench_sub_{t}"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.total = 0
         self.endpos = ""
 
@@ -269,15 +308,18 @@ class Run:
 
     def setup(self) -> None:
         with psycopg.connect(self.admin, autocommit=True) as admin:
-            for db in (self.src_db, self.zdtp_db, self.native_db):
+            for db in (self.src_db, self.native_db, *(z.db for z in self.sides.values())):
                 admin.execute(f"CREATE DATABASE {db}")
         with psycopg.connect(self.server.dsn(self.src_db), autocommit=True) as src:
             src.execute(DDL)
             cdc_source.ensure_publication(src, self.pub, [TableName.model_validate("ev")])
-            cdc_source.ensure_slot(src, self.slot)
+            for z in self.sides.values():
+                # Before the writes, publication included: decoding sees the catalog as of each change.
+                cdc_source.ensure_publication(src, z.pub, [TableName.model_validate("ev")])
+                cdc_source.ensure_slot(src, z.slot)
             for s in (self.raw_slot, self.native_slot):
                 src.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (s,))
-        for db in (self.zdtp_db, self.native_db):
+        for db in (self.native_db, *(z.db for z in self.sides.values())):
             with psycopg.connect(self.server.dsn(db), autocommit=True) as tgt:
                 tgt.execute(TARGET_DDL)
         with psycopg.connect(self.server.dsn(self.native_db), autocommit=True) as tgt:
@@ -300,56 +342,34 @@ class Run:
         secs = recvlogical(self.server.dsn(self.src_db), self.raw_slot, self.pub, self.endpos)
         return {"seconds": round(secs, 2), "changes_per_s": round(self.total / secs)}
 
-    def start_worker(self, profile: str | None = None) -> float:
-        env = dict(
-            os.environ,
-            ZDTP_WORKER_SPEC=self.spec.to_json(),
-            ZDTP_SOURCE_DSN=self.server.dsn(self.src_db),
-            ZDTP_TARGET_DSN=self.server.dsn(self.zdtp_db),
-            PYTHONPATH=str(REPO),
-            ZDTP_LOG_LEVEL="WARNING",
-        )
-        prof = ["-m", "cProfile", "-o", profile] if profile else []
-        launched = time.monotonic()
-        self.proc = subprocess.Popen(  # its stdout is the one-line result: not needed here
-            [sys.executable, *prof, "-m", "zdtp_worker", "incremental"],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-        )
-        return launched
-
-    def stop_worker(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
-        self.proc = None
-
-    def drain_zdtp(self, profile: str | None = None, py_spy: str | None = None) -> dict[str, object]:
-        launched = self.start_worker(profile)
-        assert self.proc is not None
+    def drain_zdtp(
+        self, name: str = "zdtp", profile: str | None = None, py_spy: str | None = None
+    ) -> dict[str, object]:
+        z = self.sides[name]
+        launched = z.start(self.server.dsn(self.src_db), self.server.dsn(z.db), profile)
+        assert z.proc is not None
         try:
-            streaming = wait_metric(self.port, "zdtp_cdc_streaming", 1, timeout=120)
-            pids = {"worker": self.proc.pid}
-            if (ws := slot_pid(self.admin, self.slot)) is not None:
+            streaming = wait_metric(z.port, "zdtp_cdc_streaming", 1, timeout=120)
+            pids = {"worker": z.proc.pid}
+            if (ws := slot_pid(self.admin, z.slot)) is not None:
                 pids["walsender"] = ws
             with psycopg.connect(self.admin) as conn:
                 row = conn.execute(
                     "SELECT pid FROM pg_stat_activity WHERE datname = %s"
                     " AND application_name LIKE 'zdtp-cdc-%%'"
                     " AND application_name NOT LIKE 'zdtp-cdc-watch%%'",
-                    (self.zdtp_db,),
+                    (z.db,),
                 ).fetchone()
             if row:
                 pids["target_backend"] = int(row[0])
-            spy = start_spy(self.proc.pid, py_spy) if py_spy else None
+            spy = start_spy(z.proc.pid, py_spy) if py_spy else None
             before = cpu_snapshot(pids)
-            done = wait_metric(self.port, "zdtp_cdc_changes_applied_total", self.total, timeout=900)
+            done = wait_metric(z.port, "zdtp_cdc_changes_applied_total", self.total, timeout=900)
             cpu = cpu_delta(before, pids)
             stop_spy(spy)
-            batches = int(metric(self.port, "zdtp_cdc_batches_total"))
+            batches = int(metric(z.port, "zdtp_cdc_batches_total"))
         finally:
-            self.stop_worker()
+            z.stop()
         secs = done - streaming
         return {
             "seconds": round(secs, 2),
@@ -412,31 +432,29 @@ class Run:
 
     # -- latency --------------------------------------------------------------------------
     def latency_zdtp(self, rate: int, seconds: float, py_spy: str | None = None) -> dict[str, object]:
-        self.start_worker()
+        z = self.zdtp
+        z.start(self.server.dsn(self.src_db), self.server.dsn(z.db))
         spy = None
         try:
-            wait_metric(self.port, "zdtp_cdc_streaming", 1, timeout=120)
+            wait_metric(z.port, "zdtp_cdc_streaming", 1, timeout=120)
             # Warm up: a restarted slot first re-reads WAL from its restart point (and everything
             # the other consumers wrote since); one row through first, so the phase measures
             # steady state, as the native subscription's (which first catches up) does.
             with psycopg.connect(self.server.dsn(self.src_db), autocommit=True) as src:
                 src.execute("INSERT INTO ev VALUES (9999999, 0, 'warm', clock_timestamp())")
-            wait_rows(self.server.dsn(self.zdtp_db), first_id=9_999_999, n=1, timeout=300)
-            applied = metric(self.port, "zdtp_cdc_changes_applied_total")
+            wait_rows(self.server.dsn(z.db), first_id=9_999_999, n=1, timeout=300)
+            applied = metric(z.port, "zdtp_cdc_changes_applied_total")
             first = 10_000_000
-            assert self.proc is not None
-            spy = start_spy(self.proc.pid, py_spy) if py_spy else None
+            assert z.proc is not None
+            spy = start_spy(z.proc.pid, py_spy) if py_spy else None
             n, elapsed = paced_inserts(
                 self.server.dsn(self.src_db), first_id=first, rate=rate, seconds=seconds
             )
-            wait_metric(self.port, "zdtp_cdc_changes_applied_total", applied + n, timeout=300)
+            wait_metric(z.port, "zdtp_cdc_changes_applied_total", applied + n, timeout=300)
         finally:
             stop_spy(spy)
-            self.stop_worker()
-        return {
-            "offered_per_s": round(n / elapsed),
-            **latency(self.server.dsn(self.zdtp_db), first_id=first, n=n),
-        }
+            z.stop()
+        return {"offered_per_s": round(n / elapsed), **latency(self.server.dsn(z.db), first_id=first, n=n)}
 
     def latency_native(self, rate: int, seconds: float, *, after: int) -> dict[str, object]:
         tgt_dsn = self.server.dsn(self.native_db)
@@ -455,7 +473,8 @@ class Run:
         return {"offered_per_s": round(n / elapsed), **latency(tgt_dsn, first_id=first, n=n)}
 
     def cleanup(self) -> None:
-        self.stop_worker()
+        for z in self.sides.values():
+            z.stop()
         with psycopg.connect(self.admin, autocommit=True) as admin:
             try:
                 with psycopg.connect(self.server.dsn(self.native_db), autocommit=True) as tgt:
@@ -464,7 +483,7 @@ class Run:
                     tgt.execute(f"DROP SUBSCRIPTION {self.sub}")
             except psycopg.Error:
                 pass
-            for s in (self.slot, self.raw_slot, self.native_slot):
+            for s in (self.raw_slot, self.native_slot, *(z.slot for z in self.sides.values())):
                 for _ in range(50):
                     try:
                         admin.execute(
@@ -475,7 +494,7 @@ class Run:
                         break
                     except psycopg.errors.ObjectInUse:
                         time.sleep(0.1)
-            for db in (self.src_db, self.zdtp_db, self.native_db):
+            for db in (self.src_db, self.native_db, *(z.db for z in self.sides.values())):
                 admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
@@ -500,12 +519,18 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=CONSUMERS, default=list(CONSUMERS))
     parser.add_argument("--out", help="write all runs and the summary as JSON here")
     parser.add_argument(
+        "--base-worker",
+        help="another checkout (e.g. a git worktree of an older commit): its worker drains the same"
+        " backlog too, as consumer zdtp_base, for a before/after comparison inside each run",
+    )
+    parser.add_argument(
         "--server",
         choices=["dev", "private"],
         default="dev",
         help="the shared dev server (.zdtp/pg), or a private one in .zdtp/pg-cdc-bench (stopped after)",
     )
     args = parser.parse_args()
+    base_repo = Path(args.base_worker).resolve() if args.base_worker else None
 
     private_dir = REPO / ".zdtp" / "pg-cdc-bench"
     if args.server == "private":
@@ -519,7 +544,7 @@ def main() -> None:
     runs: list[dict] = []
     try:
         for i in range(args.runs):
-            run = Run(server, uuid.uuid4().hex[:8], args.changes, args.batch_max_changes)
+            run = Run(server, uuid.uuid4().hex[:8], args.changes, args.batch_max_changes, base_repo)
             record: dict = {
                 "run": i + 1,
                 "started": time.strftime("%H:%M:%S", time.gmtime()),
@@ -530,7 +555,9 @@ def main() -> None:
                 written = run.backlog()
                 print(f"run {i + 1}: backlog of {run.total} changes written in {written:.1f}s", flush=True)
                 # Rotate the order so no consumer always goes first (or last) in a run.
-                order = [c for c in CONSUMERS[i % 3 :] + CONSUMERS[: i % 3] if c in args.only]
+                consumers = [*CONSUMERS, "zdtp_base"] if base_repo else list(CONSUMERS)
+                k = i % len(consumers)
+                order = [c for c in consumers[k:] + consumers[:k] if c in args.only or c == "zdtp_base"]
                 record["order"] = order
                 record["drain"] = {}
                 for consumer in order:
@@ -538,9 +565,12 @@ def main() -> None:
                         res = run.drain_recvlogical()
                     elif consumer == "zdtp":
                         res = run.drain_zdtp(
+                            "zdtp",
                             f"{args.profile}.{i + 1}" if args.profile else None,
                             f"{args.py_spy}.{i + 1}.txt" if args.py_spy else None,
                         )
+                    elif consumer == "zdtp_base":
+                        res = run.drain_zdtp("zdtp_base")
                     else:
                         res = run.drain_native()
                     record["drain"][consumer] = res
@@ -569,7 +599,7 @@ def main() -> None:
             shutil.rmtree(private_dir, ignore_errors=True)
 
     summary: dict[str, object] = {}
-    for consumer in args.only:
+    for consumer in [*args.only, *(["zdtp_base"] if base_repo else [])]:
         summary[f"median_{consumer}_changes_per_s"] = round(median_of(runs, consumer))
     if {"zdtp", "native"} <= set(args.only):
         summary["ratio_zdtp_to_native"] = round(
@@ -588,6 +618,14 @@ def main() -> None:
             ),
             3,
         )
+    if base_repo:
+        summary["ratio_zdtp_to_zdtp_base"] = round(
+            statistics.median(
+                r["drain"]["zdtp"]["changes_per_s"] / r["drain"]["zdtp_base"]["changes_per_s"] for r in runs
+            ),
+            3,
+        )
+        summary["base_worker"] = str(base_repo)
     for consumer in ("zdtp", "native"):
         lats = [r["latency"][consumer] for r in runs if consumer in r.get("latency", {})]
         if lats:
