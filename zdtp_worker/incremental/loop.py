@@ -93,6 +93,10 @@ class ChangeLoop:
         self.batch = Batch()
         self.in_txn = False
         self.skip = False
+        # Source transactions in the batch being built: a row read back from the source waits
+        # until they are visible there (see .refetch).
+        self.batch_xids: list[int] = []
+        self.current_xid: int | None = None
         self.last_commit: Commit | None = None
         self.pending_txns = 0
         self.pending_changes = 0
@@ -216,6 +220,9 @@ class ChangeLoop:
         elif isinstance(m, Begin):
             self.in_txn = True
             self.skip = m.final_lsn <= self.skip_upto
+            if not self.skip:
+                self.current_xid = m.xid
+                self.batch_xids.append(m.xid)
             if not self.skip and self.batch_started is None:
                 self.batch_started = time.monotonic()
                 self.oldest_pending = PG_EPOCH_UNIX + m.commit_time / 1e6
@@ -281,7 +288,10 @@ class ChangeLoop:
         if self.batch.tables:
             batch, self.batch = self.batch, Batch()
             shapes = {oid: s for oid, s in self.shapes.items() if s is not None and oid in batch.tables}
-            self.applier.submit(lambda: self.target.apply(batch, shapes))
+            xids = self.batch_xids
+            self.applier.submit(lambda: self.target.apply(batch, shapes, xids=xids))
+        # A flush inside a huge source transaction: that transaction is in the next batch too.
+        self.batch_xids = [self.current_xid] if self.in_txn and self.current_xid is not None else []
         if self.rows:
             tables, self.rows = list(self.rows.values()), {}
             self.applier.submit(lambda: [t.apply(self.target.conn) for t in tables])

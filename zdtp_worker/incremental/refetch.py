@@ -16,18 +16,36 @@ column is in the stream with its explicit value, and later changes that leave it
 it, so the target converges once the stream has passed the read (argument in docs/concepts.md,
 "Live sources"). A key the source no longer has is skipped: a later delete or key change in the
 stream accounts for it.
+
+"No row" is trusted only once every source transaction of the batch is visible: the walsender
+can send a transaction as soon as its commit record is in the WAL, a moment before the
+transaction leaves the proc array, so a read right after decoding may not see the row the
+transaction wrote yet — skipping it then would lose the row for good (seen on a live writer).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import psycopg
 
+from zdtp_worker.contract.errors import TemporaryError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.control.session import connect
 from zdtp_worker.incremental.pgoutput import UNCHANGED, Value
 from zdtp_worker.pg.quoting import ident
+
+# A decoded 32-bit xid as xid8: the epoch of the snapshot's xmax, one less when the xid is above
+# xmax's low bits (it was assigned before the last wraparound). xid < xmin counts as visible.
+_ALL_VISIBLE_SQL = """
+SELECT coalesce(bool_and(pg_visible_in_snapshot(
+         (CASE WHEN (r.ref & ~4294967295::bigint) + x > r.ref
+               THEN (r.ref & ~4294967295::bigint) + x - 4294967296
+               ELSE (r.ref & ~4294967295::bigint) + x END)::text::xid8, r.snap)), true)
+FROM (SELECT s AS snap, pg_snapshot_xmax(s)::text::bigint AS ref FROM pg_current_snapshot() s) r,
+     unnest(%s::bigint[]) AS x
+"""
 
 
 class SourceRows:
@@ -45,6 +63,22 @@ class SourceRows:
             # form the stream itself would have sent.
             self._conn = connect(self.dsn, role="source", application_name=self.application_name)
         return self._conn
+
+    def wait_visible(self, xids: Sequence[int], *, timeout: float = 60.0) -> None:
+        """Block until every (32-bit) transaction id in ``xids`` — decoded, so committed — is
+        visible to a new snapshot of the source; later reads on this session then see its rows."""
+        if not xids:
+            return
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while not self._session().execute(_ALL_VISIBLE_SQL, (sorted(set(xids)),)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TemporaryError(
+                    f"source transactions {sorted(set(xids))[:5]} decoded but still not visible after"
+                    f" {timeout:.0f} s"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def fetch(
         self, table: TableName, columns: Sequence[str], key: Sequence[str], values: Sequence[str | None]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -66,6 +67,7 @@ class Target:
         self._conn: psycopg.Connection | None = None
         # Rows read back from the source when the target cannot complete a change (see .refetch).
         self.source_rows = SourceRows(source_dsn) if source_dsn else None
+        self._batch_xids: Sequence[int] = ()  # the applying batch's source transactions
         self.metrics = metrics
         self.refetched = 0  # in the open transaction: rows read from the source and written
         self.refetch_gone = 0  # in the open transaction: keys the source no longer had
@@ -272,8 +274,12 @@ class Target:
         return shape
 
     # -- apply ----------------------------------------------------------------------------
-    def apply(self, batch: Batch, shapes: dict[int, Shape]) -> int:
-        """Write the batch into the open transaction (no commit); return entries written."""
+    def apply(self, batch: Batch, shapes: dict[int, Shape], *, xids: Sequence[int] = ()) -> int:
+        """Write the batch into the open transaction (no commit); return entries written.
+
+        ``xids``: the source transactions whose changes the batch holds; a row completed from the
+        source is read only once they are all visible there (see :mod:`.refetch`)."""
+        self._batch_xids = xids
         written = 0
         for oid, tb in batch.tables.items():
             if not tb.entries:
@@ -322,6 +328,7 @@ class Target:
         names = [c.name for c in shape.relation.columns]
         key_names = [names[i] for i in shape.key_indexes]
         source = TableName(schema=shape.relation.namespace, name=shape.relation.name)
+        self.source_rows.wait_visible(self._batch_xids)
         batch = Batch()
         for new in rows:
             key = key_text([new[i] for i in shape.key_indexes])
@@ -332,7 +339,7 @@ class Target:
             batch.insert(shape.relation, shape.key_indexes, fill_unchanged(new, current))
             self.refetched += 1
         if batch.tables:
-            self.apply(batch, {shape.relation.oid: shape})
+            self.apply(batch, {shape.relation.oid: shape}, xids=self._batch_xids)
 
     def _copy_direct(self, cur: psycopg.Cursor, shape: Shape, rows: list[bytes]) -> bool:
         """COPY brand-new rows straight into the target under a savepoint; False on a key clash."""
