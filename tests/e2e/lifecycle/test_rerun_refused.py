@@ -3,6 +3,9 @@ the documented resync (``zdtp teardown FILE``, then trigger again) brings the ta
 source.
 
 Real ``airflow dags test`` runs of a generated DAG, the KWOK dev cluster and real PostgreSQL.
+A scheduled run in the same situation is skipped with the same message (the scheduler's run is
+made in the metadata DB, its first task run by ``airflow tasks test``).
+
 KWOK pods run no code, so what the pods would do is done here with the real worker code and the
 exact specs the run handed them: the copy pods' specs (the ``plan`` XCom) through
 ``python -m zdtp_worker full``, the stream's spec (``prepare_stream``'s ``spec`` XCom) by the
@@ -33,6 +36,26 @@ pytestmark = [pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
 
 TASK = "zt-rerun"
 ALL_TASKS = {"prepare_stream", "plan", "copy[0]", "copy[1]", "verify", "stream"}
+SCHEDULED = "scheduled__2026-12-02T00:00:00+00:00"
+
+# What the scheduler does on a tick (``airflow dags test`` only makes manual runs): a run of type
+# "scheduled" in the metadata DB; its first task is then run by ``airflow tasks test``.
+MAKE_SCHEDULED_RUN = """
+import sys
+from airflow.models.serialized_dag import SerializedDagModel
+from airflow.sdk import timezone
+from airflow.utils.session import create_session
+from airflow.utils.state import DagRunState
+from airflow.utils.types import DagRunTriggeredByType, DagRunType
+
+with create_session() as session:
+    now = timezone.utcnow()
+    SerializedDagModel.get_dag(sys.argv[1], session=session).create_dagrun(
+        run_id=sys.argv[2], logical_date=now, data_interval=(now, now), run_after=now,
+        run_type=DagRunType.SCHEDULED, triggered_by=DagRunTriggeredByType.TIMETABLE,
+        state=DagRunState.RUNNING, session=session,
+    )
+"""
 
 
 def _xcom(env: SyncEnv, dag_id: str, task_id: str, key: str = "return_value") -> Any:
@@ -90,6 +113,15 @@ def _target_state(target_dsn: str) -> tuple[dict, list]:
     return rows, cdc
 
 
+def _task_state(env: SyncEnv, dag_id: str, run_id: str, task_id: str) -> str | None:
+    with sqlite3.connect(env.home / "airflow.db") as db:
+        row = db.execute(
+            "SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+            (dag_id, run_id, task_id),
+        ).fetchone()
+    return row[0] if row else None
+
+
 def _write(dsn: str, *statements: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for statement in statements:
@@ -138,6 +170,24 @@ def test_rerun_while_streaming_is_refused_and_teardown_then_trigger_resyncs(
         assert f"`zdtp teardown {sync_file}`" in second.output, second.output[-3000:]
         assert f"`airflow dags trigger {dag_id}`" in second.output
         # Nothing written: no object created or changed, the target's rows and position as before.
+        assert _objects(cluster, namespace) == objects
+        assert _target_state(target_dsn) == state
+
+        # A scheduled run finds the same running stream: skipped (not failed), same message.
+        made = subprocess.run(
+            [sys.executable, "-c", MAKE_SCHEDULED_RUN, dag_id, SCHEDULED],
+            env=sync_env.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert made.returncode == 0, made.stderr[-3000:]
+        tick = sync_env.airflow("tasks", "test", dag_id, "prepare_stream", SCHEDULED)
+        assert _task_state(sync_env, dag_id, SCHEDULED, "prepare_stream") == "skipped", tick.stdout[-3000:]
+        said = tick.stdout + tick.stderr  # the log quotes the reason (its ' escaped)
+        assert "scheduled run skipped: sync task" in said and "zt-rerun" in said, said[-3000:]
+        assert "the stream is running" in said and f"`zdtp teardown {sync_file}`" in said
         assert _objects(cluster, namespace) == objects
         assert _target_state(target_dsn) == state
     finally:
