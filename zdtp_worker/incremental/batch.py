@@ -39,6 +39,9 @@ class TableBatch:
     # Keys whose first change in this batch was an INSERT: absent from the target before the batch
     # (exactly-once keeps target = source), so their final rows can be COPYed in directly.
     new_keys: set[tuple[Value, ...]] = field(default_factory=set)
+    # The COPY text of the entries (staging.stage_rows), when the decode thread built it before
+    # handing the batch to the applier; None: the applier builds it.
+    staged: tuple[bytes, list[bytes], int, int, int] | None = None
 
     def key(self, values: list[Value]) -> tuple[Value, ...]:
         ki = self.key_indexes

@@ -41,7 +41,7 @@ from zdtp_worker.incremental.pgoutput import (
 )
 from zdtp_worker.incremental.relations import Relations
 from zdtp_worker.incremental.rowwise import RowChange, RowwiseTable
-from zdtp_worker.incremental.staging import Shape
+from zdtp_worker.incremental.staging import Shape, stage_rows
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,12 @@ class ChangeLoop:
         if self.batch.tables:
             batch, self.batch = self.batch, Batch()
             shapes = {oid: s for oid, s in self.shapes.items() if s is not None and oid in batch.tables}
+            for oid, tb in batch.tables.items():
+                if tb.entries:
+                    # The COPY text is pure Python work: build it here, while the applier thread
+                    # waits on the target for the previous flush, not after it on the applier
+                    # (there it held the GIL while this thread had decoding to do).
+                    tb.staged = stage_rows(tb, direct_new=bool(shapes[oid].sql_copy_direct))
             xids = self.batch_xids
             self.applier.submit(lambda: self.target.apply(batch, shapes, xids=xids))
         # A flush inside a huge source transaction: that transaction is in the next batch too.

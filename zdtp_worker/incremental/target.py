@@ -285,7 +285,9 @@ class Target:
             if not tb.entries:
                 continue
             shape = shapes[oid]
-            data, direct, n_del, n_up, n_part = stage_rows(tb, direct_new=bool(shape.sql_copy_direct))
+            data, direct, n_del, n_up, n_part = tb.staged or stage_rows(
+                tb, direct_new=bool(shape.sql_copy_direct)
+            )
             with self.conn.cursor() as cur:
                 if direct and not self._copy_direct(cur, shape, direct):
                     # Some "new" key exists on the target after all (it was loaded outside this
