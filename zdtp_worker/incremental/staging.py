@@ -120,43 +120,60 @@ def stage_rows(tb: TableBatch, *, direct_new: bool = False) -> tuple[bytes, list
     """COPY text for the staging table (``_op``, ``_keep``, columns...), and the op counts.
 
     With ``direct_new``, full rows of keys the batch inserted first come back separately as plain
-    COPY lines for the target table itself (no staging, no ON CONFLICT).
+    COPY lines for the target table itself (no staging, no ON CONFLICT). Lines come in no
+    particular order: keys are unique in a batch and the apply statements are set-based.
     """
     width = len(tb.relation.columns)
-    tabs = width - 1
     key_indexes = tb.key_indexes
-    new_keys = tb.new_keys if direct_new else set()
-    lines: list[bytes] = []
-    direct: list[bytes] = []
-    append = lines.append
+    new_keys = tb.new_keys if direct_new else ()
     join = b"\t".join
-    n_del = n_up = n_part = 0
+    upserts: list[bytes] = []  # full rows, columns only: the _op/_keep prefix is added below
+    direct: list[bytes] = []
+    others: list[bytes] = []  # complete staging lines of deletes and partial rows
+    nulls = n_del = n_part = 0
     for key, entry in tb.entries.items():
-        # Hot path: a full row of plain values. join() takes only bytes (a NULL or an unchanged
-        # value raises TypeError), and on the joined row one C-level scan per special character
-        # tells whether any value needs escaping (values hold no tab: exactly width - 1 of them).
+        # The hot path is one join per row; join() takes only bytes, so a NULL, an unchanged value
+        # or a delete raises TypeError and takes the branch below.
         try:
             row = join(entry)  # type: ignore[arg-type]
         except TypeError:
-            row = None
-        if row is None or row.count(b"\t") != tabs or b"\\" in row or b"\n" in row or b"\r" in row:
             if entry is DELETED:
                 values: list[bytes] = [b"\\N"] * width
                 for i, k in zip(key_indexes, key, strict=True):
                     values[i] = copy_value(k)
-                append(b"D\t\\N\t" + join(values) + b"\n")
+                others.append(b"D\t\\N\t" + join(values) + b"\n")
                 n_del += 1
                 continue
             assert isinstance(entry, list)
             if UNCHANGED in entry:
                 keep = ",".join(str(i) for i, v in enumerate(entry) if v is UNCHANGED).encode()
-                append(b"P\t{" + keep + b"}\t" + join([copy_value(v) for v in entry]) + b"\n")
+                others.append(b"P\t{" + keep + b"}\t" + join([copy_value(v) for v in entry]) + b"\n")
                 n_part += 1
                 continue
-            row = join([copy_value(v) for v in entry])
-        if key in new_keys:
-            direct.append(row + b"\n")
-        else:
-            append(b"U\t\\N\t" + row + b"\n")
-        n_up += 1
-    return b"".join(lines), direct, n_del, n_up, n_part
+            row = join([b"\\N" if v is None else v for v in entry])  # type: ignore[misc]
+            nulls += entry.count(None)
+        (direct if key in new_keys else upserts).append(row)
+    text_up, text_direct = b"\n".join(upserts), b"\n".join(direct)
+    # One C-level scan per character over the whole batch tells whether any value needs escaping:
+    # then tabs are exactly the separators, newlines exactly the row ends, and the backslashes
+    # exactly those of the NULLs written as \N above.
+    rows = len(upserts) + len(direct)
+    clean = (
+        text_up.count(b"\t") + text_direct.count(b"\t") == rows * (width - 1)
+        and text_up.count(b"\n") + text_direct.count(b"\n")
+        == max(len(upserts) - 1, 0) + max(len(direct) - 1, 0)
+        and text_up.count(b"\\") + text_direct.count(b"\\") == nulls
+        and b"\r" not in text_up
+        and b"\r" not in text_direct
+    )
+    if not clean:  # rare: some value holds a tab, newline, CR or backslash; escape value by value
+        upserts, direct = [], []
+        for key, entry in tb.entries.items():
+            if entry is DELETED or UNCHANGED in entry:  # type: ignore[operator]
+                continue
+            (direct if key in new_keys else upserts).append(join([copy_value(v) for v in entry]))  # type: ignore[union-attr]
+        text_up, text_direct = b"\n".join(upserts), b"\n".join(direct)
+    # Escaped text holds no raw newline but the row ends, so the prefix goes in with one replace.
+    data = b"U\t\\N\t" + text_up.replace(b"\n", b"\nU\t\\N\t") + b"\n" if upserts else b""
+    direct_lines = (text_direct + b"\n").splitlines(keepends=True) if direct else []
+    return data + b"".join(others), direct_lines, n_del, len(upserts) + len(direct), n_part
