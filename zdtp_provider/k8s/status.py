@@ -187,12 +187,18 @@ def pod_restarts(pod: V1Pod) -> int:
 
 
 def pod_waiting_reasons(pods: Iterable[V1Pod]) -> list[str]:
-    """Why pods are not running (CrashLoopBackOff, ImagePullBackOff, Unschedulable...)."""
+    """Why pods are not running (CrashLoopBackOff, ImagePullBackOff, Unschedulable...), with the
+    last exit code and termination message of a container that restarted."""
     reasons = []
     for pod in pods:
         for status in (pod.status and pod.status.container_statuses) or []:
             if status.state and status.state.waiting and status.state.waiting.reason:
                 reasons.append(f"{pod.metadata.name}: {status.state.waiting.reason}")
+            last = status.last_state and status.last_state.terminated
+            if last and last.exit_code:
+                # The worker's own words (its termination message), not just "CrashLoopBackOff".
+                said = " ".join((last.message or last.reason or "").split())[:300]
+                reasons.append(f"{pod.metadata.name}: last exit {last.exit_code}: {said}".rstrip(": "))
         for cond in (pod.status and pod.status.conditions) or []:
             if cond.type == "PodScheduled" and cond.status == "False":
                 reasons.append(f"{pod.metadata.name}: {cond.reason} {cond.message or ''}".strip())

@@ -1,7 +1,8 @@
 """Triggers over an incremental worker's Deployment: rollout, stop, removal, health.
 
-:class:`ZdtpRolloutTrigger` fails on ``ProgressDeadlineExceeded`` with the reasons its pods give
-(CrashLoopBackOff, Unschedulable...). Its ``on_kill`` acts on the Deployment because a killed
+:class:`ZdtpRolloutTrigger` fails on ``ProgressDeadlineExceeded``, or as soon as a worker pod has
+restarted ``ROLLOUT_MAX_RESTARTS`` times, with the reasons its pods give (CrashLoopBackOff, the
+worker's termination message, Unschedulable...). Its ``on_kill`` acts on the Deployment because a killed
 apply task means the user does not want this rollout running unattended: ``scale_to_zero``
 (default; keeps the objects and the replication slot's position), ``delete`` (Foreground, owned
 Secret too) or ``keep``. :class:`ZdtpDeploymentStateTrigger` waits for a stop, a removal or a
@@ -17,12 +18,17 @@ from typing import Any
 from airflow.triggers.base import TriggerEvent
 
 from zdtp_provider.k8s.labels import selector_string
-from zdtp_provider.k8s.status import pod_waiting_reasons, rollout_status
+from zdtp_provider.k8s.status import pod_restarts, pod_waiting_reasons, rollout_status
 from zdtp_provider.triggers._base import ON_KILL_TIMEOUT, ZdtpTriggerBase
 from zdtp_provider.triggers.health import stream_health
 
 ON_KILL_ACTIONS = ("scale_to_zero", "delete", "keep")
 STATES = ("stopped", "gone", "healthy")
+
+
+# A worker restarted this often during its rollout is failing, not starting: say why now instead
+# of after the progress deadline (the Deployment keeps retrying; the task reports the reason).
+ROLLOUT_MAX_RESTARTS = 3
 
 
 def rollout_event(hook, name: str, namespace: str) -> dict[str, Any] | None:
@@ -33,9 +39,16 @@ def rollout_event(hook, name: str, namespace: str) -> dict[str, Any] | None:
     state = rollout_status(dep)
     if state.done:
         return {"status": "success", "message": state.message, "generation": dep.metadata.generation}
-    if not state.failed:
-        return None
-    return {"status": "failed", "message": f"{state.message}; {failure_detail(hook, dep)}"}
+    if state.failed:
+        return {"status": "failed", "message": f"{state.message}; {failure_detail(hook, dep)}"}
+    pods = hook.list_pods(namespace, selector_string(dep.spec.selector.match_labels or {}))
+    restarts = max((pod_restarts(p) for p in pods), default=0)
+    if restarts >= ROLLOUT_MAX_RESTARTS:
+        return {
+            "status": "failed",
+            "message": f"rollout failed: the worker restarted {restarts} times; {failure_detail(hook, dep)}",
+        }
+    return None
 
 
 def failure_detail(hook, dep) -> str:

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from airflow.sdk.exceptions import AirflowException
 from kubernetes import watch as k8s_watch
 
 from tests.integration.provider._airflow import finish, start_dag, write_dag
@@ -152,8 +153,25 @@ def test_apply_idempotent_rollout_recreate_stop_resume_delete(
     assert not cluster.core.list_namespaced_pod(namespace).items
 
 
+def test_crash_looping_worker_fails_the_rollout_with_its_reason(cluster, namespace, airflow_k8s) -> None:
+    # Not after the 10-minute progress deadline: within a few restarts, with the worker's message.
+    crash = {
+        "sim.zdtp.io/crash-loop": "true",
+        "sim.zdtp.io/delay": "1s",
+        "sim.zdtp.io/message": "source: connection refused",
+    }
+    started = time.monotonic()
+    with pytest.raises(AirflowException) as failed:
+        _apply(namespace, annotations=crash)
+    assert time.monotonic() - started < 120
+    message = str(failed.value)
+    assert "restarted" in message and "source: connection refused" in message, message
+    # The Deployment stays (it keeps retrying; Stop/Delete are the user's call).
+    assert cluster.apps.read_namespaced_deployment(NAME, namespace).spec.replicas == 1
+
+
 def test_crash_looping_worker_is_reported_unhealthy(cluster, namespace, airflow_k8s) -> None:
-    _apply(namespace, annotations={"sim.zdtp.io/crash-loop": "true", "sim.zdtp.io/delay": "1s"})
+    _apply(namespace, wait=False, annotations={"sim.zdtp.io/crash-loop": "true", "sim.zdtp.io/delay": "1s"})
     sensor = IncrementalSyncSensor(task_id="s", task="orders", namespace=namespace, max_restarts=2)
     report = wait_for(
         lambda: (r := sensor.health()) and r["crash_looping"] and r, timeout=30, what="restarts counted"

@@ -40,9 +40,8 @@ HELD = ["before_create", "after_secret", "after_workload"]
 SPEC = {"task": "orders", "tables": [{"source": "public.orders"}]}
 # KWOK: worker containers "run" this long, so the task is still waiting when it is killed.
 RUNNING = {"sim.zdtp.io/delay": "300s"}
-# A stream pod that crashes 2 s after each start never stays Ready for min_ready_seconds, so the
-# rollout (and so the task) goes on until the kill.
-CRASHING = {"sim.zdtp.io/crash-loop": "true", "sim.zdtp.io/delay": "2s"}
+# A stream pod that runs but has not been Ready for min_ready_seconds (below) keeps the rollout
+# (and so the task) going until the kill.
 
 
 def _operator_source(kind: str, *, deferrable: bool) -> str:
@@ -69,7 +68,7 @@ def _operator_source(kind: str, *, deferrable: bool) -> str:
         )
     stream = {**SPEC, "mode": "incremental"}
     return (
-        f"IncrementalSyncOperator({common}, spec={stream!r}, annotations={CRASHING!r}, min_ready_seconds=30)"
+        f"IncrementalSyncOperator({common}, spec={stream!r}, annotations={RUNNING!r}, min_ready_seconds=300)"
     )
 
 
