@@ -32,7 +32,10 @@ from zdtp_worker.contract.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 PREFIX = "zdtp_"
-RERUN = "re-run the sync with mode full+incremental to copy the tables again and stream from a new slot"
+RERUN = (
+    "resync: `zdtp teardown <sync file>` (removes the stream, its slot and state), then trigger the"
+    " full+incremental DAG again to copy the tables and stream from a new slot"
+)
 
 # to_jsonb(s): the view's columns differ by major (invalidation_reason is 17+), read what exists.
 _SLOT_SQL = """

@@ -163,7 +163,7 @@ def test_recreated_slot_is_a_gap_not_a_silent_skip(source_dsn: str, target_dsn: 
     run(source_dsn, f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
     code, err = run_worker_once(spec, source_dsn, target_dsn)
     assert code == ExitCode.DATA_ERROR, err
-    assert "gap: " in err and " bytes of changes are gone; re-run the sync with mode full+incremental" in err
+    assert "gap: " in err and " bytes of changes are gone; resync: `zdtp teardown" in err
     # ... and without any slot at all.
     run(source_dsn, f"SELECT pg_drop_replication_slot('{slot}')")
     code, err = run_worker_once(spec, source_dsn, target_dsn)
@@ -190,7 +190,7 @@ def test_invalidated_slot_is_a_data_error_not_a_retry(private_server_dsn: str) -
     code, err = run_worker_once(spec, source, target)
     assert code == ExitCode.DATA_ERROR, err
     assert f"replication slot {slot_name(spec)} was invalidated" in err
-    assert "re-run the sync with mode full+incremental" in err
+    assert "zdtp teardown" in err and "trigger the full+incremental DAG again" in err
 
 
 def test_full_incremental_rerun_heals_an_invalidated_slot(private_server_dsn: str) -> None:  # noqa: F811

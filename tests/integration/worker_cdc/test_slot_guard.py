@@ -30,7 +30,9 @@ def test_invalidated_slot_is_a_data_error(private_server_dsn: str) -> None:  # n
         assert state is not None and state.invalidated, state
         with pytest.raises(DataError, match="replication slot zdtp_guard was invalidated") as err:
             slot_guard.check_resume(state, slot="zdtp_guard", applied_end_lsn=applied)
-        assert "re-run the sync with mode full+incremental" in str(err.value)
+        assert "zdtp teardown" in str(err.value) and "trigger the full+incremental DAG again" in str(
+            err.value
+        )
         # Even before anything was applied: an invalidated slot can never stream again.
         with pytest.raises(DataError, match="was invalidated"):
             slot_guard.check_resume(state, slot="zdtp_guard", applied_end_lsn=0)
