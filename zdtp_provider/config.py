@@ -107,6 +107,16 @@ class SyncTaskConfig(_Strict):
     )
     workers: Annotated[int, Field(ge=1, le=1000, description="Maximum parallel full-sync workers.")] = 4
     chunk_rows: Annotated[int, Field(ge=1, description="Rows per resumable chunk.")] = 250_000
+    worker_retries: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=10,
+            description="Retries of a copy worker that crashed or was killed (fanout tasks: Airflow task "
+            "retries of its pod; Jobs: backoffLimit, per index for indexed-job). The copy resumes from its "
+            "last finished chunk; exit 65/78 (data/config error) is never retried.",
+        ),
+    ] = 2
     streams: Annotated[
         int | None,
         Field(

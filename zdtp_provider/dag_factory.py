@@ -208,12 +208,20 @@ def _copy_task(config: SyncTaskConfig, plan):
     if config.fanout == "indexed-job":
         return IndexedFullSyncJobOperator(task_id=COPY_TASK, specs=plan, **indexed_settings(config), **kwargs)
     if config.fanout == "job-per-worker":
-        return FullSyncJobOperator.partial(task_id=COPY_TASK, **kwargs).expand(spec=plan)
+        return FullSyncJobOperator.partial(
+            task_id=COPY_TASK, job_retries=config.worker_retries, **kwargs
+        ).expand(spec=plan)
     if config.fanout in ("queue", "queue-drain"):
         return QueueFullSyncJobOperator(task_id=COPY_TASK, spec=plan, **queue_settings(config), **kwargs)
-    return FullSyncOperator.partial(task_id=COPY_TASK, get_logs=config.pod.stream_logs, **kwargs).expand(
-        spec=plan
-    )
+    # One pod per try: a retry's pod resumes the run's chunks (same run id), so a crashed or killed
+    # worker redoes at most one chunk per stream; exit 65/78 fail the task without retries.
+    return FullSyncOperator.partial(
+        task_id=COPY_TASK,
+        get_logs=config.pod.stream_logs,
+        retries=config.worker_retries,
+        retry_delay=dt.timedelta(seconds=10),
+        **kwargs,
+    ).expand(spec=plan)
 
 
 def _cronjob_tasks(config: SyncTaskConfig, plan):

@@ -30,7 +30,7 @@ UNMAPPED = -1
 
 def indexed_settings(config: SyncTaskConfig) -> dict[str, Any]:
     """IndexedFullSyncJobOperator arguments of the ``copy`` task (indexed-job fan-out)."""
-    return {"parallelism": config.workers, "retries_per_index": 1}
+    return {"parallelism": config.workers, "retries_per_index": config.worker_retries}
 
 
 def queue_settings(config: SyncTaskConfig) -> dict[str, Any]:
@@ -41,6 +41,7 @@ def queue_settings(config: SyncTaskConfig) -> dict[str, Any]:
         "enqueue": True,
         "queue_backend": config.queue_backend,
         "queue_conn_id": config.queue_conn_id,
+        "job_retries": config.worker_retries,
     }
 
 
