@@ -4,8 +4,9 @@ Usage: ``.venv/bin/python bench/chart.py --cdc "before=/tmp/a.json" "after=/tmp/
 [--out docs/assets/cdc-ratios.png]``
 
 Each ``--cdc`` input is a ``bench/cdc.py --out`` file (one session of interleaved runs). Per
-session the chart shows every run's zdtp ÷ native-subscription and zdtp ÷ pg_recvlogical apply
-rates (dots) and their medians (bars), with the 1.0 line the issue's target is measured against.
+session the chart shows every run's zdtp ÷ native-subscription, zdtp ÷ pg_recvlogical and (with
+``--base-worker``) zdtp ÷ older-zdtp apply rates (dots) and their medians (bars), with the 1.0
+line the issue's target is measured against.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import matplotlib.pyplot as plt
 REPO = Path(__file__).resolve().parents[1]
 SERIES = (
     ("native", "zdtp ÷ native subscription", "#4c72b0"),
-    ("recvlogical", "zdtp ÷ pg_recvlogical", "#dd8452"),
+    ("recvlogical", "zdtp ÷ pg_recvlogical (read only)", "#dd8452"),
+    ("zdtp_base", "zdtp ÷ the older zdtp (--base-worker), same runs", "#55a868"),
 )
 
 
@@ -45,16 +47,18 @@ def main() -> None:
         label, _, path = item.partition("=")
         sessions.append((label, json.loads(Path(path).read_text())))
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=100)
-    width = 0.36
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    width = 0.26
+    labelled: set[str] = set()  # each series once in the legend
     for s, (_label, result) in enumerate(sessions):
         for k, (ref, name, color) in enumerate(SERIES):
             values = ratios(result, ref)
             if not values:
                 continue
-            x = s + (k - 0.5) * width
+            x = s + (k - 1) * width
             median = statistics.median(values)
-            ax.bar(x, median, width * 0.9, color=color, label=name if s == 0 else None)
+            ax.bar(x, median, width * 0.9, color=color, label=None if ref in labelled else name)
+            labelled.add(ref)
             ax.scatter([x] * len(values), values, color="black", s=10, zorder=3)
             ax.annotate(
                 f"{median:.2f}",
@@ -72,8 +76,8 @@ def main() -> None:
     )
     ax.set_ylabel("apply rate ratio")
     ax.set_title("CDC backlog drain: zdtp vs PostgreSQL (bars: median, dots: runs)", fontsize=9)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_ylim(0, max(1.2, ax.get_ylim()[1]))
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_ylim(0, max(1.6, ax.get_ylim()[1] * 1.15))
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
