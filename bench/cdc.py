@@ -525,18 +525,25 @@ def main() -> None:
     )
     parser.add_argument(
         "--server",
-        choices=["dev", "private"],
+        choices=["dev", "private", "pg15"],
         default="dev",
-        help="the shared dev server (.zdtp/pg), or a private one in .zdtp/pg-cdc-bench (stopped after)",
+        help="the shared dev server (.zdtp/pg), a private one in .zdtp/pg-cdc-bench, or a private"
+        " Debian PostgreSQL 15 (devtools.postgres15; the issue's figures came from PG 15); private"
+        " servers are stopped after",
     )
     args = parser.parse_args()
     base_repo = Path(args.base_worker).resolve() if args.base_worker else None
 
     private_dir = REPO / ".zdtp" / "pg-cdc-bench"
+    pg15 = None
     if args.server == "private":
         # Logical decoding reads the whole cluster's WAL: on the shared dev server, other sessions'
         # bulk loads delay these streams too. A private server isolates WAL (not CPU).
         server = ensure_server(private_dir, port=free_port())
+    elif args.server == "pg15":
+        from devtools.postgres15 import start_server
+
+        server = pg15 = start_server()  # type: ignore[assignment]
     else:
         server = ensure_server(REPO / ".zdtp" / "pg")
     with psycopg.connect(server.dsn()) as admin:
@@ -593,6 +600,8 @@ def main() -> None:
             record["load1"].append(load1())
             runs.append(record)
     finally:
+        if pg15 is not None:
+            pg15.stop()
         if args.server == "private":
             # Fresh each time: a reused data dir would insist on its first (maybe taken) port.
             stop_server(private_dir)
