@@ -47,7 +47,7 @@ def main() -> None:
         label, _, path = item.partition("=")
         sessions.append((label, json.loads(Path(path).read_text())))
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    fig, ax = plt.subplots(figsize=(max(6.4, 2.3 * len(sessions)), 3.6), dpi=100)
     width = 0.26
     labelled: set[str] = set()  # each series once in the legend
     for s, (_label, result) in enumerate(sessions):
@@ -72,7 +72,7 @@ def main() -> None:
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(sessions)))
     ax.set_xticklabels(
-        [f"{label}\n{r.get('date', '')}, {len(r['runs'])} runs" for label, r in sessions], fontsize=8
+        [f"{label}\n{r.get('date', '')}\n{len(r['runs'])} runs" for label, r in sessions], fontsize=8
     )
     ax.set_ylabel("apply rate ratio")
     ax.set_title("CDC backlog drain: zdtp vs PostgreSQL (bars: median, dots: runs)", fontsize=9)
