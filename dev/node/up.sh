@@ -49,6 +49,11 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null; } \
     || fail "apt-get install ${need_pkgs[*]} failed"
 fi
+# Installed is not enough: containerd finds runc (and the CNI plugins' helpers) on PATH. Without
+# this a node comes up Ready and every pod hangs in ContainerCreating.
+for cmd in containerd runc umoci mmdebstrap; do
+  command -v "$cmd" >/dev/null || fail "$cmd is installed but not on PATH ($PATH)"
+done
 
 node_lock
 
