@@ -7,11 +7,13 @@ and ``airflow tasks test`` exit 0 even when a task fails).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -65,7 +67,20 @@ class SyncEnv:
         return self.last_run(dag_id, proc.stdout + proc.stderr)
 
     def last_run(self, dag_id: str, output: str = "") -> DagRunResult:
-        with sqlite3.connect(self.home / "airflow.db") as db:
+        # Read right after `airflow dags test` exits, the WAL-mode metadata DB once answered
+        # "database disk image is malformed" and read fine a moment later (integrity_check ok):
+        # retry a few times, then let the error fail the test.
+        for attempt in range(5):
+            try:
+                return self._read_last_run(dag_id, output)
+            except sqlite3.DatabaseError:
+                if attempt == 4:
+                    raise
+                time.sleep(2)
+        raise AssertionError("unreachable")
+
+    def _read_last_run(self, dag_id: str, output: str) -> DagRunResult:
+        with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
             row = db.execute(
                 "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
             ).fetchone()
