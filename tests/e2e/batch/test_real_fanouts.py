@@ -87,7 +87,7 @@ class _KillMidChunk(threading.Thread):
                     os.kill(container_host_pid(statuses[0].container_id), signal.SIGKILL)
                     self.killed = pod.metadata.name
                     return
-            self.stop.wait(0.3)
+            self.stop.wait(0.1)  # chunks take well under a second: look often
 
 
 @pytest.mark.parametrize("fanout", ["tasks", "indexed-job", "job-per-worker", "queue", "queue-drain"])
