@@ -187,22 +187,31 @@ def pod_restarts(pod: V1Pod) -> int:
 
 
 def pod_waiting_reasons(pods: Iterable[V1Pod]) -> list[str]:
-    """Why pods are not running (CrashLoopBackOff, ImagePullBackOff, Unschedulable...), with the
-    last exit code and termination message of a container that restarted."""
+    """Why pods are not running (CrashLoopBackOff, ImagePullBackOff, Unschedulable...)."""
     reasons = []
     for pod in pods:
         for status in (pod.status and pod.status.container_statuses) or []:
             if status.state and status.state.waiting and status.state.waiting.reason:
                 reasons.append(f"{pod.metadata.name}: {status.state.waiting.reason}")
-            last = status.last_state and status.last_state.terminated
-            if last and last.exit_code:
-                # The worker's own words (its termination message), not just "CrashLoopBackOff".
-                said = " ".join((last.message or last.reason or "").split())[:300]
-                reasons.append(f"{pod.metadata.name}: last exit {last.exit_code}: {said}".rstrip(": "))
         for cond in (pod.status and pod.status.conditions) or []:
             if cond.type == "PodScheduled" and cond.status == "False":
                 reasons.append(f"{pod.metadata.name}: {cond.reason} {cond.message or ''}".strip())
     return reasons
+
+
+def pod_last_exits(pods: Iterable[V1Pod]) -> list[str]:
+    """The last failed exit of each restarted container: code and termination message (the
+    worker's own words, where ``CrashLoopBackOff`` says only that it keeps failing). Past
+    failures, so for explaining a failure — not a health verdict: a pod that restarted once an
+    hour ago keeps its ``lastState``."""
+    exits = []
+    for pod in pods:
+        for status in (pod.status and pod.status.container_statuses) or []:
+            last = status.last_state and status.last_state.terminated
+            if last and last.exit_code:
+                said = " ".join((last.message or last.reason or "").split())[:300]
+                exits.append(f"{pod.metadata.name}: last exit {last.exit_code}: {said}".rstrip(": "))
+    return exits
 
 
 # ---------------------------------------------------------------- outcome classification

@@ -18,7 +18,7 @@ from typing import Any
 from airflow.triggers.base import TriggerEvent
 
 from zdtp_provider.k8s.labels import selector_string
-from zdtp_provider.k8s.status import pod_restarts, pod_waiting_reasons, rollout_status
+from zdtp_provider.k8s.status import pod_last_exits, pod_restarts, pod_waiting_reasons, rollout_status
 from zdtp_provider.triggers._base import ON_KILL_TIMEOUT, ZdtpTriggerBase
 from zdtp_provider.triggers.health import stream_health
 
@@ -55,7 +55,7 @@ def failure_detail(hook, dep) -> str:
     """Why the pods do not become available: waiting reasons and recent warning events."""
     selector = selector_string(dep.spec.selector.match_labels or {})
     pods = hook.list_pods(dep.metadata.namespace, selector)
-    reasons = pod_waiting_reasons(pods)
+    reasons = pod_waiting_reasons(pods) + pod_last_exits(pods)
     for pod in pods[:3]:
         events = hook.object_events(namespace=pod.metadata.namespace, kind="Pod", name=pod.metadata.name)
         reasons.extend(e for e in events[-3:] if e.startswith("Warning"))
