@@ -41,7 +41,19 @@ def rollout_event(hook, name: str, namespace: str) -> dict[str, Any] | None:
         return {"status": "success", "message": state.message, "generation": dep.metadata.generation}
     if state.failed:
         return {"status": "failed", "message": f"{state.message}; {failure_detail(hook, dep)}"}
-    pods = hook.list_pods(namespace, selector_string(dep.spec.selector.match_labels or {}))
+    # Only the pods of this rollout: an old pod's restarts (a stream that restarted a few times
+    # over weeks, or the crash the new template fixes) say nothing about the new template. So
+    # only once the controller saw this generation and no old replica is left (Recreate).
+    status = dep.status
+    if status is None or (status.observed_generation or 0) < (dep.metadata.generation or 0):
+        return None
+    if (status.replicas or 0) > (status.updated_replicas or 0):
+        return None
+    pods = [
+        p
+        for p in hook.list_pods(namespace, selector_string(dep.spec.selector.match_labels or {}))
+        if p.metadata.deletion_timestamp is None
+    ]
     restarts = max((pod_restarts(p) for p in pods), default=0)
     if restarts >= ROLLOUT_MAX_RESTARTS:
         return {

@@ -170,6 +170,22 @@ def test_crash_looping_worker_fails_the_rollout_with_its_reason(cluster, namespa
     assert cluster.apps.read_namespaced_deployment(NAME, namespace).spec.replicas == 1
 
 
+def test_a_fixed_rollout_is_not_failed_by_the_old_pods_restarts(cluster, namespace, airflow_k8s) -> None:
+    crash = {"sim.zdtp.io/crash-loop": "true", "sim.zdtp.io/delay": "1s"}
+    _apply(namespace, wait=False, annotations=crash)
+    wait_for(
+        lambda: any(
+            (s.restart_count or 0) >= 3
+            for p in cluster.core.list_namespaced_pod(namespace).items
+            for s in p.status.container_statuses or []
+        ),
+        timeout=60,
+        what="the old pod restarted 3 times",
+    )
+    fixed = _apply(namespace)  # the same spec, the crash gone: a new pod that stays Ready
+    assert fixed["available_replicas"] == 1
+
+
 def test_crash_looping_worker_is_reported_unhealthy(cluster, namespace, airflow_k8s) -> None:
     _apply(namespace, wait=False, annotations={"sim.zdtp.io/crash-loop": "true", "sim.zdtp.io/delay": "1s"})
     sensor = IncrementalSyncSensor(task_id="s", task="orders", namespace=namespace, max_restarts=2)
