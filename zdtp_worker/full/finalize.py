@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from zdtp_worker.contract.spec import KeyRange
+from zdtp_worker.control.row_checksum import covers_all
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS zdtp.full_tables (
@@ -71,20 +72,6 @@ async def pending(conn: asyncpg.Connection, *, run_id: str, target: str) -> bool
 
 def _bound(value: Any) -> Any:
     return None if value is None else json.loads(value) if isinstance(value, str) else value
-
-
-def covers_all(ranges: list[tuple[Any, Any]]) -> bool:
-    """Do the half-open ``[lower, upper)`` ranges (None = open) tile the whole key space?"""
-    by_lower = {json.dumps(lo): hi for lo, hi in ranges}
-    at: Any = None
-    for _ in range(len(ranges) + 1):
-        key = json.dumps(at)
-        if key not in by_lower:
-            return False
-        at = by_lower[key]
-        if at is None:
-            return True
-    return False
 
 
 async def finish_part(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zdtp_worker.full.finalize import covers_all
+from zdtp_worker.control.row_checksum import covers_all
 
 
 @pytest.mark.parametrize(
