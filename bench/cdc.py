@@ -41,7 +41,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,6 +55,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from devtools.ports import free_port  # noqa: E402
 from devtools.postgres import PostgresServer, ensure_server, pg_bin_dir, stop_server  # noqa: E402
 from zdtp_worker.contract.spec import TableName, WorkerSpec  # noqa: E402
 from zdtp_worker.control import stream_setup as cdc_source  # noqa: E402
@@ -66,12 +66,6 @@ TARGET_DDL = DDL.replace(")", ", applied_at timestamptz DEFAULT clock_timestamp(
 MARKER_ID = -1
 POLL = 0.02
 CONSUMERS = ("recvlogical", "zdtp", "native")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def metric(port: int, name: str) -> float:

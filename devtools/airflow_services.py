@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from devtools.airflow_home import airflow_env, migrate
+from devtools.ports import free_port
 
 SERVICES = ("scheduler", "dag-processor", "triggerer", "api-server")
 USERNAME = "zdtp"
@@ -36,12 +36,6 @@ USERNAME = "zdtp"
 
 class AirflowServiceError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def services_env(

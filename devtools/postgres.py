@@ -9,13 +9,16 @@ itself. PostgreSQL refuses to run as root; as root the server runs as the wheel'
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
-import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from devtools.ports import free_port, port_free
 
 SUPERUSER = "postgres"
 SETTINGS = {
@@ -81,16 +84,6 @@ def _run_as() -> str | None:
     return user
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _pg(user: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(pg_bin_dir() / args[0]), *args[1:]],
@@ -110,7 +103,12 @@ def _own(path: Path, user: str | None) -> None:
 
 
 def ensure_server(data_dir: Path, *, port: int = 55432) -> PostgresServer:
-    """Start (or reuse) the dev server in ``data_dir`` listening on 127.0.0.1:``port``."""
+    """Start (or reuse) the dev server in ``data_dir`` listening on 127.0.0.1:``port``.
+
+    If another process holds the port (a server left running by an earlier checkout, or any
+    program's ephemeral port: 55432 is inside Linux's ephemeral range), the server moves to a free
+    port and keeps it; callers always take the port from the returned object.
+    """
     data_dir = data_dir.resolve()
     pgdata = data_dir / "pgdata"
     password_file = data_dir / "superuser-password"
@@ -156,8 +154,16 @@ def ensure_server(data_dir: Path, *, port: int = 55432) -> PostgresServer:
     status = _pg(user, "pg_ctl", "-D", str(pgdata), "status", check=False)
     if status.returncode == 0:
         return server
-    if not _port_free(server.port):
-        raise PostgresSetupError(f"port 127.0.0.1:{server.port} is in use by another process")
+    if not port_free(server.port):
+        moved = free_port()
+        print(
+            f"zdtp: 127.0.0.1:{server.port} is in use by another process; "
+            f"the server in {data_dir} now listens on {moved}",
+            file=sys.stderr,
+        )
+        with (pgdata / "postgresql.conf").open("a") as fh:
+            fh.write(f"port = {moved}\n")
+        server = dataclasses.replace(server, port=moved)
     started = _pg(
         user,
         "pg_ctl",

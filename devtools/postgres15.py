@@ -17,12 +17,12 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.ports import free_port
 from devtools.postgres import SETTINGS, SUPERUSER, PostgresSetupError
 
 BIN_DIR = Path("/usr/lib/postgresql/15/bin")
@@ -74,12 +74,6 @@ def _run_as() -> str | None:
     return "postgres"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pg(user: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(bin_dir() / args[0]), *args[1:]],
@@ -128,7 +122,7 @@ def start_server(*, parent: Path | None = None) -> Postgres15Server:
         raise PostgresSetupError(f"PostgreSQL 15 initdb failed: {exc.stderr.strip()[-300:]}") from exc
     finally:
         pwfile.unlink(missing_ok=True)
-    port = _free_port()
+    port = free_port()
     conf = "".join(f"{k} = {v}\n" for k, v in _SETTINGS.items())
     with (pgdata / "postgresql.conf").open("a") as fh:
         fh.write(

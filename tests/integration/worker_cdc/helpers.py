@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -34,12 +33,6 @@ def make_spec(tables: list[str], **incremental: object) -> WorkerSpec:
             "incremental": {"batch_max_seconds": 0.2, **incremental},
         }
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

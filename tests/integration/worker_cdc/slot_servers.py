@@ -7,7 +7,6 @@ test owns, so the shared dev server (and everyone's slots on it) is never touche
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from devtools.ports import free_port
 from devtools.postgres import ensure_server, stop_server
 from devtools.postgres15 import start_server as start_pg15
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(params=["18", "15"])
@@ -37,7 +31,7 @@ def private_server_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
         return
     data_dir = Path(tempfile.mkdtemp(prefix="zdtp-slot-pg18-"))
     try:
-        server = ensure_server(data_dir, port=_free_port())
+        server = ensure_server(data_dir, port=free_port())
         yield server.dsn()
     finally:
         stop_server(data_dir)
