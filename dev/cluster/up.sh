@@ -25,7 +25,13 @@ else
   # A stopped or half-made cluster of ours: remove it and start clean.
   "$bin/kwokctl" delete cluster --name "$name" >/dev/null 2>&1 || true
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    fail "port 127.0.0.1:$port is in use by another process (set ZDTP_APISERVER_PORT to a free port)"
+    [ -n "${ZDTP_APISERVER_PORT:-}" ] &&
+      fail "port 127.0.0.1:$port is in use by another process (set ZDTP_APISERVER_PORT to a free port)"
+    # The default port is taken (e.g. by a cluster an earlier checkout left running): everything
+    # reads the port from the kubeconfig, so any free one will do.
+    taken=$port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    echo "zdtp cluster-up: 127.0.0.1:$taken is in use by another process; using $port"
   fi
   mkdir -p "$state"
   logs_file="$state/simulated-container.log"
