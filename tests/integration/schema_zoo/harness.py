@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools.ports import free_port
 from tests.fixtures import schema_zoo
-from tests.integration.worker_cdc.helpers import free_port, start_subprocess_worker, wait_until
+from tests.integration.worker_cdc.helpers import start_subprocess_worker, wait_until
 from tests.integration.worker_full.helpers import REPO, worker_env
 from zdtp_provider.config import SyncTaskConfig, parse_config
 from zdtp_provider.planner import plan_workers, read_catalog
