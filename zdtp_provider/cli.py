@@ -115,8 +115,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(
         f"{config.dag_id}: {len(specs)} worker(s) for {len(estimates)} table(s), ~{sum(rows.values())} rows"
     )
+    how = "set by `streams`" if config.streams is not None else "chosen from table size and CPU request"
     for spec in specs:
-        print(f"  {spec.worker}:")
+        print(f"  {spec.worker}: {spec.full.streams} COPY stream(s), {how}")
         for t in spec.tables:
             rng = f" keys [{_b(t.key_range.lower)}, {_b(t.key_range.upper)})" if t.key_range else ""
             print(f"    {t.source}{rng}  (~{rows.get(str(t.source), 0)} rows in table)")
