@@ -17,10 +17,11 @@ import psycopg
 import pytest
 from kubernetes import client
 
+from devtools.ports import free_port
 from devtools.real_node import RealNode, container_host_pid, pod_placement
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.postgres import PgServer
-from tests.integration.worker_cdc.helpers import free_port, wait_equal
+from tests.integration.worker_cdc.helpers import wait_equal
 from tests.integration.worker_full.helpers import execute, fingerprint, make_spec, scalar, spec_dict
 from zdtp_worker.full import enqueue_chunks
 

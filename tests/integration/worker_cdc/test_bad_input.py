@@ -9,10 +9,11 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from devtools.ports import free_port
 from devtools.postgres import ensure_server, stop_server
 from tests.conftest import STATE_DIR
 from tests.fixtures.postgres import PgServer
-from tests.integration.worker_cdc.helpers import free_port, make_spec, run_worker_once
+from tests.integration.worker_cdc.helpers import make_spec, run_worker_once
 from zdtp_worker.contract.errors import ExitCode
 
 pytestmark = pytest.mark.postgres
