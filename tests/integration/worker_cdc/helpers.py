@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from devtools.ports import free_port  # noqa: F401  (the CDC tests import it from here)
 from zdtp_worker.contract.result import WorkerResult
 from zdtp_worker.contract.spec import WorkerSpec
 from zdtp_worker.incremental.health import Metrics
