@@ -35,6 +35,7 @@ from zdtp_worker.incremental.pgoutput import (
     Commit,
     Delete,
     Insert,
+    NeedsTextMode,
     Relation,
     Truncate,
     Update,
@@ -42,7 +43,7 @@ from zdtp_worker.incremental.pgoutput import (
 )
 from zdtp_worker.incremental.relations import Relations
 from zdtp_worker.incremental.rowwise import RowChange, RowwiseTable
-from zdtp_worker.incremental.staging import Shape, stage_rows
+from zdtp_worker.incremental.staging import Shape, stage_rows, stage_rows_binary
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class ChangeLoop:
         self.cur = cur
         self.target = target
         self.decoder = decoder
+        # Binary mode (see .binary_mode): values are COPY fields, batches become binary COPY.
+        self.binary = bool(getattr(decoder, "binary", False))
+        self.stage_rows = stage_rows_binary if self.binary else stage_rows
         self.rels = relations
         self.shapes = relations.shapes  # the same dict: the hot path reads it directly
         self.applier = applier
@@ -215,6 +219,10 @@ class ChangeLoop:
                 try:
                     self.batch.update(shape.relation, shape.key_indexes, m.new, m.old)
                 except NeedsTargetRow:
+                    if self.binary:  # move_row reads the row from the source as text
+                        raise NeedsTextMode(
+                            f"{shape.relation.qualified}: a key moved with unchanged TOAST values"
+                        ) from None
                     assert m.old is not None
                     self._flush()
                     old_key = tuple(m.old[i] for i in shape.key_indexes)
@@ -284,6 +292,8 @@ class ChangeLoop:
         self.applier.submit(lambda: self.target.advance(lsn), feedback_lsn=lsn)
 
     def _row(self, shape: Shape, change: RowChange) -> None:
+        if self.binary:  # whole-row match compares text (the start-up rule keeps keyless tables text)
+            raise NeedsTextMode(f"{shape.relation.qualified} is applied by whole rows")
         table = self.rows.get(shape.relation.oid)
         if table is None:
             columns = [c.name for c in shape.relation.columns]
@@ -306,7 +316,7 @@ class ChangeLoop:
                     # The COPY text is pure Python work: build it here, while the applier thread
                     # waits on the target for the previous flush, not after it on the applier
                     # (there it held the GIL while this thread had decoding to do).
-                    tb.staged = stage_rows(tb, direct_new=bool(shapes[oid].sql_copy_direct))
+                    tb.staged = self.stage_rows(tb, direct_new=bool(shapes[oid].sql_copy_direct))
             xids = self.batch_xids
             self.applier.submit(lambda: self.target.apply(batch, shapes, xids=xids))
         # A flush inside a huge source transaction: that transaction is in the next batch too.

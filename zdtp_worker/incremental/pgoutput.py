@@ -1,8 +1,11 @@
-"""Decoder for the ``pgoutput`` logical replication protocol, version 1 (text tuple format).
+"""Decoder for the ``pgoutput`` logical replication protocol, version 1 (text or binary tuples).
 
-Pure functions over ``bytes``: no I/O, no database types. Column values stay as the server's text
-output (``bytes``), ``None`` for SQL NULL, or :data:`UNCHANGED` for a TOASTed column the update
-did not touch (the server does not resend it; the target must keep its current value).
+Pure functions over ``bytes``: no I/O, no database types. In text mode column values stay as the
+server's text output (``bytes``), ``None`` for SQL NULL, or :data:`UNCHANGED` for a TOASTed
+column the update did not touch (the server does not resend it; the target must keep its current
+value). In binary mode (pgoutput's ``binary`` option, see :mod:`.binary_mode`) a value is the
+column's send format *with its 4-byte length in front* — exactly one field of a binary COPY row —
+and SQL NULL is :data:`NULL_FIELD` (length -1), so a row becomes a COPY row by one join.
 
 Reference: PostgreSQL docs, "Logical Replication Message Formats".
 """
@@ -10,6 +13,7 @@ Reference: PostgreSQL docs, "Logical Replication Message Formats".
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -31,6 +35,7 @@ class _Unchanged:
 
 UNCHANGED: Final = _Unchanged()
 Value = bytes | None | _Unchanged
+NULL_FIELD: Final = b"\xff\xff\xff\xff"  # SQL NULL in binary mode: a binary COPY field of length -1
 PG_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 _I16 = struct.Struct("!h")
@@ -43,6 +48,12 @@ _COL = struct.Struct("!Ii")
 
 class DecodeError(ValueError):
     """The stream carried a message this decoder does not understand."""
+
+
+class NeedsTextMode(Exception):
+    """A binary-mode stream met something only text mode handles (a value the server sent as text,
+    a type whose binary form is not portable, a change that needs values as text); the stream
+    rolls back its open target transaction and restarts in text mode (see :mod:`.binary_mode`)."""
 
 
 def pg_timestamp(micros: int) -> datetime:
@@ -160,17 +171,47 @@ def tuple_data(buf: bytes, pos: int) -> tuple[list[Value], int]:
         elif kind == 0x75:  # 'u'
             append(UNCHANGED)
             pos += 1
-        elif kind == 0x62:  # 'b' binary (only with the binary option, which we do not request)
-            start = pos + 5
-            pos = start + unpack_len(buf, pos + 1)[0]
-            append(buf[start:pos])
+        elif kind == 0x62:  # 'b' binary: only a binary-mode stream asks for it (tuple_data_binary)
+            raise DecodeError("a binary value on a text-mode stream")
         else:
             raise DecodeError(f"unknown tuple column kind {chr(kind)!r}")
     return values, pos
 
 
-def decode(buf: bytes) -> Message:
-    """Decode one pgoutput message (the payload of one XLogData)."""
+def tuple_data_binary(buf: bytes, pos: int) -> tuple[list[Value], int]:
+    """:func:`tuple_data` of a binary-mode stream: each value keeps its 4-byte length in front (a
+    binary COPY field), NULL is :data:`NULL_FIELD`. A text value (a type without a send function)
+    cannot go into a binary COPY: :class:`NeedsTextMode`."""
+    ncols = (buf[pos] << 8) | buf[pos + 1]
+    pos += 2
+    values: list[Value] = []
+    append = values.append
+    unpack_len = _I32.unpack_from
+    for _ in range(ncols):
+        kind = buf[pos]
+        if kind == 0x62:  # 'b'
+            start = pos + 1
+            pos = start + 4 + unpack_len(buf, start)[0]
+            append(buf[start:pos])
+        elif kind == 0x6E:  # 'n'
+            append(NULL_FIELD)
+            pos += 1
+        elif kind == 0x75:  # 'u'
+            append(UNCHANGED)
+            pos += 1
+        elif kind == 0x74:  # 't'
+            raise NeedsTextMode("the server sent a value as text in binary mode (type without send function)")
+        else:
+            raise DecodeError(f"unknown tuple column kind {chr(kind)!r}")
+    return values, pos
+
+
+TupleReader = Callable[[bytes, int], tuple[list[Value], int]]
+
+
+def decode(buf: bytes, tuple_data: TupleReader = tuple_data) -> Message:
+    """Decode one pgoutput message (the payload of one XLogData); ``tuple_data``:
+    :func:`tuple_data_binary` for a binary-mode stream."""
     kind = buf[0]
     if kind == 0x49:  # 'I'
         (oid,) = _U32.unpack_from(buf, 1)
@@ -226,16 +267,20 @@ def decode(buf: bytes) -> Message:
 
 
 class PgOutputDecoder:
-    """:class:`~zdtp_worker.drivers.ChangeDecoder` for pgoutput protocol v1."""
+    """:class:`~zdtp_worker.drivers.ChangeDecoder` for pgoutput protocol v1 (``binary``: the
+    stream was started with pgoutput's binary option)."""
+
+    def __init__(self, *, binary: bool = False) -> None:
+        self.binary = binary
+        self._tuple = tuple_data_binary if binary else tuple_data
 
     def __call__(self, payload: bytes) -> Message:
-        return decode(payload)
+        return decode(payload, self._tuple)
 
-    @staticmethod
-    def insert(payload: bytes) -> tuple[int, list[Value]] | None:
+    def insert(self, payload: bytes) -> tuple[int, list[Value]] | None:
         """The hot path: (relation oid, new row) of an Insert without building a message object;
         ``None`` for any other message."""
         if payload[0] != 0x49:  # 'I'
             return None
         (oid,) = _U32.unpack_from(payload, 1)
-        return oid, tuple_data(payload, 6)[0]
+        return oid, self._tuple(payload, 6)[0]

@@ -18,10 +18,11 @@ import psycopg
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.control.catalog import type_names
+from zdtp_worker.incremental import binary_mode
 from zdtp_worker.incremental.applier import Applier
 from zdtp_worker.incremental.column_sync import ColumnSync
 from zdtp_worker.incremental.health import Metrics
-from zdtp_worker.incremental.pgoutput import Relation
+from zdtp_worker.incremental.pgoutput import NeedsTextMode, Relation
 from zdtp_worker.incremental.staging import Shape
 from zdtp_worker.incremental.target import Target
 
@@ -84,8 +85,10 @@ class Relations:
         metrics: Metrics,
         keys: dict[TableName, tuple[str, ...]],
         sync: ColumnSync,
+        binary: bool = False,
     ) -> None:
         self.mapping = mapping
+        self.binary = binary  # the stream runs pgoutput in binary mode (see .binary_mode)
         self.stream_keys = keys  # per source table, from the catalog at start (stream_setup.stream_keys)
         self.sync = sync
         self.seen: set[TableName] = set()  # tables whose columns this run has already seen
@@ -140,7 +143,24 @@ class Relations:
             first_sight=src_name not in self.seen,
         )
         self.seen.add(src_name)
+        if self.binary:
+            self._check_binary(rel, tgt_name, list(zip(names, types, strict=True)))
         return key
+
+    def _check_binary(self, rel: Relation, tgt_name: TableName, columns: list[tuple[str, str]]) -> None:
+        """A binary stream carries this relation only if the start-up rule still holds for it (a
+        column added mid-stream may be an enum; a type change may leave the target wider)."""
+        bad = binary_mode.unportable_types(self.source, [c.type_oid for c in rel.columns])
+        info = self.target.table(tgt_name)
+        assert info is not None
+        mismatched = binary_mode.type_mismatches(columns, info.column_types)
+        if bad or mismatched:
+            raise NeedsTextMode(
+                f"relation {rel.qualified} now has "
+                + (f"types without a portable binary form ({', '.join(bad)})" if bad else "")
+                + (" and " if bad and mismatched else "")
+                + (f"other column types on the target ({', '.join(mismatched)})" if mismatched else "")
+            )
 
     def shape(self, oid: int) -> Shape | None:
         """The target shape of relation ``oid`` (built on first use), ``None`` if not replicated."""

@@ -54,16 +54,20 @@ def start_replication(
     start_lsn: int,
     wait_seconds: float = 30.0,
     messages: bool = False,
+    binary: bool = False,
 ) -> None:
     """``START_REPLICATION``; waits while a previous holder's walsender still has the slot.
 
     ``messages`` (PG 14+) also streams logical decoding messages: the stream's heartbeats
     (``pg_logical_emit_message``) then arrive as positions it can store and confirm.
+    ``binary`` (PG 14+): values in their send format (see :mod:`.binary_mode`).
     """
     deadline = time.monotonic() + wait_seconds
     options = {"proto_version": "1", "publication_names": publication}
     if messages:
         options["messages"] = "true"
+    if binary:
+        options["binary"] = "true"
     while True:
         try:
             cur.start_replication(

@@ -23,13 +23,13 @@ from zdtp_worker.control import slot_guard, stream_setup
 from zdtp_worker.control.catalog import TableDef
 from zdtp_worker.control.names import publication_name, slot_name, stream_key
 from zdtp_worker.control.session import connect
-from zdtp_worker.incremental import replication
+from zdtp_worker.incremental import binary_mode, replication
 from zdtp_worker.incremental.applier import Applier
 from zdtp_worker.incremental.column_sync import ColumnSync
 from zdtp_worker.incremental.health import Metrics
 from zdtp_worker.incremental.housekeeping import Housekeeping, heartbeat
 from zdtp_worker.incremental.loop import ChangeLoop, RunStats
-from zdtp_worker.incremental.pgoutput import DecodeError, PgOutputDecoder, format_lsn
+from zdtp_worker.incremental.pgoutput import DecodeError, NeedsTextMode, PgOutputDecoder, format_lsn
 from zdtp_worker.incremental.relations import Relations, reconcile
 from zdtp_worker.incremental.sequences import SequenceKeeper
 from zdtp_worker.incremental.source_watch import SourceWatch
@@ -77,10 +77,26 @@ class Stream:
         self.repl: psycopg2.extensions.connection | None = None
         self.stats = RunStats()
         self.applier = Applier(on_committed=lambda lsn: None)  # rewired to the loop once it exists
+        self.binary_allowed = True  # until binary mode met something it cannot carry (.binary_mode)
 
     def run(self) -> RunStats:
         try:
-            self._run()
+            while True:
+                try:
+                    self._run()
+                    break
+                except NeedsTextMode as exc:
+                    if not self.target.binary:
+                        raise DataError(f"text-mode stream: {exc}") from None
+                    # Nothing of the open target transaction is committed: drop it with the
+                    # connections and stream again from the last committed source transaction.
+                    log.warning(
+                        "stream %s: binary mode cannot carry this: %s; rolling back the open batch"
+                        " and restarting in text mode",
+                        self.slot,
+                        exc,
+                    )
+                    self._restart_text()
         except (psycopg.Error, psycopg2.Error) as exc:
             self.metrics.connections_ok = False
             raise classify(exc, role="stream") from None
@@ -92,6 +108,18 @@ class Stream:
             self.applier.shutdown()
             self._close()
         return self.stats
+
+    def _restart_text(self) -> None:
+        self.metrics.streaming = False
+        self.metrics.lease_held = False
+        self.applier.shutdown()  # in-flight work ends (its errors are moot: rolled back below)
+        self._close()  # closing the target session rolls its transaction back, lease included
+        self.src = self.watch_conn = self.repl = None
+        self.target.tables.clear()
+        self.target.refetched = self.target.refetch_gone = 0
+        self.target.binary = False
+        self.binary_allowed = False
+        self.applier = Applier(on_committed=lambda lsn: None)
 
     def _close(self) -> None:
         for conn in (self.target, self.src, self.watch_conn, self.repl):
@@ -139,11 +167,12 @@ class Stream:
         else:
             stream_setup.ensure_slot(self.src, self.slot)
         self.metrics.applied_lsn = self.target.end_lsn
+        self.target.binary = self._binary_mode(tables, keys)
         self.watch_conn = connect(self.source_dsn, role="source", application_name="zdtp-cdc-watch")
         loop = ChangeLoop(
             cur=cur,
             target=self.target,
-            decoder=PgOutputDecoder(),
+            decoder=PgOutputDecoder(binary=self.target.binary),
             relations=Relations(
                 mapping=self.mapping,
                 target=self.target,
@@ -152,6 +181,7 @@ class Stream:
                 metrics=self.metrics,
                 keys={s: keys[s] for s in self.mapping},
                 sync=sync,
+                binary=self.target.binary,
             ),
             applier=self.applier,
             opts=self.opts,
@@ -182,16 +212,44 @@ class Stream:
             publication=self.publication,
             start_lsn=self.target.end_lsn,
             messages=loop.heartbeats,
+            binary=self.target.binary,
         )
         log.info(
-            "streaming slot %s publication %s from %s (applied up to commit %s)",
+            "streaming slot %s publication %s from %s (applied up to commit %s), %s values",
             self.slot,
             self.publication,
             format_lsn(self.target.end_lsn),
             format_lsn(self.target.commit_lsn),
+            "binary" if self.target.binary else "text",
         )
         self.metrics.streaming = True
         loop.run()
+
+    def _binary_mode(self, tables: dict[TableName, TableDef], keys: dict[TableName, tuple[str, ...]]) -> bool:
+        """Whether this stream may run pgoutput in binary mode (the rule: :mod:`.binary_mode`)."""
+        assert self.src is not None
+        unportable: dict[TableName, list[str]] = {}
+        mismatched: dict[TableName, list[str]] = {}
+        version = self.src.info.server_version
+        if self.binary_allowed and binary_mode.ALLOWED and version >= 140000 and all(keys.values()):
+            for src_name, tgt_name in self.mapping.items():
+                oids = binary_mode.column_type_oids(self.src, src_name)
+                unportable[src_name] = binary_mode.unportable_types(self.src, oids)
+                info = self.target.table(tgt_name)
+                assert info is not None
+                plain = [(c.name, c.type_sql) for c in tables[src_name].columns if not c.generated]
+                mismatched[tgt_name] = binary_mode.type_mismatches(plain, info.column_types)
+            self.target.conn.commit()  # (the catalog reads opened a transaction)
+        reason = (
+            "binary mode left after a fallback"
+            if not self.binary_allowed
+            else binary_mode.why_text(
+                server_version=version, keys=keys, unportable=unportable, mismatched=mismatched
+            )
+        )
+        if reason is not None:
+            log.info("stream %s streams text values: %s", self.slot, reason)
+        return reason is None
 
     def _first_heartbeat(self) -> bool:
         """Emit a heartbeat before streaming and store its LSN as the confirm limit (see

@@ -23,9 +23,16 @@ from zdtp_worker.control.catalog import TableDef, read_table
 from zdtp_worker.control.session import connect
 from zdtp_worker.incremental.batch import Batch
 from zdtp_worker.incremental.health import Metrics
-from zdtp_worker.incremental.pgoutput import UNCHANGED, Relation, Value, format_lsn, parse_lsn
+from zdtp_worker.incremental.pgoutput import UNCHANGED, NeedsTextMode, Relation, Value, format_lsn, parse_lsn
 from zdtp_worker.incremental.refetch import SourceRows, fill_unchanged, key_text
-from zdtp_worker.incremental.staging import Shape, build_shape, stage_rows
+from zdtp_worker.incremental.staging import (
+    Shape,
+    binary_copy,
+    build_shape,
+    stage_rows,
+    stage_rows_binary,
+    staged_upsert_prefix,
+)
 from zdtp_worker.pg.quoting import ident
 
 log = logging.getLogger(__name__)
@@ -76,6 +83,8 @@ class Target:
         self.commit_lsn = 0
         self.end_lsn = 0
         self.confirm_limit: int | None = 0
+        # Batches hold binary-mode values (length-prefixed send format): COPY them as binary.
+        self.binary = False
 
     # -- connection and lease -------------------------------------------------------------
     def connect(self) -> None:
@@ -280,19 +289,33 @@ class Target:
         ``xids``: the source transactions whose changes the batch holds; a row completed from the
         source is read only once they are all visible there (see :mod:`.refetch`)."""
         self._batch_xids = xids
+        try:
+            return self._apply(batch, shapes)
+        except psycopg.errors.InvalidBinaryRepresentation as exc:
+            if not self.binary:
+                raise
+            # The start-up rule should make this impossible; if a type's binary form still did
+            # not fit, text mode is the safe way on (the open transaction is rolled back).
+            raise NeedsTextMode(f"target refused a binary value: {str(exc).splitlines()[0]}") from exc
+
+    def _apply(self, batch: Batch, shapes: dict[int, Shape]) -> int:
+        binary = self.binary
+        stage = stage_rows_binary if binary else stage_rows
         written = 0
         for oid, tb in batch.tables.items():
             if not tb.entries:
                 continue
             shape = shapes[oid]
-            data, direct, n_del, n_up, n_part = tb.staged or stage_rows(
-                tb, direct_new=bool(shape.sql_copy_direct)
-            )
+            data, direct, n_del, n_up, n_part = tb.staged or stage(tb, direct_new=bool(shape.sql_copy_direct))
             with self.conn.cursor() as cur:
                 if direct and not self._copy_direct(cur, shape, direct):
                     # Some "new" key exists on the target after all (it was loaded outside this
                     # stream): take the upsert path for those rows too.
-                    data += b"".join([b"U\t\\N\t" + row for row in direct])
+                    if binary:  # after the row's field count: the staged row's _op and _keep first
+                        prefix = staged_upsert_prefix(len(shape.relation.columns))
+                        data += b"".join([prefix + row[2:] for row in direct])
+                    else:
+                        data += b"".join([b"U\t\\N\t" + row for row in direct])
                     direct = []
                 n_staged_up = n_up - len(direct)
                 if not data:
@@ -301,8 +324,12 @@ class Target:
                 if shape.used_in_txn:
                     cur.execute(f"TRUNCATE {shape.stage}")
                 shape.used_in_txn = True
-                with cur.copy(f"COPY {shape.stage} FROM STDIN") as cp:
-                    cp.write(data)
+                if binary:
+                    with cur.copy(f"COPY {shape.stage} FROM STDIN (FORMAT binary)") as cp:
+                        cp.write(binary_copy(data))
+                else:
+                    with cur.copy(f"COPY {shape.stage} FROM STDIN") as cp:
+                        cp.write(data)
                 if n_del:
                     cur.execute(shape.sql_delete)
                 if n_staged_up:
@@ -310,6 +337,11 @@ class Target:
                 missing: list[tuple[Any, ...]] = []
                 if n_part and shape.sql_partial:
                     cur.execute(shape.sql_partial)
+                    if cur.rowcount < n_part and binary:
+                        # Completing them reads text from the source: text mode does that.
+                        raise NeedsTextMode(
+                            f"target {shape.target}: rows with unchanged TOAST values missing"
+                        )
                     if cur.rowcount < n_part:
                         # Partial rows of keys the target lacks (a hand-off copied their chunk
                         # after they were deleted or moved away): complete them from the source.
@@ -322,6 +354,8 @@ class Target:
 
     def _complete_from_source(self, shape: Shape, rows: list[list[Value]]) -> None:
         """Write ``rows`` (new rows with unchanged values) with those values read from the source."""
+        if self.binary:  # the source is read as text
+            raise NeedsTextMode(f"target {shape.target}: a row must be completed from the source")
         if self.source_rows is None:
             raise DataError(
                 f"target {shape.target}: a row with unchanged TOAST values is missing and no source"
@@ -349,8 +383,12 @@ class Target:
         # and COMMIT on its own, i.e. commit these rows without the batch's state row.
         cur.execute("SAVEPOINT zdtp_direct")
         try:
-            with cur.copy(shape.sql_copy_direct) as cp:
-                cp.write(b"".join(rows))
+            if self.binary:
+                with cur.copy(shape.sql_copy_direct + " (FORMAT binary)") as cp:
+                    cp.write(binary_copy(b"".join(rows)))
+            else:
+                with cur.copy(shape.sql_copy_direct) as cp:
+                    cp.write(b"".join(rows))
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT zdtp_direct")
             log.info("target %s: inserted keys already present; upserting them instead", shape.target)
