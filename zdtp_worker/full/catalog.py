@@ -20,6 +20,23 @@ from zdtp_worker.pg.quoting import ident
 from zdtp_worker.pg.target_fit import FIRST_NORMAL_OID, columns_sql
 
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
+# Object-identifier alias types: a value *is* an OID (binary COPY sends the number), but the same
+# object has another OID on the target, so only their text form (the object's name) copies exactly.
+OID_ALIAS_TYPES = frozenset(
+    {
+        "regclass",
+        "regcollation",
+        "regconfig",
+        "regdictionary",
+        "regnamespace",
+        "regoper",
+        "regoperator",
+        "regproc",
+        "regprocedure",
+        "regrole",
+        "regtype",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +50,11 @@ class Column:
 
     @property
     def builtin(self) -> bool:
-        return self.type_oid < FIRST_NORMAL_OID
+        """A built-in type whose binary form means the same on the target (binary COPY is safe).
+
+        reg* columns are built-in but not: their binary form is a source OID (text COPY then
+        sends the object's name, as pg_dump does)."""
+        return self.type_oid < FIRST_NORMAL_OID and self.type_sql.removesuffix("[]") not in OID_ALIAS_TYPES
 
 
 @dataclass(frozen=True)

@@ -54,10 +54,15 @@ async def bootstrap(conn: asyncpg.Connection) -> None:
         await conn.execute(_DDL)
 
 
-async def record_created(conn: asyncpg.Connection, *, run_id: str, target: str) -> None:
-    """Note that this run created ``target`` keyless (call in the creating transaction)."""
+async def record_created(conn: asyncpg.Connection, *, run_id: str, target: str, keyless: bool = True) -> None:
+    """Note that this run created ``target`` (call in the creating transaction); ``keyless``:
+    its keys are still to be built. (Tables created with their keys are recorded too: what zdtp
+    created it may change later, e.g. to link inheritance — see :mod:`.inherit`.)"""
     await conn.execute(
-        "INSERT INTO zdtp.full_tables (run_id, target) VALUES ($1, $2) ON CONFLICT DO NOTHING", run_id, target
+        "INSERT INTO zdtp.full_tables (run_id, target, finalized) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        run_id,
+        target,
+        not keyless,
     )
 
 

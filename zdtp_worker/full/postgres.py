@@ -180,8 +180,20 @@ class PgTargetWriter:
     async def swap_in(self, *, staging: TableName, target: TableName) -> None:
         await schema.swap_in(self.conn, staging=staging, target=target)
 
+    async def _target(self, table: TableName) -> TableInfo | None:
+        key = table.qualified
+        if key not in self._target_tables:  # the shape does not change during a run
+            self._target_tables[key] = await read_table(self.conn, table)
+        return self._target_tables[key]
+
+    async def _from(self, table: TableName) -> str:
+        """``ONLY`` the target table unless it is partitioned: a table other tables INHERIT from
+        holds only its own rows; its children's rows in the same key range are not this chunk's."""
+        target = await self._target(table)
+        return target.from_sql if target is not None else table.qualified
+
     async def delete_range(self, table: TableName, info: TableInfo, chunk: Chunk) -> None:
-        await self.conn.execute(f"DELETE FROM {table.qualified} WHERE {_delete_where(info, chunk)}")
+        await self.conn.execute(f"DELETE FROM {await self._from(table)} WHERE {_delete_where(info, chunk)}")
 
     async def copy_in(
         self, table: TableName, columns: list[str], *, fmt: CopyFormat, pieces: AsyncIterator[bytes]
@@ -200,11 +212,8 @@ class PgTargetWriter:
     ) -> tuple[int, Decimal]:
         """Rows and checksum of the chunk's delete range in ``table``, each column read as the
         source's type (``info``) so an allowed widening compares equal."""
-        key = table.qualified
-        if key not in self._target_tables:  # the shape does not change during a run
-            self._target_tables[key] = await read_table(self.conn, table)
-        cols = target_sum_columns(info, self._target_tables[key], columns)
-        return await range_checksum(self.conn, key, cols, _delete_where(info, chunk))
+        cols = target_sum_columns(info, await self._target(table), columns)
+        return await range_checksum(self.conn, await self._from(table), cols, _delete_where(info, chunk))
 
     async def close(self) -> None:
         await close(self.conn)

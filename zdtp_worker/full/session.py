@@ -25,6 +25,10 @@ from zdtp_worker.pg.session import SESSION_SETTINGS, describe_target, parse_dsn
 
 _SSL_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")
 SERVER_SETTINGS = {**SESSION_SETTINGS, "application_name": "zdtp-worker-full"}
+# Row-level security on the source would silently hand a copy only the rows the role may see;
+# with row_security off PostgreSQL raises an error instead (tables.check_tables refuses such a
+# table up front, this guards a policy added while the copy runs).
+SOURCE_SETTINGS = {"row_security": "off"}
 
 
 def _connect_kwargs(dsn: str, role: str) -> dict[str, Any]:
@@ -57,7 +61,10 @@ async def connect(dsn: str, *, role: str, timeout: float = 15.0) -> asyncpg.Conn
     where = describe_target(dsn)
     try:
         return await asyncpg.connect(
-            **kwargs, timeout=timeout, server_settings=SERVER_SETTINGS, statement_cache_size=0
+            **kwargs,
+            timeout=timeout,
+            server_settings={**SERVER_SETTINGS, **(SOURCE_SETTINGS if role == "source" else {})},
+            statement_cache_size=0,
         )
     except asyncpg.InvalidPasswordError:
         raise ConfigError(

@@ -23,7 +23,7 @@ from zdtp_worker.contract.errors import ConfigError, DataError
 from zdtp_worker.contract.result import TableResult
 from zdtp_worker.contract.spec import FullOptions, TableSpec, WorkerSpec
 from zdtp_worker.control import row_checksum
-from zdtp_worker.full import checkpoints, finalize, target_ddl
+from zdtp_worker.full import checkpoints, finalize, inherit, target_ddl
 from zdtp_worker.full.catalog import TableInfo, read_table
 from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
 from zdtp_worker.full.chunking import Chunk, plan_table, single_chunk
@@ -72,10 +72,17 @@ async def check_tables(
                 f"source table {ts.source} has no primary key and no unique index on NOT NULL columns; "
                 "set allow_single_chunk to copy it as one chunk"
             )
+        if await src.fetchval("SELECT row_security_active($1::oid)", info.oid):
+            raise DataError(
+                f"source table {ts.source} has row-level security and the source role is subject to it: "
+                "a copy would hold only the rows its policies show; connect as the table's owner or a "
+                "role with BYPASSRLS (ALTER ROLE ... BYPASSRLS)"
+            )
         shape = await read_shape(src, info.oid)
         plan = await inspect_target(tgt, info, target)
         if not plan.exists:
             await target_ddl.check_creatable(tgt, shape, target=target)
+            await target_ddl.trial_create(tgt, shape, target=target)
         checked.append((ts, info, plan, shape))
     return checked
 
@@ -133,10 +140,15 @@ async def prepare_table(
         deferred = keys_after_load and defer_keys(opts)
 
         async def created() -> None:
-            await finalize.record_created(tgt, run_id=run_id, target=key)
+            await finalize.record_created(tgt, run_id=run_id, target=key, keyless=deferred)
 
         tp = await ensure_target_table_async(
-            tgt, info, target, shape=shape, with_keys=not deferred, on_create=created if deferred else None
+            tgt,
+            info,
+            target,
+            shape=shape,
+            with_keys=not deferred,
+            on_create=created if keys_after_load else None,
         )
         # Keyless because this run created it so: even a ``restart`` of the run must build them.
         pending = keys_after_load and await finalize.pending(tgt, run_id=run_id, target=key)
@@ -207,6 +219,9 @@ async def finish_table(
     moved = await target_ddl.copy_sequences(src, tgt, shape, target=job.target)
     if moved:
         log_event("sequences", table=key, values=moved)
+    linked = await inherit.link(tgt, await inherit.source_edges(src, job.source.oid), ts)
+    if linked:
+        log_event("inherits", table=key, links=linked)
 
 
 async def copy_chunks(streams: list[SessionPair], job: TableJob, chunks: list[Chunk], step: Step) -> None:

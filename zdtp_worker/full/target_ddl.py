@@ -92,6 +92,41 @@ async def check_creatable(conn: asyncpg.Connection, shape: TableShape, *, target
         await conn.execute("SELECT set_config('search_path', $1, false)", old)
 
 
+async def trial_create(conn: asyncpg.Connection, shape: TableShape, *, target: TableName) -> None:
+    """Create ``target`` with all its keys inside a transaction that is rolled back: DataError if
+    PostgreSQL refuses any of it, before a single row is copied.
+
+    The catalog checks above cannot foresee everything the target's DDL needs (an EXCLUDE
+    constraint over an operator class from an extension such as btree_gist, a CHECK the target
+    rejects...); without this a worker would copy every row and then fail building the keys.
+    Nothing stays behind: schemas, types, sequences and the table all vanish with the rollback.
+    """
+    tr = conn.transaction()
+    await tr.start()
+    try:
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"zdtp:{target}")
+        if await _exists(conn, target.schema_, target.name):
+            return  # another worker created it meanwhile: it is checked as an existing table
+        await create_table(conn, shape, target=target, with_keys=True)
+    except asyncpg.PostgresError as exc:
+        reason = str(exc).splitlines()[0]
+        code = getattr(exc, "sqlstate", None)
+        hint = ""
+        if code in ("42704", "42883"):  # undefined object / function
+            hint = (
+                " (create that collation on the target first)"
+                if reason.startswith("collation")
+                else " (an operator class or type from an extension? install it on the target)"
+            )
+        raise DataError(
+            f"source table {shape}: target table {target} cannot be created like the source: "
+            f"{reason} (SQLSTATE {code}){hint}; fix the target (or create the table there yourself) "
+            "and run again"
+        ) from None
+    finally:
+        await tr.rollback()
+
+
 async def _exists(conn: asyncpg.Connection, schema: str, name: str) -> bool:
     return bool(
         await conn.fetchval(
