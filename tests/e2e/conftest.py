@@ -10,11 +10,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -43,17 +47,118 @@ class DagRunResult:
     output: str
 
 
+# ``airflow dags test`` in a process that serves several runs, one per stdin line (argv JSON):
+# each run's stdout+stderr go to its own file, then "done <exit code>" is written to the reply
+# fd. The CLI's own code path (parser, ``args.func``) runs each time, so the DAG file and the
+# sync YAMLs are parsed again per run; only the interpreter and Airflow's imports and its
+# in-process execution API (~10-40 s per start on two busy cores) are paid once.
+DAGS_TEST_SERVER = """
+import json, os, sys, traceback
+from airflow.__main__ import cli_parser
+reply = os.fdopen(int(sys.argv[1]), "w")
+parser = cli_parser.get_parser()
+stdout, stderr = os.dup(1), os.dup(2)
+for line in sys.stdin:
+    request = json.loads(line)
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    sys.stdout.flush(); sys.stderr.flush()
+    os.dup2(log, 1); os.dup2(log, 2)
+    code = 0
+    try:
+        args = parser.parse_args(request["argv"])
+        args.func(args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        print(exc, file=sys.stderr)
+    except BaseException:
+        code = 1
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush(); sys.stderr.flush()
+        os.dup2(stdout, 1); os.dup2(stderr, 2); os.close(log)
+    reply.write(f"done {code}\\n"); reply.flush()
+"""
+
+
+class _DagsTestServer:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="zdtp-dags-test-"))
+        read, write = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", DAGS_TEST_SERVER, str(write)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=(self.dir / "server.log").open("w"),
+            stderr=subprocess.STDOUT,
+            text=True,
+            pass_fds=(write,),
+        )
+        os.close(write)
+        self.reply = os.fdopen(read)
+        self.runs = 0
+
+    def run(self, argv: list[str], timeout: float) -> tuple[int, str]:
+        """Run ``airflow <argv>`` in the server: its exit code and its output."""
+        self.runs += 1
+        log = self.dir / f"run-{self.runs}.log"
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+        done: list[str] = []
+        reader = threading.Thread(target=lambda: done.append(self.reply.readline()))
+        reader.start()
+        reader.join(timeout)
+        output = log.read_text(errors="replace") if log.exists() else ""
+        if not done or not done[0].startswith("done"):
+            self.close()
+            server = (self.dir / "server.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(
+                f"airflow {' '.join(argv)}: no answer in {timeout}s\n{output[-3000:]}{server}"
+            )
+        return int(done[0].split()[1]), output
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reply.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 @dataclass
 class SyncEnv:
     syncs: Path
     home: Path
     env: dict[str, str]
+    _server: _DagsTestServer | None = field(default=None, repr=False)
+
+    @contextlib.contextmanager
+    def one_airflow(self) -> Iterator[None]:
+        """Inside: every ``dags_test``/``airflow`` call runs in one long-lived Airflow process (the
+        same CLI code path, its exit code and output).
+
+        For tests that make several DAG runs in a row. ``env`` is read once, when it starts.
+        """
+        self._server = _DagsTestServer(self.env)
+        try:
+            yield
+        finally:
+            server, self._server = self._server, None
+            server.close()
 
     def write(self, config: dict) -> str:
         (self.syncs / f"{config['name']}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         return "zdtp_" + config["name"].replace("-", "_")
 
     def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        if self._server is not None:  # inside one_airflow(): stdout holds stdout and stderr
+            code, output = self._server.run(list(args), timeout)
+            return subprocess.CompletedProcess(["airflow", *args], code, output, "")
         exe = Path(sys.executable).with_name("airflow")
         return subprocess.run(
             [str(exe), *args], env=self.env, capture_output=True, text=True, timeout=timeout
@@ -63,6 +168,8 @@ class SyncEnv:
         args = ["dags", "test", dag_id]
         if conf:
             args += ["--conf", json.dumps(conf)]
+        if self._server is not None:
+            return self.last_run(dag_id, self._server.run(args, timeout)[1])
         proc = self.airflow(*args, timeout=timeout)
         return self.last_run(dag_id, proc.stdout + proc.stderr)
 
