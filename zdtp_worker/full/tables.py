@@ -78,6 +78,7 @@ async def check_tables(
                 "a copy would hold only the rows its policies show; connect as the table's owner or a "
                 "role with BYPASSRLS (ALTER ROLE ... BYPASSRLS)"
             )
+        await _check_readable(src, ts, info)
         shape = await read_shape(src, info.oid)
         plan = await inspect_target(tgt, info, target)
         if not plan.exists:
@@ -85,6 +86,40 @@ async def check_tables(
             await target_ddl.trial_create(tgt, shape, target=target)
         checked.append((ts, info, plan, shape))
     return checked
+
+
+# Columns the copy reads and sequences it reads at the end that the source role may not SELECT.
+_UNREADABLE_COLUMNS = """
+SELECT attname FROM pg_attribute
+WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+  AND NOT has_column_privilege($1, attnum, 'SELECT')
+ORDER BY attnum
+"""
+_UNREADABLE_SEQUENCES = """
+SELECT DISTINCT s.oid::regclass::text FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+WHERE d.refobjid = $1 AND d.classid = 'pg_class'::regclass
+  -- CASE: has_sequence_privilege raises on anything else (the table's TOAST table depends on it too)
+  AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(s.oid, 'SELECT') ELSE false END
+"""
+
+
+async def _check_readable(src: asyncpg.Connection, ts: TableSpec, info: TableInfo) -> None:
+    """ConfigError before anything is written when the source role cannot read all of the table
+    (a column privilege withheld, an owned sequence): otherwise the copy fails half-way."""
+    columns = [r["attname"] for r in await src.fetch(_UNREADABLE_COLUMNS, info.oid)]
+    sequences = [r[0] for r in await src.fetch(_UNREADABLE_SEQUENCES, info.oid)]
+    if not columns and not sequences:
+        return
+    what = []
+    if columns:
+        what.append(f"column(s) {', '.join(columns)}")
+    if sequences:
+        what.append(f"its sequence(s) {', '.join(sequences)}")
+    raise ConfigError(
+        f"source table {ts.source}: the source role may not read {' and '.join(what)};"
+        f" fix: GRANT SELECT ON {'TABLE ' + info.name.qualified if columns else 'SEQUENCE ' + sequences[0]}"
+        " TO <the role zdtp connects as> (or connect as a role that can read the whole table)"
+    )
 
 
 def table_result(job: TableJob, checksum: Decimal | None) -> TableResult:

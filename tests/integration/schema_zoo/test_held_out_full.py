@@ -276,3 +276,38 @@ def test_user_collation_on_a_key(empty_source: str, target_dsn: str) -> None:
 
     ho.run_sql(target_dsn, "CREATE SCHEMA ho; CREATE COLLATION ho.bytes (locale = 'C.utf8')")
     ho.copy_and_compare(empty_source, target_dsn, chunk_rows=97)
+
+
+def test_columns_or_sequences_the_role_cannot_read_are_refused_before_writing(
+    empty_source: str, target_dsn: str
+) -> None:
+    # Column privileges: the role may read some columns only; a serial's sequence not granted.
+    # Found before anything is written (the COPY would fail half-way, the sequences at the end).
+    role = "ho_partial_" + empty_source.rsplit("_", 1)[-1]
+    ho.run_sql(
+        empty_source,
+        f"""
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.partial (id int PRIMARY KEY, v text, secret text);
+        CREATE TABLE ho.counted (id serial PRIMARY KEY, v text);
+        INSERT INTO ho.partial SELECT i, 'v', 's' FROM generate_series(1, 100) i;
+        INSERT INTO ho.counted (v) SELECT 'v' FROM generate_series(1, 100) i;
+        CREATE ROLE {role} LOGIN PASSWORD 'pw';
+        GRANT USAGE ON SCHEMA ho TO {role};
+        GRANT SELECT (id, v) ON ho.partial TO {role};
+        GRANT SELECT ON ho.counted TO {role};
+        ANALYZE;
+        """,
+    )
+    try:
+        reader = re.sub(r"//[^@]*@", f"//{role}:pw@", empty_source)
+        specs = ho.harness.plan(empty_source, ho.config("ho-privs"))
+        finished = ho.harness.run_full_workers(specs, source_dsn=reader, target_dsn=target_dsn)
+        errors = "\n".join(f.stderr for f in finished if f.returncode != 0)
+        assert {f.returncode for f in finished} <= {0, 78}, [f.describe() for f in finished]
+        assert "ho.partial" in errors and "secret" in errors and "GRANT SELECT" in errors, errors
+        assert "ho.counted" in errors and "counted_id_seq" in errors, errors
+        tables = "SELECT to_regclass('ho.partial'), to_regclass('ho.counted')"
+        assert ho.rows(target_dsn, tables) == [(None, None)]
+    finally:
+        ho.run_sql(empty_source, f"DROP OWNED BY {role}; DROP ROLE {role}")
