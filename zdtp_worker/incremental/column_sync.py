@@ -39,6 +39,7 @@ import psycopg
 
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
+from zdtp_worker.incremental.only import only
 from zdtp_worker.incremental.type_change import classify
 from zdtp_worker.pg.quoting import ident
 
@@ -303,7 +304,9 @@ class ColumnSync:
         include_nulls: bool = False,
     ) -> int:
         """Copy ``column``'s current source values into the target rows with the same key."""
-        if self.tgt.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {target.qualified})").fetchone() == (True,):
+        # This table's rows only, not its inheritance children's, on both sides (see .only).
+        tq, sq = only(self.tgt, target) + target.qualified, only(self.src, source) + source.qualified
+        if self.tgt.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {tq})").fetchone() == (True,):
             return 0
         cols = [*key, column]
         select = ", ".join(ident(c) for c in cols)
@@ -321,12 +324,10 @@ class ColumnSync:
             # empty source is therefore read again with a fresh snapshot before it is believed.
             with self.src.transaction():
                 self.src.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                seen = self.src.execute(f"SELECT EXISTS (SELECT 1 FROM {source.qualified})").fetchone()
+                seen = self.src.execute(f"SELECT EXISTS (SELECT 1 FROM {sq})").fetchone()
                 if seen == (True,) or attempt == BACKFILL_ATTEMPTS - 1:
                     with (
-                        self.src.cursor().copy(
-                            f"COPY (SELECT {select} FROM {source.qualified}{where}) TO STDOUT"
-                        ) as out,
+                        self.src.cursor().copy(f"COPY (SELECT {select} FROM {sq}{where}) TO STDOUT") as out,
                         self.tgt.cursor().copy(f"COPY {stage} ({select}) FROM STDIN") as into,
                     ):
                         for block in out:
@@ -335,8 +336,7 @@ class ColumnSync:
             time.sleep(BACKFILL_RETRY_SECONDS)
         match = " AND ".join(f"t.{ident(k)} = s.{ident(k)}" for k in key)
         cur = self.tgt.execute(
-            f"UPDATE {target.qualified} t SET {ident(column)} = s.{ident(column)}"
-            f" FROM {stage} s WHERE {match}"
+            f"UPDATE {tq} t SET {ident(column)} = s.{ident(column)} FROM {stage} s WHERE {match}"
         )
         self.tgt.execute(f"DROP TABLE {stage}")
         return cur.rowcount

@@ -27,6 +27,7 @@ from zdtp_worker.full.catalog import read_table
 from zdtp_worker.full.copy import copy_range
 from zdtp_worker.full.postgres import PgSnapshotReader, PgTargetWriter, open_pair
 from zdtp_worker.full.target_ddl import copy_sequences
+from zdtp_worker.incremental.only import RELKIND_SQL, prefix
 from zdtp_worker.pg.errors import classify
 from zdtp_worker.pg.shape_read import read_shape
 
@@ -49,7 +50,9 @@ async def _copy_table(src: PgSnapshotReader, tgt: PgTargetWriter, ts: TableSpec,
     started = time.monotonic()
     rows = 0
     async with tgt.transaction():
-        await tgt.conn.execute(f"DELETE FROM {target.qualified}")
+        # This table's rows only: ONLY keeps a plain table's inheritance children (see .only).
+        kind = await tgt.conn.fetchval(RELKIND_SQL.replace("%s", "$1"), target.qualified)
+        await tgt.conn.execute(f"DELETE FROM {prefix(kind)}{target.qualified}")
         for chunk in chunks:
             if chunk.empty:
                 continue

@@ -297,7 +297,8 @@ class ChangeLoop:
         table = self.rows.get(shape.relation.oid)
         if table is None:
             columns = [c.name for c in shape.relation.columns]
-            table = self.rows[shape.relation.oid] = RowwiseTable(shape.target.qualified, columns)
+            table = RowwiseTable(shape.target.qualified, columns, only=shape.only)
+            self.rows[shape.relation.oid] = table
         table.changes.append(change)
         if len(table.changes) >= self.opts.batch_max_changes:
             self._flush()

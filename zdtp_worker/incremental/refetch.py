@@ -33,6 +33,7 @@ import psycopg
 from zdtp_worker.contract.errors import TemporaryError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.control.session import connect
+from zdtp_worker.incremental.only import only
 from zdtp_worker.incremental.pgoutput import UNCHANGED, Value
 from zdtp_worker.pg.quoting import ident
 
@@ -90,7 +91,9 @@ class SourceRows:
         if sql is None:
             select = ", ".join(f"{ident(c)}::text" for c in columns)
             where = " AND ".join(f"{ident(k)} = %s" for k in key)
-            sql = self._sql[cache_key] = f"SELECT {select} FROM {table.qualified} WHERE {where}"
+            # ONLY: a row of an inheritance child with the same key is not this table's row.
+            source = only(self._session(), table) + table.qualified
+            sql = self._sql[cache_key] = f"SELECT {select} FROM {source} WHERE {where}"
         row = self._session().execute(sql, list(values)).fetchone()
         if row is None:
             return None

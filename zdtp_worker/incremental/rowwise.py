@@ -51,6 +51,7 @@ class RowwiseTable:
 
     target_qualified: str
     columns: list[str]  # the Relation message's columns (generated ones already excluded)
+    only: str = ""  # "ONLY " for a plain target table: its inheritance children's rows stay out
     changes: list[RowChange] = field(default_factory=list)
 
     def _match(self, old: list[Value]) -> tuple[str, list[str | None]]:
@@ -59,7 +60,7 @@ class RowwiseTable:
 
     def apply(self, conn: psycopg.Connection) -> int:
         """Apply and forget the buffered changes in order; returns how many were applied."""
-        table = self.target_qualified
+        table = self.only + self.target_qualified  # (COPY takes no ONLY: it writes this table only)
         cols = ", ".join(ident(c) for c in self.columns)
         n = 0
         inserts: list[bytes] = []  # a run of consecutive inserts goes in as one COPY

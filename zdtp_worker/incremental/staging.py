@@ -32,6 +32,11 @@ class Shape:
     sql_partial: str
     sql_partial_missing: str  # staged partial rows whose key the target lacks (see .refetch)
     sql_copy_direct: str
+    # Staged full rows whose keys the target holds (the usual case of an update): a plain UPDATE
+    # is cheaper than the upsert (no speculative insertion, no row lock WAL record); "" when
+    # there is nothing to set (key-only tables).
+    sql_update: str = ""
+    only: str = ""  # "ONLY " for a plain target table (see .only): its inheritance children stay out
     used_in_txn: bool = False
 
     @property
@@ -48,12 +53,15 @@ def build_shape(
     column_types: dict[str, str],
     seq: int,
     generated: frozenset[str] = frozenset(),
+    only: str = "",
 ) -> tuple[Shape, str]:
     """The relation's apply statements, and the DDL of its staging table (run it before use).
 
     ``generated``: columns the target computes itself; a publication that sends generated values
     (PG 18 ``publish_generated_columns``) still stages them, but they are never written.
+    ``only``: ``"ONLY "`` when the target is a plain table (see :mod:`.only`).
     """
+    tq = only + target.qualified  # statements that read or change existing target rows
     all_names = [c.name for c in relation.columns]
     key_indexes = tuple(all_names.index(k) for k in key_names)
     names = [n for n in all_names if n not in generated]
@@ -80,24 +88,31 @@ def build_shape(
         target=target,
         key_indexes=key_indexes,
         stage=stage,
-        sql_delete=f"DELETE FROM {target.qualified} t USING {stage} s WHERE s._op = 'D' AND {keys_match}",
+        only=only,
+        sql_delete=f"DELETE FROM {tq} t USING {stage} s WHERE s._op = 'D' AND {keys_match}",
         sql_upsert=(
             # OVERRIDING SYSTEM VALUE: the source's ids go into GENERATED ALWAYS identity columns.
             f"INSERT INTO {target.qualified} ({cols}) OVERRIDING SYSTEM VALUE"
             f" SELECT {cols} FROM {stage} WHERE _op = 'U'"
             f" ON CONFLICT ({', '.join(ident(k) for k in key_names)}) {on_conflict}"
         ),
+        sql_update=(
+            f"UPDATE {tq} t SET "
+            + ", ".join(f"{ident(n)} = s.{ident(n)}" for n in non_key)
+            + f" FROM {stage} s WHERE s._op = 'U' AND {keys_match}"
+            if non_key
+            else ""
+        ),
         # Direct COPY writes whole relation rows: not possible when some are generated here.
         sql_copy_direct="" if generated & set(all_names) else f"COPY {target.qualified} ({cols}) FROM STDIN",
         sql_partial=(
-            f"UPDATE {target.qualified} t SET {partial_sets} FROM {stage} s"
-            f" WHERE s._op = 'P' AND {keys_match}"
+            f"UPDATE {tq} t SET {partial_sets} FROM {stage} s WHERE s._op = 'P' AND {keys_match}"
             if partial_sets
             else ""
         ),
         sql_partial_missing=(
             f"SELECT s._keep, {', '.join(f's.{ident(n)}::text' for n in all_names)} FROM {stage} s"
-            f" WHERE s._op = 'P' AND NOT EXISTS (SELECT 1 FROM {target.qualified} t WHERE {keys_match})"
+            f" WHERE s._op = 'P' AND NOT EXISTS (SELECT 1 FROM {tq} t WHERE {keys_match})"
         ),
     )
     return shape, ddl

@@ -23,6 +23,7 @@ from zdtp_worker.control.catalog import TableDef, read_table
 from zdtp_worker.control.session import connect
 from zdtp_worker.incremental.batch import Batch
 from zdtp_worker.incremental.health import Metrics
+from zdtp_worker.incremental.only import only
 from zdtp_worker.incremental.pgoutput import UNCHANGED, NeedsTextMode, Relation, Value, format_lsn, parse_lsn
 from zdtp_worker.incremental.refetch import SourceRows, fill_unchanged, key_text
 from zdtp_worker.incremental.staging import (
@@ -278,6 +279,7 @@ class Target:
             column_types=info.column_types,
             seq=self._stage_seq,
             generated=frozenset(c.name for c in info.columns if c.generated),
+            only=only(self.conn, target),
         )
         self.conn.execute(ddl)
         return shape
@@ -332,7 +334,15 @@ class Target:
                         cp.write(data)
                 if n_del:
                     cur.execute(shape.sql_delete)
-                if n_staged_up:
+                if n_staged_up and shape.sql_update:
+                    # Updated keys are on the target (exactly-once: it holds the source's state
+                    # before this batch), so UPDATE first; if some are not (a hand-off copied
+                    # their chunk later, rows loaded outside the stream), the upsert writes all
+                    # staged rows again — same values for the rows just updated.
+                    cur.execute(shape.sql_update)
+                    if cur.rowcount < n_staged_up:
+                        cur.execute(shape.sql_upsert)
+                elif n_staged_up:
                     cur.execute(shape.sql_upsert)
                 missing: list[tuple[Any, ...]] = []
                 if n_part and shape.sql_partial:
@@ -397,7 +407,8 @@ class Target:
         return True
 
     def truncate(self, names: list[TableName]) -> None:
-        self.conn.execute(f"TRUNCATE {', '.join(n.qualified for n in names)}")
+        # Each named table by itself (pgoutput lists every truncated table, descendants included).
+        self.conn.execute(f"TRUNCATE {', '.join(only(self.conn, n) + n.qualified for n in names)}")
 
     def move_row(self, shape: Shape, old_key: tuple[Value, ...], new: list[Value]) -> None:
         """Apply an update that changed the key and kept TOASTed columns unchanged.
@@ -410,7 +421,9 @@ class Target:
         names = [c.name for c in shape.relation.columns]
         key_names = [names[i] for i in shape.key_indexes]
         where = " AND ".join(f"{ident(k)} = %s" for k in key_names)
-        self.conn.execute(f"DELETE FROM {shape.target.qualified} WHERE {where}", key_text(list(old_key)))
+        self.conn.execute(
+            f"DELETE FROM {shape.only}{shape.target.qualified} WHERE {where}", key_text(list(old_key))
+        )
         self._complete_from_source(shape, [new])
 
 
