@@ -120,8 +120,15 @@ def read_state(conn: psycopg.Connection, name: str, tables: list[TableName]) -> 
     )
 
 
-def _table_list(tables: list[TableName]) -> str:
+def _plain_list(tables: list[TableName]) -> str:
     return ", ".join(t.qualified for t in tables)
+
+
+def _table_list(tables: list[TableName]) -> str:
+    # ONLY: without it PostgreSQL also publishes every table that INHERITS from a listed one — tables
+    # the sync did not name, whose own UPDATE/DELETE on the source then fail when they lack a
+    # replica identity. (A partitioned table's partitions are published through it either way.)
+    return ", ".join(f"ONLY {t.qualified}" for t in tables)
 
 
 def ensure(conn: psycopg.Connection, name: str, tables: list[TableName]) -> PublicationState:
@@ -168,7 +175,7 @@ def check_foreign(conn: psycopg.Connection, name: str, tables: list[TableName]) 
     fixes = []
     missing = state.missing()
     if missing:
-        fixes.append(f"ALTER PUBLICATION {ident(name)} ADD TABLE {_table_list(missing)}")
+        fixes.append(f"ALTER PUBLICATION {ident(name)} ADD TABLE {_plain_list(missing)}")
     if state.needs_via_root:
         fixes.append(f"ALTER PUBLICATION {ident(name)} SET (publish_via_partition_root = true)")
     lacking = [a for a in _ACTIONS if a not in state.actions]

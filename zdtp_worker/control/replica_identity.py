@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # Index columns by key order; only plain (no expression, no predicate), valid, immediate indexes
 # can be a replica identity.
 _INDEXES_SQL = """
-SELECT ic.relname, i.indisprimary, i.indisreplident,
+SELECT ic.relname, i.indisprimary AND i.indimmediate, i.indisreplident,
        i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
          AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey[0:i.indnkeyatts - 1]) k(attnum)
                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
@@ -47,8 +47,9 @@ FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE i.indrelid = %s AND 0 <> ALL (i.indkey[0:i.indnkeyatts - 1])
 ORDER BY NOT i.indisprimary, i.indnkeyatts, ic.relname
 """
+_DEFERRABLE_PK_SQL = "SELECT 1 FROM pg_index WHERE indrelid = %s AND indisprimary AND NOT indimmediate"
 _TABLE_SQL = """
-SELECT c.oid, c.relkind::text, c.relreplident::text
+SELECT c.oid, c.relkind::text, c.relreplident::text, c.relpersistence::text
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
 """
@@ -95,8 +96,32 @@ def _describe(conn: psycopg.Connection, table: TableName, oid: int, identity: st
         return IdentityCheck(table, identity, replident[1])
     if pk:
         return IdentityCheck(table, identity, pk)
+    deferrable_pk = conn.execute(_DEFERRABLE_PK_SQL, (oid,)).fetchone() is not None
+    if identity == "d" and deferrable_pk:
+        # PostgreSQL does not use a DEFERRABLE primary key as replica identity: publishing the
+        # table would make the source's own UPDATE/DELETE on it fail.
+        return IdentityCheck(
+            table,
+            identity,
+            (),
+            f"{where} has a DEFERRABLE primary key, which PostgreSQL cannot use as replica identity:"
+            " the source would publish no key with UPDATE/DELETE, and publishing it would make the"
+            f" source's own UPDATE/DELETE on it fail. Fix: ALTER TABLE {table.qualified} REPLICA"
+            " IDENTITY FULL (the stream then keys by the primary key), or REPLICA IDENTITY USING"
+            " INDEX <a non-deferrable unique index on NOT NULL columns>",
+        )
     if identity == "f":
-        # Keyed by a unique index when there is one; else by the whole row (see incremental.rowwise).
+        # Keyed by a unique index when there is one (a deferrable primary key is one too: unique
+        # once each transaction commits); else by the whole row (see incremental.rowwise).
+        if deferrable_pk:
+            deferred = conn.execute(
+                "SELECT ARRAY(SELECT a.attname FROM pg_index i CROSS JOIN LATERAL"
+                " unnest(i.indkey[0:i.indnkeyatts - 1]) WITH ORDINALITY k(attnum, ord)"
+                " JOIN pg_attribute a ON a.attrelid = i.indrelid"
+                " AND a.attnum = k.attnum WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.ord)",
+                (oid,),
+            ).fetchone()
+            return IdentityCheck(table, identity, tuple(deferred[0]))
         return IdentityCheck(table, identity, candidates[0][1] if candidates else ())
     if candidates:
         name, cols = candidates[0]
@@ -123,6 +148,21 @@ def _describe(conn: psycopg.Connection, table: TableName, oid: int, identity: st
     )
 
 
+def _unlogged(table: TableName, persistence: str) -> IdentityCheck | None:
+    """An UNLOGGED table writes no WAL: none of its changes can be streamed (and PostgreSQL
+    refuses to publish it)."""
+    if persistence != "u":
+        return None
+    return IdentityCheck(
+        table,
+        "d",
+        (),
+        f"source table {table} is UNLOGGED: it writes no WAL, so none of its changes can be streamed"
+        f" (PostgreSQL cannot publish it). Fix: ALTER TABLE {table.qualified} SET LOGGED, or sync it"
+        " in a separate task with mode: full",
+    )
+
+
 _IDENTITY = {"d": "DEFAULT", "i": "USING INDEX", "f": "FULL", "n": "NOTHING"}
 
 
@@ -134,7 +174,7 @@ def inspect(conn: psycopg.Connection, tables: list[TableName]) -> dict[TableName
         if row is None:
             continue  # existence is reported elsewhere, with its own exit code
         oid, kind, identity = int(row[0]), row[1], row[2]
-        check = _describe(conn, table, oid, identity)
+        check = _unlogged(table, row[3]) or _describe(conn, table, oid, identity)
         if check.ok and kind == "p":
             check = _check_leaves(conn, check, oid)
         out[table] = check
@@ -146,7 +186,7 @@ def _check_leaves(conn: psycopg.Connection, parent: IdentityCheck, oid: int) -> 
         leaf = TableName(schema=schema, name=name)
         row = conn.execute(_TABLE_SQL, (schema, name)).fetchone()
         assert row is not None
-        check = _describe(conn, leaf, int(row[0]), row[2])
+        check = _unlogged(leaf, row[3]) or _describe(conn, leaf, int(row[0]), row[2])
         if not check.ok:
             return IdentityCheck(
                 parent.table,

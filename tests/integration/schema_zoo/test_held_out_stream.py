@@ -1,0 +1,285 @@
+"""Held-out schemas, streamed: full+incremental over shapes the zoo does not have, with changes
+the zoo's workload does not make; the target must end equal to the source by the per-row digest
+of every column (or the task is refused before anything is created).
+
+Each test: its own source database (PostgreSQL 18 and 15), ``prepare_stream`` (publication and
+slot), the planner's three full workers, one ``zdtp-worker incremental`` process, a workload,
+then the digest, which waits until the stream has caught up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.schema_zoo import held_out as ho
+from tests.integration.schema_zoo.test_zoo_refusals import assert_target_empty
+from zdtp_provider.database_steps import prepare_stream
+from zdtp_provider.planner import read_catalog
+from zdtp_worker.contract.errors import WorkerError
+
+
+def _stream(source: str, target: str, tmp_path: Path, *workload: str) -> None:
+    stream = ho.Stream(source, target, tmp_path)
+    try:
+        ho.run_sql(source, *workload)
+        stream.wait_same()
+    finally:
+        code = stream.stop()
+    assert code == 0, stream.proc.log_tail()
+
+
+def test_multi_level_partitions_stream(empty_source: str, target_dsn: str, tmp_path: Path) -> None:
+    # A partition that is itself partitioned (LIST → RANGE / HASH): changes in the leaves arrive
+    # under the root (publish_via_partition_root), including moves between sub-partitions.
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.m (region text NOT NULL, at date NOT NULL, id int NOT NULL, v text,
+                           PRIMARY KEY (region, at, id)) PARTITION BY LIST (region);
+        CREATE TABLE ho.m_eu PARTITION OF ho.m FOR VALUES IN ('de', 'fr') PARTITION BY RANGE (at);
+        CREATE TABLE ho.m_eu_2024 PARTITION OF ho.m_eu FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE ho.m_eu_rest PARTITION OF ho.m_eu DEFAULT;
+        CREATE TABLE ho.m_us PARTITION OF ho.m FOR VALUES IN ('us') PARTITION BY HASH (id);
+        CREATE TABLE ho.m_us_0 PARTITION OF ho.m_us FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+        CREATE TABLE ho.m_us_1 PARTITION OF ho.m_us FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+        CREATE TABLE ho.m_rest PARTITION OF ho.m DEFAULT;
+        INSERT INTO ho.m
+        SELECT (ARRAY['de','fr','us','jp'])[1 + i % 4], date '2023-06-01' + (i % 700), i, 'v' || i
+        FROM generate_series(1, 2000) i;
+        ANALYZE;
+        """,
+    )
+    _stream(
+        empty_source,
+        target_dsn,
+        tmp_path,
+        "INSERT INTO ho.m SELECT 'fr', date '2024-03-01', i, 'new' FROM generate_series(5001, 5100) i",
+        "UPDATE ho.m SET at = date '2030-01-01' WHERE region = 'de' AND id % 8 = 0",  # eu_2024 → eu_rest
+        "UPDATE ho.m SET region = 'us' WHERE region = 'jp' AND id < 400",  # m_rest → m_us_*
+        "UPDATE ho.m SET id = id + 100000 WHERE region = 'us' AND id % 10 = 2",  # hash bucket moves
+        "DELETE FROM ho.m WHERE region = 'fr' AND id % 5 = 0",
+        "UPDATE ho.m SET v = 'touched' WHERE id % 3 = 0",
+    )
+
+
+@pytest.mark.xfail(
+    strict=True, reason="S1 inbox S4-2: ON CONFLICT cannot use the target's deferrable key (exit 65)"
+)
+def test_deferrable_keys_swapped_in_one_statement(empty_source: str, target_dsn: str, tmp_path: Path) -> None:
+    # DEFERRABLE primary and unique keys let one statement swap two rows' values; applied row by
+    # row on a non-deferrable target key, the first row would collide with the second.
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.seat (id int PRIMARY KEY DEFERRABLE INITIALLY IMMEDIATE,
+                              code text NOT NULL UNIQUE DEFERRABLE INITIALLY DEFERRED, v int);
+        -- What the refusal below tells the user to do (a deferrable key is no replica identity).
+        ALTER TABLE ho.seat REPLICA IDENTITY FULL;
+        INSERT INTO ho.seat SELECT i, 'c' || i, i FROM generate_series(1, 1000) i;
+        ANALYZE;
+        """,
+    )
+    _stream(
+        empty_source,
+        target_dsn,
+        tmp_path,
+        "UPDATE ho.seat SET code = CASE id WHEN 1 THEN 'c2' ELSE 'c1' END WHERE id IN (1, 2)",
+        "UPDATE ho.seat SET id = CASE id WHEN 10 THEN 11 ELSE 10 END WHERE id IN (10, 11)",
+        "BEGIN; UPDATE ho.seat SET code = 'c21' WHERE id = 20; UPDATE ho.seat SET code = 'c20' WHERE id = 21;"
+        " COMMIT",
+        "DELETE FROM ho.seat WHERE id = 201",
+        "UPDATE ho.seat SET id = id + 1 WHERE id BETWEEN 100 AND 200",  # a shifted block of keys
+    )
+
+
+def test_deferrable_primary_key_without_full_identity_is_refused(empty_source: str, target_dsn: str) -> None:
+    # PostgreSQL cannot use a DEFERRABLE primary key as replica identity: publishing the table
+    # would make the source's own UPDATEs fail ("does not have a replica identity").
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.seat (id int PRIMARY KEY DEFERRABLE, v int);
+        INSERT INTO ho.seat SELECT i, i FROM generate_series(1, 10) i;
+        """,
+    )
+    config = ho.config("ho-deferrable", mode="full+incremental")
+    tables = [e.name for e in read_catalog(empty_source, config)]
+    with pytest.raises(WorkerError) as refused:
+        prepare_stream(source_dsn=empty_source, config=config, tables=tables)
+    message = str(refused.value)
+    assert "ho.seat" in message and "DEFERRABLE" in message and "REPLICA IDENTITY FULL" in message, message
+    ho.run_sql(empty_source, "UPDATE ho.seat SET v = 0")  # the source's own writes still work
+    assert ho.rows(empty_source, "SELECT pubname FROM pg_publication") == []
+    assert_target_empty(target_dsn)
+
+
+def test_truncate_cascade_and_restart_identity(empty_source: str, target_dsn: str, tmp_path: Path) -> None:
+    # TRUNCATE … CASCADE reaches the referencing table (both synced); RESTART IDENTITY resets the
+    # source's sequences (the target's may stay ahead, never behind); several tables in one
+    # TRUNCATE; rows inserted after each.
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.customer (id int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, name text);
+        CREATE TABLE ho.orders (id bigserial PRIMARY KEY, customer int REFERENCES ho.customer, total numeric);
+        CREATE TABLE ho.log (id int PRIMARY KEY, msg text);
+        INSERT INTO ho.customer (name) SELECT 'c' || i FROM generate_series(1, 300) i;
+        INSERT INTO ho.orders (customer, total) SELECT 1 + i % 300, i / 4.0 FROM generate_series(1, 1200) i;
+        INSERT INTO ho.log SELECT i, 'm' || i FROM generate_series(1, 100) i;
+        ANALYZE;
+        """,
+    )
+    _stream(
+        empty_source,
+        target_dsn,
+        tmp_path,
+        "TRUNCATE ho.customer CASCADE",
+        "INSERT INTO ho.customer (name) SELECT 'again' || i FROM generate_series(1, 20) i",
+        "INSERT INTO ho.orders (customer, total) SELECT 301 + i % 20, i FROM generate_series(1, 40) i",
+        "TRUNCATE ho.orders, ho.log RESTART IDENTITY",
+        "INSERT INTO ho.orders (customer, total) SELECT 301, i FROM generate_series(1, 5) i",
+        "INSERT INTO ho.log VALUES (1, 'after')",
+    )
+
+
+def test_dropped_columns_before_and_while_streaming(
+    empty_source: str, target_dsn: str, tmp_path: Path
+) -> None:
+    # Dropped columns leave gaps in attnum (the source's tuples still carry them): the stream
+    # maps columns by name. One more column is dropped while streaming.
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.gappy (a int, gone1 text, id int PRIMARY KEY, gone2 bytea, b text, c numeric);
+        INSERT INTO ho.gappy SELECT i, 'x', i, '\\x00', 'b' || i, i / 3.0 FROM generate_series(1, 1500) i;
+        ALTER TABLE ho.gappy DROP COLUMN gone1, DROP COLUMN gone2;
+        ALTER TABLE ho.gappy ADD COLUMN d date DEFAULT '2020-02-02';
+        ANALYZE;
+        """,
+    )
+    _stream(
+        empty_source,
+        target_dsn,
+        tmp_path,
+        "UPDATE ho.gappy SET b = 'u' || id, d = '2021-01-01' WHERE id % 4 = 0",
+        "INSERT INTO ho.gappy (id, a, b, c) SELECT i, i, 'new', 1 FROM generate_series(2001, 2100) i",
+        "DELETE FROM ho.gappy WHERE id % 7 = 0",
+    )
+
+
+INHERIT_SQL = """
+CREATE SCHEMA ho;
+CREATE TABLE ho.city (id int PRIMARY KEY, name text, population int);
+CREATE TABLE ho.capital (state char(2)) INHERITS (ho.city);
+ALTER TABLE ho.capital ADD PRIMARY KEY (id);
+-- The same keys in parent and child (each table's key is its own).
+INSERT INTO ho.city SELECT i, 'city ' || i, i FROM generate_series(1, 500) i;
+INSERT INTO ho.capital SELECT i, 'cap ' || i, i, 'S' FROM generate_series(1, 100) i;
+ANALYZE;
+"""
+
+
+def test_inheritance_streams_each_table_by_itself(empty_source: str, target_dsn: str, tmp_path: Path) -> None:
+    # On the source, UPDATE/DELETE/TRUNCATE of ONLY the parent leave the child's rows with the same
+    # key alone; the target (parent and child linked as on the source) must do the same.
+    ho.run_sql(empty_source, INHERIT_SQL)
+    _stream(
+        empty_source,
+        target_dsn,
+        tmp_path,
+        "UPDATE ONLY ho.city SET name = 'renamed' WHERE id <= 10",
+        "DELETE FROM ONLY ho.city WHERE id BETWEEN 11 AND 20",
+        "UPDATE ho.capital SET population = -1 WHERE id <= 5",
+        "INSERT INTO ho.capital VALUES (1001, 'new cap', 1, 'N')",
+        "TRUNCATE ONLY ho.city",
+        "INSERT INTO ho.city VALUES (1, 'back', 1)",
+    )
+
+
+def test_unlogged_table_in_a_stream_is_refused_before_anything(empty_source: str, target_dsn: str) -> None:
+    # An UNLOGGED table writes no WAL: nothing of it could ever be streamed, and PostgreSQL refuses
+    # to publish it. zdtp must say so (table, reason, fix) before it creates a slot.
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.fine (id int PRIMARY KEY);
+        CREATE UNLOGGED TABLE ho.scratch (id int PRIMARY KEY, v text);
+        INSERT INTO ho.scratch SELECT i, 'v' FROM generate_series(1, 10) i;
+        """,
+    )
+    config = ho.config("ho-unlogged", mode="full+incremental")
+    tables = [e.name for e in read_catalog(empty_source, config)]
+    with pytest.raises(WorkerError) as refused:
+        prepare_stream(source_dsn=empty_source, config=config, tables=tables)
+    message = str(refused.value)
+    assert "ho.scratch" in message and "UNLOGGED" in message.upper() and "SET LOGGED" in message, message
+    assert ho.rows(empty_source, "SELECT pubname FROM pg_publication") == []
+    assert (
+        ho.rows(
+            empty_source, "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
+        )
+        == []
+    )
+    assert_target_empty(target_dsn)
+
+
+def test_publishing_a_parent_leaves_its_unsynced_children_alone(empty_source: str) -> None:
+    # Without ONLY, PostgreSQL publishes every table that INHERITS from a listed one; a keyless
+    # child the task does not name would then have its own UPDATE/DELETE on the source fail.
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.city (id int PRIMARY KEY, name text);
+        CREATE TABLE ho.kid (note text) INHERITS (ho.city);
+        INSERT INTO ho.kid VALUES (1, 'k', 'n');
+        """,
+    )
+    config = ho.config("ho-only", mode="incremental", include=[], tables=["ho.city"])
+    tables = [e.name for e in read_catalog(empty_source, config)]
+    names = prepare_stream(source_dsn=empty_source, config=config, tables=tables)
+    published = "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s"
+    assert ho.rows(empty_source, published, (names["publication"],)) == [("ho.city",)]
+    ho.run_sql(empty_source, "UPDATE ho.kid SET note = 'still writable'", "DELETE FROM ho.kid")
+
+
+def test_virtual_generated_columns_pg18(pg_server, target_dsn: str, tmp_path: Path) -> None:
+    # PostgreSQL 18's VIRTUAL generated columns (computed on read, never stored or sent): created
+    # as virtual on the target, left out of COPY and of the stream; old and new rows read alike.
+    name = pg_server.create_database("src")
+    source = pg_server.dsn(name)
+    try:
+        ho.run_sql(
+            source,
+            """
+            CREATE SCHEMA ho;
+            CREATE TABLE ho.virt (id int PRIMARY KEY, qty int NOT NULL, price numeric(10,2),
+                                  total numeric GENERATED ALWAYS AS (qty * price) VIRTUAL,
+                                  stored text GENERATED ALWAYS AS ('#' || id) STORED);
+            INSERT INTO ho.virt (id, qty, price) SELECT i, i % 7, i / 3.0 FROM generate_series(1, 800) i;
+            ANALYZE;
+            """,
+        )
+        _stream(
+            source,
+            target_dsn,
+            tmp_path,
+            "UPDATE ho.virt SET qty = qty + 1 WHERE id % 3 = 0",
+            "INSERT INTO ho.virt (id, qty, price) VALUES (5000, 2, 2.5)",
+            "DELETE FROM ho.virt WHERE id % 11 = 0",
+        )
+        kinds = (
+            "SELECT attname, attgenerated::text FROM pg_attribute"
+            " WHERE attrelid = 'ho.virt'::regclass AND attgenerated <> '' ORDER BY 1"
+        )
+        assert ho.rows(target_dsn, kinds) == [("stored", "s"), ("total", "v")]
+    finally:
+        pg_server.drop_database(name)
