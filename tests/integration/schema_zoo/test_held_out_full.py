@@ -109,10 +109,7 @@ def test_multi_level_partitions(empty_source: str, target_dsn: str) -> None:
     ho.copy_and_compare(empty_source, target_dsn)
 
 
-def test_more_types(empty_source: str, target_dsn: str) -> None:
-    ho.run_sql(
-        empty_source,
-        r"""
+MORE_TYPES_SQL = r"""
         CREATE SCHEMA ho;
         CREATE TYPE ho.color AS ENUM ('red', 'green');
         CREATE DOMAIN ho.small_pos AS int CHECK (VALUE > 0);
@@ -139,7 +136,13 @@ def test_more_types(empty_source: str, target_dsn: str) -> None:
                to_tsvector('simple', 'row ' || i)
         FROM generate_series(1, 900) i;
         ANALYZE;
-        """,
+        """
+
+
+def test_more_types(empty_source: str, target_dsn: str) -> None:
+    ho.run_sql(
+        empty_source,
+        MORE_TYPES_SQL,
     )
     ho.copy_and_compare(empty_source, target_dsn)
 

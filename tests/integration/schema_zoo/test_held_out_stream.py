@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.schema_zoo import held_out as ho
+from tests.integration.schema_zoo.test_held_out_full import MORE_TYPES_SQL
 from tests.integration.schema_zoo.test_zoo_refusals import assert_target_empty
 from zdtp_provider.database_steps import prepare_stream
 from zdtp_provider.planner import read_catalog
@@ -283,3 +284,69 @@ def test_virtual_generated_columns_pg18(pg_server, target_dsn: str, tmp_path: Pa
         assert ho.rows(target_dsn, kinds) == [("stored", "s"), ("total", "v")]
     finally:
         pg_server.drop_database(name)
+
+
+def test_existing_target_with_other_column_order_streams(
+    empty_source: str, target_dsn: str, tmp_path: Path
+) -> None:
+    # A target table someone created with the columns in another order (and a dropped column of
+    # its own): the copy and every streamed change land by column name, never by position.
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.ordered (id int PRIMARY KEY, a text, b int, c timestamptz, d numeric(10,2));
+        INSERT INTO ho.ordered
+        SELECT i, 'a' || i, i * 2, timestamptz '2024-01-01' + i * interval '1 min', i / 7.0
+        FROM generate_series(1, 1000) i;
+        ANALYZE;
+        """,
+    )
+    ho.run_sql(
+        target_dsn,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.ordered (d numeric(10,2), zzz text, c timestamptz, b int, a text, id int PRIMARY KEY);
+        ALTER TABLE ho.ordered DROP COLUMN zzz;
+        """,
+    )
+    stream = ho.Stream(empty_source, target_dsn, tmp_path)
+    try:
+        ho.run_sql(
+            empty_source,
+            "UPDATE ho.ordered SET b = -b, a = 'u' || id WHERE id % 3 = 0",
+            "INSERT INTO ho.ordered VALUES (5000, 'new', 1, '2030-01-01', 9.99)",
+            "UPDATE ho.ordered SET id = id + 10000 WHERE id % 10 = 1",
+            "DELETE FROM ho.ordered WHERE id % 7 = 0",
+        )
+        digest_wait = ho.digest.wait_same
+        digest_wait(
+            empty_source,
+            target_dsn,
+            schemas=["ho"],
+            sequences="skip",
+            shape=False,
+            timeout=ho.STREAM_TIMEOUT,
+            alive=stream.proc.check_alive,
+        )
+    finally:
+        code = stream.stop()
+    assert code == 0, stream.proc.log_tail()
+
+
+def test_more_types_stream(empty_source: str, target_dsn: str, tmp_path: Path) -> None:
+    # The held-out types (multiranges, arrays of enums/domains/composites, domain over an array,
+    # tsvector, money, pg_lsn, "char", jsonpath, ...) through pgoutput's text and back.
+    ho.run_sql(empty_source, MORE_TYPES_SQL)
+    _stream(
+        empty_source,
+        target_dsn,
+        tmp_path,
+        "UPDATE ho.types SET mr = '{[7,8),[10,12)}', colors = '{green,red,green}', smalls = '{3}',"
+        " il = '{9,8}', pairs = ARRAY[ROW(2, 'x\"y'), NULL]::ho.pair[], tsv = 'new:2B', tsq = 'a | b',"
+        " m = '12.34', o = 7, ch = 'z', lsn = '1/2', iv = '-3 days', vb = B'1', pt = '(2,3)',"
+        " js = '$.x' WHERE id IN (1, 2, 3)",
+        "INSERT INTO ho.types (id, dmr, colors, m) VALUES (9000, '{[2001-01-01,2001-02-01)}', '{}', '-0.01')",
+        "UPDATE ho.types SET mr = NULL, m = m * 2 WHERE id BETWEEN 100 AND 200",
+        "DELETE FROM ho.types WHERE id % 9 = 0",
+    )
