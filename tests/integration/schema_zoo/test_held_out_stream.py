@@ -350,3 +350,53 @@ def test_more_types_stream(empty_source: str, target_dsn: str, tmp_path: Path) -
         "UPDATE ho.types SET mr = NULL, m = m * 2 WHERE id BETWEEN 100 AND 200",
         "DELETE FROM ho.types WHERE id % 9 = 0",
     )
+
+
+DETACH_TIMEOUT = 45  # seconds: converge, or the worker must have stopped naming the partition
+
+
+@pytest.mark.xfail(
+    strict=True, reason="S1 inbox S4-3: ATTACH/DETACH PARTITION on the source is neither mirrored nor refused"
+)
+def test_detach_partition_while_streaming_converges_or_stops(
+    pg_server, target_dsn: str, tmp_path: Path
+) -> None:
+    # DETACH PARTITION writes no row changes: on the source the partition's rows leave the parent
+    # (and the partition becomes a table of its own); pgoutput sends nothing. The stream must then
+    # reproduce it or stop with exit 65 naming the partition — never carry on with the target's
+    # parent still holding those rows. (PostgreSQL 18 only: the behaviour does not differ in 15.)
+    name = pg_server.create_database("src")
+    source = pg_server.dsn(name)
+    try:
+        ho.run_sql(
+            source,
+            """
+            CREATE SCHEMA ho;
+            CREATE TABLE ho.p (id int NOT NULL, k int NOT NULL, v text, PRIMARY KEY (k, id))
+                PARTITION BY LIST (k);
+            CREATE TABLE ho.p1 PARTITION OF ho.p FOR VALUES IN (1);
+            CREATE TABLE ho.p2 PARTITION OF ho.p FOR VALUES IN (2);
+            INSERT INTO ho.p SELECT i, 1 + i % 2, 'v' || i FROM generate_series(1, 400) i;
+            ANALYZE;
+            """,
+        )
+        stream = ho.Stream(source, target_dsn, tmp_path, include=[], tables=["ho.p"])
+        try:
+            ho.run_sql(source, "ALTER TABLE ho.p DETACH PARTITION ho.p2", "UPDATE ho.p SET v = 'after'")
+            try:
+                ho.digest.wait_same(
+                    source,
+                    target_dsn,
+                    schemas=["ho"],
+                    tables=["ho.p"],
+                    sequences="skip",
+                    timeout=DETACH_TIMEOUT,
+                    alive=stream.proc.check_alive,
+                )
+            except AssertionError as exc:
+                stopped = stream.proc.proc is not None and stream.proc.proc.poll() == 65
+                assert stopped and "ho.p2" in stream.proc.log_tail(), f"diverged silently: {exc}"
+        finally:
+            stream.stop()
+    finally:
+        pg_server.drop_database(name)
