@@ -15,6 +15,7 @@ resourceVersion), the target's rows and its ``zdtp.cdc_state`` exactly as they w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -135,92 +136,103 @@ def test_rerun_while_streaming_is_refused_and_teardown_then_trigger_resyncs(
     dag_id = sync_env.write(config(TASK, namespace, mode="full+incremental", workers=2))
     sync_file = sync_env.syncs / f"{TASK}.yaml"
 
-    first = sync_env.dags_test(dag_id)
-    assert first.state == "success", first.output[-3000:]
-    assert set(first.tasks) == ALL_TASKS and set(first.tasks.values()) == {"success"}, first.tasks
-    _run_copy_pods(sync_env, dag_id, source_dsn, target_dsn)
-    assert_same(source_dsn, target_dsn, schemas=["public"])
+    # Three DAG runs and a task run, each of which used to start its own Airflow: one Airflow
+    # process serves the first two, another the task run and the third (see ``one_airflow``).
+    # None runs while another process writes the metadata DB (the scheduled run below).
+    with contextlib.ExitStack() as airflow:
+        airflow.enter_context(sync_env.one_airflow())
+        first = sync_env.dags_test(dag_id)
+        assert first.state == "success", first.output[-3000:]
+        assert set(first.tasks) == ALL_TASKS and set(first.tasks.values()) == {"success"}, first.tasks
+        _run_copy_pods(sync_env, dag_id, source_dsn, target_dsn)
+        assert_same(source_dsn, target_dsn, schemas=["public"])
 
-    # The stream runs (its Deployment exists, its slot is read) and applies source writes.
-    stream = InProcessWorker(
-        WorkerSpec.model_validate(_xcom(sync_env, dag_id, "prepare_stream", "spec")), source_dsn, target_dsn
-    )
-    stream.start().wait_streaming()
-    try:
+        # The stream runs (its Deployment exists, its slot is read) and applies source writes.
+        stream = InProcessWorker(
+            WorkerSpec.model_validate(_xcom(sync_env, dag_id, "prepare_stream", "spec")),
+            source_dsn,
+            target_dsn,
+        )
+        stream.start().wait_streaming()
+        try:
+            _write(
+                source_dsn,
+                "UPDATE orders SET total = total + 1000 WHERE id <= 200",
+                "DELETE FROM customers WHERE id > 490",
+                "INSERT INTO orders SELECT g, 1, 7 FROM generate_series(30001, 30100) g",
+            )
+            wait_same(source_dsn, target_dsn, schemas=["public"], timeout=60, alive=stream.check)
+            objects, state = _objects(cluster, namespace), _target_state(target_dsn)
+            assert state[1] == [("zdtp_zt_rerun",)], "the stream recorded no applied position"
+            assert ("Deployment", "zdtp-zt-rerun-w0-cdc") in objects, objects
+
+            second = sync_env.dags_test(dag_id)
+
+            assert second.state == "failed", second.tasks
+            assert second.tasks["prepare_stream"] == "failed", second.tasks
+            assert {second.tasks.get(t) for t in ALL_TASKS - {"prepare_stream", "copy[0]", "copy[1]"}} == {
+                "upstream_failed"
+            }, second.tasks
+            assert "sync task 'zt-rerun': the stream is running" in second.output
+            assert "would overwrite rows the stream has already updated" in second.output
+            assert f"`zdtp teardown {sync_file}`" in second.output, second.output[-3000:]
+            assert f"`airflow dags trigger {dag_id}`" in second.output
+            # Nothing written: no object created or changed, the target's rows and position as before.
+            assert _objects(cluster, namespace) == objects
+            assert _target_state(target_dsn) == state
+
+            # A scheduled run finds the same running stream: skipped (not failed), same message.
+            airflow.close()
+            made = subprocess.run(
+                [sys.executable, "-c", MAKE_SCHEDULED_RUN, dag_id, SCHEDULED],
+                env=sync_env.env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+            assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+            airflow.enter_context(sync_env.one_airflow())
+            tick = sync_env.airflow("tasks", "test", dag_id, "prepare_stream", SCHEDULED)
+            assert _task_state(sync_env, dag_id, SCHEDULED, "prepare_stream") == "skipped", tick.stdout[
+                -3000:
+            ]
+            said = tick.stdout + tick.stderr  # the log quotes the reason (its ' escaped)
+            assert "scheduled run skipped: sync task" in said and "zt-rerun" in said, said[-3000:]
+            assert "the stream is running" in said and f"`zdtp teardown {sync_file}`" in said
+            assert _objects(cluster, namespace) == objects
+            assert _target_state(target_dsn) == state
+        finally:
+            stream.stop()
+
+        # Writes nobody streams any more (the stream is stopped for good by the teardown below):
+        # the target falls behind, and only a new copy can bring it back.
         _write(
             source_dsn,
-            "UPDATE orders SET total = total + 1000 WHERE id <= 200",
-            "DELETE FROM customers WHERE id > 490",
-            "INSERT INTO orders SELECT g, 1, 7 FROM generate_series(30001, 30100) g",
+            "UPDATE customers SET name = 'renamed ' || id WHERE id % 7 = 0",
+            "DELETE FROM orders WHERE id BETWEEN 1000 AND 1999",
+            "INSERT INTO customers SELECT g, 'late ' || g FROM generate_series(1001, 1050) g",
         )
-        wait_same(source_dsn, target_dsn, schemas=["public"], timeout=60, alive=stream.check)
-        objects, state = _objects(cluster, namespace), _target_state(target_dsn)
-        assert state[1] == [("zdtp_zt_rerun",)], "the stream recorded no applied position"
-        assert ("Deployment", "zdtp-zt-rerun-w0-cdc") in objects, objects
+        with pytest.raises(AssertionError):
+            assert_same(source_dsn, target_dsn, schemas=["public"])
 
-        second = sync_env.dags_test(dag_id)
-
-        assert second.state == "failed", second.tasks
-        assert second.tasks["prepare_stream"] == "failed", second.tasks
-        assert {second.tasks.get(t) for t in ALL_TASKS - {"prepare_stream", "copy[0]", "copy[1]"}} == {
-            "upstream_failed"
-        }, second.tasks
-        assert "sync task 'zt-rerun': the stream is running" in second.output
-        assert "would overwrite rows the stream has already updated" in second.output
-        assert f"`zdtp teardown {sync_file}`" in second.output, second.output[-3000:]
-        assert f"`airflow dags trigger {dag_id}`" in second.output
-        # Nothing written: no object created or changed, the target's rows and position as before.
-        assert _objects(cluster, namespace) == objects
-        assert _target_state(target_dsn) == state
-
-        # A scheduled run finds the same running stream: skipped (not failed), same message.
-        made = subprocess.run(
-            [sys.executable, "-c", MAKE_SCHEDULED_RUN, dag_id, SCHEDULED],
+        # The resync the message names, word for word: teardown of the file, then trigger again.
+        teardown = subprocess.run(
+            [sys.executable, "-m", "zdtp_provider.cli", "teardown", str(sync_file), "-o", "json"],
             env=sync_env.env,
             capture_output=True,
             text=True,
             timeout=300,
             check=False,
         )
-        assert made.returncode == 0, made.stderr[-3000:]
-        tick = sync_env.airflow("tasks", "test", dag_id, "prepare_stream", SCHEDULED)
-        assert _task_state(sync_env, dag_id, SCHEDULED, "prepare_stream") == "skipped", tick.stdout[-3000:]
-        said = tick.stdout + tick.stderr  # the log quotes the reason (its ' escaped)
-        assert "scheduled run skipped: sync task" in said and "zt-rerun" in said, said[-3000:]
-        assert "the stream is running" in said and f"`zdtp teardown {sync_file}`" in said
-        assert _objects(cluster, namespace) == objects
-        assert _target_state(target_dsn) == state
-    finally:
-        stream.stop()
+        assert teardown.returncode == 0, teardown.stderr[-3000:]
+        removed = json.loads(teardown.stdout)["removed"]
+        assert f"Deployment {namespace}/zdtp-zt-rerun-w0-cdc" in removed, removed
+        assert "slot zdtp_zt_rerun" in removed and "publication zdtp_zt_rerun" in removed, removed
+        assert any(r.startswith("zdtp.cdc_state") for r in removed), removed
 
-    # Writes nobody streams any more (the stream is stopped for good by the teardown below):
-    # the target falls behind, and only a new copy can bring it back.
-    _write(
-        source_dsn,
-        "UPDATE customers SET name = 'renamed ' || id WHERE id % 7 = 0",
-        "DELETE FROM orders WHERE id BETWEEN 1000 AND 1999",
-        "INSERT INTO customers SELECT g, 'late ' || g FROM generate_series(1001, 1050) g",
-    )
-    with pytest.raises(AssertionError):
+        third = sync_env.dags_test(dag_id)
+        assert third.state == "success", third.output[-3000:]
+        assert set(third.tasks.values()) == {"success"}, third.tasks
+        _run_copy_pods(sync_env, dag_id, source_dsn, target_dsn)
         assert_same(source_dsn, target_dsn, schemas=["public"])
-
-    # The resync the message names, word for word: teardown of the file, then trigger again.
-    teardown = subprocess.run(
-        [sys.executable, "-m", "zdtp_provider.cli", "teardown", str(sync_file), "-o", "json"],
-        env=sync_env.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert teardown.returncode == 0, teardown.stderr[-3000:]
-    removed = json.loads(teardown.stdout)["removed"]
-    assert f"Deployment {namespace}/zdtp-zt-rerun-w0-cdc" in removed, removed
-    assert "slot zdtp_zt_rerun" in removed and "publication zdtp_zt_rerun" in removed, removed
-    assert any(r.startswith("zdtp.cdc_state") for r in removed), removed
-
-    third = sync_env.dags_test(dag_id)
-    assert third.state == "success", third.output[-3000:]
-    assert set(third.tasks.values()) == {"success"}, third.tasks
-    _run_copy_pods(sync_env, dag_id, source_dsn, target_dsn)
-    assert_same(source_dsn, target_dsn, schemas=["public"])
