@@ -314,3 +314,38 @@ def test_columns_or_sequences_the_role_cannot_read_are_refused_before_writing(
         assert ho.rows(target_dsn, tables) == [(None, None)]
     finally:
         ho.run_sql(empty_source, f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+def test_exotic_key_types_chunk_without_loss(empty_source: str, target_dsn: str) -> None:
+    # Chunk and worker bounds on keys whose values are edge cases of their type's order: float8
+    # with ±Infinity and NaN (sorts above everything), numeric NaN, timestamps ±infinity, an enum
+    # whose sort order differs from its creation order (ADD VALUE BEFORE), bytea, a composite
+    # key mixing them. Small chunks, so many bounds fall on such values.
+    ho.run_sql(
+        empty_source,
+        # Each script is one transaction: new enum labels must be committed before use.
+        "CREATE SCHEMA ho; CREATE TYPE ho.level AS ENUM ('low', 'high')",
+        "ALTER TYPE ho.level ADD VALUE 'mid' BEFORE 'high'",
+        "ALTER TYPE ho.level ADD VALUE 'lowest' BEFORE 'low'",
+        """
+        CREATE TABLE ho.fkey (k float8 PRIMARY KEY, v text);
+        INSERT INTO ho.fkey SELECT i / 7.0, 'v' FROM generate_series(-300, 300) i;
+        INSERT INTO ho.fkey VALUES ('NaN', 'nan'), ('Infinity', 'inf'), ('-Infinity', '-inf'),
+            (1e-320, 'denormal'), (-1.7976931348623157e308, 'min');
+        CREATE TABLE ho.nkey (k numeric PRIMARY KEY, v text);
+        INSERT INTO ho.nkey SELECT i / 3.0, 'v' FROM generate_series(-300, 300) i;
+        INSERT INTO ho.nkey VALUES ('NaN', 'nan'), ('Infinity', 'inf'), ('-Infinity', '-inf'),
+            (1e-100, 'tiny');
+        CREATE TABLE ho.tkey (k timestamptz PRIMARY KEY, v text);
+        INSERT INTO ho.tkey SELECT timestamptz '2000-01-01 00:00:00+00' + i * interval '1 hour 1 second', 'v'
+        FROM generate_series(1, 500) i;
+        INSERT INTO ho.tkey VALUES ('infinity', 'inf'), ('-infinity', '-inf'),
+            ('4713-01-01 00:00:00+00 BC', 'bc');
+        CREATE TABLE ho.ekey (lvl ho.level NOT NULL, n int NOT NULL, b bytea NOT NULL, v text,
+                              PRIMARY KEY (lvl, b, n));
+        INSERT INTO ho.ekey SELECT l, i, int4send(i % 37), 'v'
+        FROM unnest(enum_range(NULL::ho.level)) l, generate_series(1, 150) i;
+        ANALYZE;
+        """,
+    )
+    ho.copy_and_compare(empty_source, target_dsn, chunk_rows=41)
