@@ -5,8 +5,8 @@ input fails fast with a clear message and exit code:
 
 - ``wal_level`` must be ``logical`` (78),
 - the role must have REPLICATION (or be superuser) (78),
-- every spec table must exist (78) and have a usable replica identity (65, with the fix; see
-  :mod:`.replica_identity`).
+- every spec table must exist (78), not be subject to row-level security for the role (65) and
+  have a usable replica identity (65, with the fix; see :mod:`.replica_identity`).
 
 Creating the publication (:mod:`.publication`: ``publish_via_partition_root``, membership read
 right) and the slot (only ``zdtp_*`` names, see :mod:`.slot_guard`) is idempotent. Airflow runs
@@ -72,8 +72,27 @@ def check_source(
         if info is None:
             raise ConfigError(f"source table {name} does not exist")
         found[name] = info
+    check_row_security(conn, found)
     replica_identity.check(conn, tables, set_replica_identity=set_replica_identity, handoff=handoff)
     return found
+
+
+def check_row_security(conn: psycopg.Connection, tables: dict[TableName, TableDef]) -> None:
+    """DataError when row-level security applies to the source role on a streamed table: the
+    decoded changes are complete, but the copy and the stream's re-reads of rows (refetch of
+    unchanged TOAST values, mode incremental's initial copy) would see only what its policies
+    show — a target silently missing rows."""
+    limited = [
+        str(name)
+        for name, info in tables.items()
+        if conn.execute("SELECT row_security_active(%s::oid)", (info.oid,)).fetchone()[0]
+    ]
+    if limited:
+        raise DataError(
+            f"source table(s) {', '.join(limited)} have row-level security that applies to the source role:"
+            " the copy and the stream's re-reads would see only the rows its policies show."
+            " Fix: connect as the tables' owner or a role with BYPASSRLS (ALTER ROLE ... BYPASSRLS)"
+        )
 
 
 def stream_keys(

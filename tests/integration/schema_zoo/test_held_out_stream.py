@@ -9,6 +9,7 @@ then the digest, which waits until the stream has caught up.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -400,3 +401,36 @@ def test_detach_partition_while_streaming_converges_or_stops(
             stream.stop()
     finally:
         pg_server.drop_database(name)
+
+
+def test_row_level_security_for_the_stream_role_is_refused(empty_source: str, target_dsn: str) -> None:
+    # The decoded changes are complete, but the copy and the stream's re-reads of rows would see
+    # only what the policies show: refused before a publication or slot exists.
+    role = "ho_streamer_" + empty_source.rsplit("_", 1)[-1]
+    ho.run_sql(
+        empty_source,
+        f"""
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.secret (id int PRIMARY KEY, tenant int NOT NULL);
+        INSERT INTO ho.secret SELECT i, i % 3 FROM generate_series(1, 30) i;
+        ALTER TABLE ho.secret ENABLE ROW LEVEL SECURITY;
+        CREATE POLICY tenant_1 ON ho.secret FOR SELECT USING (tenant = 1);
+        CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'pw';
+        GRANT USAGE ON SCHEMA ho TO {role};
+        GRANT SELECT ON ho.secret TO {role};
+        GRANT CREATE ON DATABASE "{empty_source.rsplit("/", 1)[-1]}" TO {role};
+        """,
+    )
+    try:
+        streamer = re.sub(r"//[^@]*@", f"//{role}:pw@", empty_source)
+        config = ho.config("ho-rls-cdc", mode="full+incremental")
+        with pytest.raises(WorkerError) as refused:
+            prepare_stream(source_dsn=streamer, config=config, tables=["ho.secret"])
+        message = str(refused.value)
+        assert "ho.secret" in message and "row-level security" in message and "BYPASSRLS" in message, message
+        assert ho.rows(empty_source, "SELECT pubname FROM pg_publication") == []
+        slots = "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
+        assert ho.rows(empty_source, slots) == []
+        assert_target_empty(target_dsn)
+    finally:
+        ho.run_sql(empty_source, f"DROP OWNED BY {role}; DROP ROLE {role}")
