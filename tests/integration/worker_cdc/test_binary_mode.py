@@ -169,3 +169,43 @@ def _run(conn: psycopg.Connection, script: str) -> int:
         if statement.strip():
             total += max(conn.execute(statement).rowcount, 0)
     return total
+
+
+def test_a_row_completed_from_the_source_falls_back_to_text_without_losing_the_batch(
+    source_dsn: str, target_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Rows the target lacks (written before the slot, as a hand-off can leave them), then updates
+    # that leave their TOASTed column unchanged: the binary applier cannot read the source as text,
+    # so the stream restarts in text mode; the batch's other rows must not be committed without them.
+    ddl = "CREATE TABLE t (id int PRIMARY KEY, v int, big text)"
+    for dsn in (source_dsn, target_dsn):
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(ddl)
+    with psycopg.connect(source_dsn, autocommit=True) as src:
+        src.execute(
+            "INSERT INTO t SELECT i, i, (SELECT string_agg(md5(i::text || g::text), '')"
+            " FROM generate_series(1, 100) g) FROM generate_series(1, 10) i"
+        )
+    caplog.set_level(logging.INFO, logger="zdtp_worker.incremental")
+    worker = InProcessWorker(make_spec(["t"], batch_max_seconds=5), source_dsn, target_dsn).start()
+    worker.wait_streaming()
+    try:
+        with psycopg.connect(source_dsn, autocommit=True) as src, src.transaction():
+            src.execute("INSERT INTO t VALUES (100, 100, 'small')")
+            src.execute("UPDATE t SET v = -v WHERE id <= 5")  # big unchanged, rows missing on the target
+        with psycopg.connect(source_dsn, autocommit=True) as src:
+            src.execute("INSERT INTO t VALUES (101, 101, 'after')")
+
+        def caught_up() -> bool:
+            worker.check()
+            expected = [
+                r
+                for r in _rows_as_text(source_dsn, "t") or []
+                if not r[0].startswith(("(6,", "(7,", "(8,", "(9,", "(10,"))
+            ]
+            return _rows_as_text(target_dsn, "t") == expected
+
+        wait_until(caught_up, timeout=60, what="rows completed from the source")
+        assert _modes(caplog) == ["binary", "text"], _modes(caplog)
+    finally:
+        worker.stop()
