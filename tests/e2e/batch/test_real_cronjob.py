@@ -52,41 +52,44 @@ def test_cronjob_runs_a_scheduled_sync_then_suspends_and_deletes(
     config["tables"] = ["public.accounts", "public.notes"]
     dag_id = sync_env.write(config)
 
-    applied = sync_env.dags_test(dag_id, conf={"cron_action": "apply"}, timeout=600)
-    assert applied.state == "success", applied.output[-5000:]
-    (cron,) = cluster.batch.list_namespaced_cron_job(node_namespace).items
-    spec = cron.spec
-    assert (spec.schedule, spec.concurrency_policy, spec.time_zone) == ("*/1 * * * *", "Forbid", "UTC")
-    assert spec.starting_deadline_seconds == 300 and spec.successful_jobs_history_limit == 3
-    assert cron.status.last_schedule_time is not None  # Kubernetes scheduled it, the sensor saw it end
-    jobs = [j for j in cluster.batch.list_namespaced_job(node_namespace).items if j.status.succeeded]
-    assert jobs and all(j.metadata.owner_references[0].kind == "CronJob" for j in jobs)
-    for table in ("accounts", "notes"):
-        assert fingerprint(source_dsn, table) == fingerprint(target_dsn, table)
+    # Three runs of the DAG (apply, suspend, delete): one Airflow process serves them all, its
+    # start-up (imports, execution API) paid once instead of three times.
+    with sync_env.one_airflow():
+        applied = sync_env.dags_test(dag_id, conf={"cron_action": "apply"}, timeout=600)
+        assert applied.state == "success", applied.output[-5000:]
+        (cron,) = cluster.batch.list_namespaced_cron_job(node_namespace).items
+        spec = cron.spec
+        assert (spec.schedule, spec.concurrency_policy, spec.time_zone) == ("*/1 * * * *", "Forbid", "UTC")
+        assert spec.starting_deadline_seconds == 300 and spec.successful_jobs_history_limit == 3
+        assert cron.status.last_schedule_time is not None  # Kubernetes scheduled it, the sensor saw it end
+        jobs = [j for j in cluster.batch.list_namespaced_job(node_namespace).items if j.status.succeeded]
+        assert jobs and all(j.metadata.owner_references[0].kind == "CronJob" for j in jobs)
+        for table in ("accounts", "notes"):
+            assert fingerprint(source_dsn, table) == fingerprint(target_dsn, table)
 
-    suspended = sync_env.dags_test(dag_id, conf={"cron_action": "suspend"}, timeout=300)
-    assert suspended.state == "success", suspended.output[-3000:]
-    assert cluster.batch.read_namespaced_cron_job(cron.metadata.name, node_namespace).spec.suspend
-    # Let running Jobs end, then watch a full schedule boundary pass: no Job may start.
-    _wait("running scheduled Jobs to end", lambda: not cluster.batch.read_namespaced_cron_job(
-        cron.metadata.name, node_namespace).status.active)  # fmt: skip
-    before = {j.metadata.name for j in cluster.batch.list_namespaced_job(node_namespace).items}
-    now = datetime.now(UTC)
-    time.sleep(60 - now.second + 15)  # past the next minute boundary (the schedule), plus slack
-    after = {j.metadata.name for j in cluster.batch.list_namespaced_job(node_namespace).items}
-    assert after <= before, f"a suspended CronJob started {after - before}"
+        suspended = sync_env.dags_test(dag_id, conf={"cron_action": "suspend"}, timeout=300)
+        assert suspended.state == "success", suspended.output[-3000:]
+        assert cluster.batch.read_namespaced_cron_job(cron.metadata.name, node_namespace).spec.suspend
+        # Let running Jobs end, then watch a full schedule boundary pass: no Job may start.
+        _wait("running scheduled Jobs to end", lambda: not cluster.batch.read_namespaced_cron_job(
+            cron.metadata.name, node_namespace).status.active)  # fmt: skip
+        before = {j.metadata.name for j in cluster.batch.list_namespaced_job(node_namespace).items}
+        now = datetime.now(UTC)
+        time.sleep(60 - now.second + 15)  # past the next minute boundary (the schedule), plus slack
+        after = {j.metadata.name for j in cluster.batch.list_namespaced_job(node_namespace).items}
+        assert after <= before, f"a suspended CronJob started {after - before}"
 
-    deleted = sync_env.dags_test(dag_id, conf={"cron_action": "delete"}, timeout=300)
-    assert deleted.state == "success", deleted.output[-3000:]
+        deleted = sync_env.dags_test(dag_id, conf={"cron_action": "delete"}, timeout=300)
+        assert deleted.state == "success", deleted.output[-3000:]
 
-    def nothing_left() -> bool:
-        return not (
-            cluster.batch.list_namespaced_cron_job(node_namespace).items
-            or cluster.batch.list_namespaced_job(node_namespace).items
-            or cluster.core.list_namespaced_pod(node_namespace).items
-            or cluster.core.list_namespaced_secret(
-                node_namespace, label_selector="app.kubernetes.io/managed-by=zdtp"
-            ).items
-        )
+        def nothing_left() -> bool:
+            return not (
+                cluster.batch.list_namespaced_cron_job(node_namespace).items
+                or cluster.batch.list_namespaced_job(node_namespace).items
+                or cluster.core.list_namespaced_pod(node_namespace).items
+                or cluster.core.list_namespaced_secret(
+                    node_namespace, label_selector="app.kubernetes.io/managed-by=zdtp"
+                ).items
+            )
 
-    _wait("the CronJob, its Jobs, pods and Secret to be gone", nothing_left)
+        _wait("the CronJob, its Jobs, pods and Secret to be gone", nothing_left)
