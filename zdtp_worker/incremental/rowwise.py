@@ -61,6 +61,10 @@ class RowwiseTable:
     def apply(self, conn: psycopg.Connection) -> int:
         """Apply and forget the buffered changes in order; returns how many were applied."""
         table = self.only + self.target_qualified  # (COPY takes no ONLY: it writes this table only)
+        # Like the source, check unique keys at commit: in-order changes of a DEFERRABLE key (a
+        # swap of two rows' keys) pass through states an immediate check refuses. Non-deferrable
+        # constraints are unaffected (SET CONSTRAINTS touches deferrable ones only).
+        conn.execute("SET CONSTRAINTS ALL DEFERRED")
         cols = ", ".join(ident(c) for c in self.columns)
         n = 0
         inserts: list[bytes] = []  # a run of consecutive inserts goes in as one COPY
