@@ -9,7 +9,11 @@ Every ``interval`` seconds, on its own short queries (never on the replication c
 - an invalidated slot is a data error at once (it never heals; see ``control.slot_guard``);
 - tables that match the sync's ``include`` patterns but are not in this stream (created after the
   plan): logged once each and counted in a metric. The stream cannot add them by itself (their
-  existing rows need a copy); the next ``full+incremental`` run plans and picks them up.
+  existing rows need a copy); the next ``full+incremental`` run plans and picks them up;
+- the partitions of each streamed partitioned table, as first seen: a partition ``DETACH``ed or
+  ``ATTACH``ed while streaming changes which rows the table holds without any row change in the
+  WAL (the target would keep the detached rows, or lack the attached ones), so the stream stops
+  with a data error naming it; a ``full+incremental`` re-run copies the new shape.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'zdtp') AND n.nspname NOT LIKE 'pg\\_%%'
 """
 
+# Every partition (at any depth) of each partitioned table, by name.
+_PARTITIONS_SQL = """
+SELECT n.nspname, c.relname,
+       ARRAY(SELECT t.relid::regclass::text FROM pg_partition_tree(c.oid) t WHERE t.relid <> c.oid
+             ORDER BY 1)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'p' AND NOT c.relispartition
+"""
+
 
 @dataclass(frozen=True)
 class WatchReport:
@@ -49,6 +62,8 @@ class SourceWatch:
     interval: float = 15.0
     reported: set[str] = field(default_factory=set)
     last: float = 0.0
+    # Streamed partitioned table → its partitions at the first poll (None: not polled yet).
+    partitions: dict[tuple[str, str], frozenset[str]] | None = None
 
     def due(self) -> bool:
         return time.monotonic() - self.last >= self.interval
@@ -63,11 +78,32 @@ class SourceWatch:
                 f"replication slot {self.slot} disappeared while streaming (dropped by someone);"
                 f" changes since are gone; {slot_guard.RERUN}"
             )
+        self._check_partitions(conn)
         return WatchReport(
             retained_bytes=state.retained_bytes,
             safe_wal_bytes=state.safe_wal_size,
             not_streamed=tuple(self._new_tables(conn)),
         )
+
+    def _check_partitions(self, conn: psycopg.Connection) -> None:
+        now = {
+            (schema, name): frozenset(parts)
+            for schema, name, parts in conn.execute(_PARTITIONS_SQL).fetchall()
+            if (schema, name) in self.streamed
+        }
+        if self.partitions is None:
+            self.partitions = now
+            return
+        for table, before in self.partitions.items():
+            after = now.get(table, frozenset())
+            if after != before:
+                changes = [f"{p} detached" for p in sorted(before - after)]
+                changes += [f"{p} attached" for p in sorted(after - before)]
+                raise DataError(
+                    f"source table {render_qualified(*table)}: partitions changed while streaming"
+                    f" ({', '.join(changes)}); their rows moved in or out without row changes in the"
+                    f" WAL, so the target would diverge; {slot_guard.RERUN}"
+                )
 
     def _new_tables(self, conn: psycopg.Connection) -> list[str]:
         if not self.include:
