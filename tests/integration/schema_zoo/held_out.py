@@ -47,8 +47,11 @@ def copy_and_compare(source: str, target: str, *, sequences: digest.SequenceMode
 class Stream:
     """full+incremental over schema ``ho``: slot, three full workers, one stream worker."""
 
-    def __init__(self, source: str, target: str, tmp_path: Path, name: str = "ho-cdc", **extra) -> None:
+    def __init__(self, source: str, target: str, tmp_path: Path, name: str = "", **extra) -> None:
         self.source, self.target = source, target
+        # The slot name follows the task name and slots are per server: one per source database,
+        # so concurrent runs on the same server never meet ("slot ... exists for database ...").
+        name = name or "ho-cdc-" + source.rsplit("_", 1)[-1]
         self.config = config(name, mode="full+incremental", **extra)
         self.tables = [e.name for e in read_catalog(source, self.config)]
         self.names = prepare_stream(source_dsn=source, config=self.config, tables=self.tables)

@@ -67,9 +67,6 @@ def test_multi_level_partitions_stream(empty_source: str, target_dsn: str, tmp_p
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="S1 inbox S4-2: ON CONFLICT cannot use the target's deferrable key (exit 65)"
-)
 def test_deferrable_keys_swapped_in_one_statement(empty_source: str, target_dsn: str, tmp_path: Path) -> None:
     # DEFERRABLE primary and unique keys let one statement swap two rows' values; applied row by
     # row on a non-deferrable target key, the first row would collide with the second.
@@ -356,9 +353,6 @@ def test_more_types_stream(empty_source: str, target_dsn: str, tmp_path: Path) -
 DETACH_TIMEOUT = 45  # seconds: converge, or the worker must have stopped naming the partition
 
 
-@pytest.mark.xfail(
-    strict=True, reason="S1 inbox S4-3: ATTACH/DETACH PARTITION on the source is neither mirrored nor refused"
-)
 def test_detach_partition_while_streaming_converges_or_stops(
     pg_server, target_dsn: str, tmp_path: Path
 ) -> None:
