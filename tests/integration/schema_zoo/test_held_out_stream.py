@@ -242,7 +242,10 @@ def test_publishing_a_parent_leaves_its_unsynced_children_alone(empty_source: st
         INSERT INTO ho.kid VALUES (1, 'k', 'n');
         """,
     )
-    config = ho.config("ho-only", mode="incremental", include=[], tables=["ho.city"])
+    # One slot name per source database (slots are per server).
+    config = ho.config(
+        "ho-only-" + empty_source.rsplit("_", 1)[-1], mode="incremental", include=[], tables=["ho.city"]
+    )
     tables = [e.name for e in read_catalog(empty_source, config)]
     names = prepare_stream(source_dsn=empty_source, config=config, tables=tables)
     published = "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s"
