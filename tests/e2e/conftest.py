@@ -47,11 +47,12 @@ class DagRunResult:
     output: str
 
 
-# ``airflow dags test`` in a process that serves several runs, one per stdin line (argv JSON):
-# each run's stdout+stderr go to its own file, then "done <exit code>" is written to the reply
-# fd. The CLI's own code path (parser, ``args.func``) runs each time, so the DAG file and the
-# sync YAMLs are parsed again per run; only the interpreter and Airflow's imports and its
-# in-process execution API (~10-40 s per start on two busy cores) are paid once.
+# ``airflow dags test`` in a process that serves several runs, one per stdin line (argv JSON
+# and the caller's environment): each run's stdout+stderr go to its own file, then "done <exit
+# code>" is written to the reply fd. The CLI's own code path (parser, ``args.func``) runs each
+# time, so the DAG file and the sync YAMLs are parsed again per run, with that run's env; only
+# the interpreter, Airflow's imports and its in-process execution API (~10-40 s per start on two
+# busy cores) are paid once.
 DAGS_TEST_SERVER = """
 import json, os, sys, traceback
 from airflow.__main__ import cli_parser
@@ -60,6 +61,7 @@ parser = cli_parser.get_parser()
 stdout, stderr = os.dup(1), os.dup(2)
 for line in sys.stdin:
     request = json.loads(line)
+    os.environ.clear(); os.environ.update(request["env"])  # the caller's, read fresh at each use
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     sys.stdout.flush(); sys.stderr.flush()
     os.dup2(log, 1); os.dup2(log, 2)
@@ -83,6 +85,10 @@ for line in sys.stdin:
 class _DagsTestServer:
     def __init__(self, env: dict[str, str]) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="zdtp-dags-test-"))
+        self.runs = 0
+        self._start(env)
+
+    def _start(self, env: dict[str, str]) -> None:
         read, write = os.pipe()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", DAGS_TEST_SERVER, str(write)],
@@ -95,14 +101,16 @@ class _DagsTestServer:
         )
         os.close(write)
         self.reply = os.fdopen(read)
-        self.runs = 0
 
-    def run(self, argv: list[str], timeout: float) -> tuple[int, str]:
-        """Run ``airflow <argv>`` in the server: its exit code and its output."""
+    def run(self, argv: list[str], timeout: float, env: dict[str, str]) -> tuple[int, str]:
+        """Run ``airflow <argv>`` in the server with ``env``: its exit code and its output."""
+        if self.proc.poll() is not None:  # ended by an earlier run's timeout: start a new one
+            self.reply.close()
+            self._start(env)
         self.runs += 1
         log = self.dir / f"run-{self.runs}.log"
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"argv": argv, "log": str(log)}) + "\n")
+        self.proc.stdin.write(json.dumps({"argv": argv, "log": str(log), "env": env}) + "\n")
         self.proc.stdin.flush()
         done: list[str] = []
         reader = threading.Thread(target=lambda: done.append(self.reply.readline()))
@@ -110,7 +118,7 @@ class _DagsTestServer:
         reader.join(timeout)
         output = log.read_text(errors="replace") if log.exists() else ""
         if not done or not done[0].startswith("done"):
-            self.close()
+            self.stop()
             server = (self.dir / "server.log").read_text(errors="replace")[-3000:]
             raise AssertionError(
                 f"airflow {' '.join(argv)}: no answer in {timeout}s\n{output[-3000:]}{server}"
@@ -118,6 +126,10 @@ class _DagsTestServer:
         return int(done[0].split()[1]), output
 
     def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def stop(self) -> None:
         if self.proc.poll() is None:
             assert self.proc.stdin is not None
             self.proc.stdin.close()
@@ -127,7 +139,6 @@ class _DagsTestServer:
                 self.proc.kill()
                 self.proc.wait()
         self.reply.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @dataclass
@@ -142,7 +153,7 @@ class SyncEnv:
         """Inside: every ``dags_test``/``airflow`` call runs in one long-lived Airflow process (the
         same CLI code path, its exit code and output).
 
-        For tests that make several DAG runs in a row. ``env`` is read once, when it starts.
+        For tests that make several DAG runs in a row.
         """
         self._server = _DagsTestServer(self.env)
         try:
@@ -157,7 +168,7 @@ class SyncEnv:
 
     def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         if self._server is not None:  # inside one_airflow(): stdout holds stdout and stderr
-            code, output = self._server.run(list(args), timeout)
+            code, output = self._server.run(list(args), timeout, self.env)
             return subprocess.CompletedProcess(["airflow", *args], code, output, "")
         exe = Path(sys.executable).with_name("airflow")
         return subprocess.run(
@@ -169,7 +180,7 @@ class SyncEnv:
         if conf:
             args += ["--conf", json.dumps(conf)]
         if self._server is not None:
-            return self.last_run(dag_id, self._server.run(args, timeout)[1])
+            return self.last_run(dag_id, self._server.run(args, timeout, self.env)[1])
         proc = self.airflow(*args, timeout=timeout)
         return self.last_run(dag_id, proc.stdout + proc.stderr)
 
@@ -215,3 +226,19 @@ def sync_env(airflow_k8s: Path, tmp_path: Path, source_dsn: str, target_dsn: str
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
     }
     return SyncEnv(syncs=syncs, home=airflow_k8s, env=env)
+
+
+@pytest.fixture(scope="module")
+def _module_airflow() -> Iterator[_DagsTestServer]:
+    server = _DagsTestServer(dict(os.environ))
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def one_airflow_per_module(sync_env: SyncEnv, _module_airflow: _DagsTestServer) -> SyncEnv:
+    """Opt in with ``pytest.mark.usefixtures``: this test's ``sync_env`` Airflow calls go to one
+    Airflow process shared by its module (each call with this test's own env: syncs dir,
+    connections), so a module of one-run tests pays Airflow's start-up once, not per test."""
+    sync_env._server = _module_airflow
+    return sync_env

@@ -15,7 +15,13 @@ import pytest
 from tests.e2e.conftest import SyncEnv
 from tests.fixtures.cluster import Cluster
 
-pytestmark = [pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
+# One DAG run per test: one Airflow process serves the whole module (each test its own env).
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.airflow,
+    pytest.mark.postgres,
+    pytest.mark.usefixtures("one_airflow_per_module"),
+]
 
 SIMULATED = {"annotations": {"sim.zdtp.io/delay": "1s"}, "stream_logs": False}
 

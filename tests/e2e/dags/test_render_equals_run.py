@@ -26,7 +26,13 @@ from tests.e2e.conftest import SyncEnv
 from tests.e2e.dags.test_dag_modes import config, seed
 from tests.fixtures.cluster import Cluster
 
-pytestmark = [pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
+# One DAG run per test: one Airflow process serves the whole module (each test its own env).
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.airflow,
+    pytest.mark.postgres,
+    pytest.mark.usefixtures("one_airflow_per_module"),
+]
 
 KINDS = {
     "Pod": "list_namespaced_pod",
