@@ -309,6 +309,7 @@ def run_style(services: AirflowServices, api, style: str, namespace: str, n: int
         deadline = t0 + timeout
         progress: list[tuple[float, dict[str, int]]] = []  # task states once a minute
         next_progress = t0 + 60
+        states_at_timeout: dict[str, int] | None = None
         while True:
             services.check_alive()
             run = services.api_json("GET", f"/dags/{dag}/dagRuns/{run_id}")
@@ -318,6 +319,7 @@ def run_style(services: AirflowServices, api, style: str, namespace: str, n: int
             if time.monotonic() > deadline:
                 # Stop here and report how far it got: a measured lower bound, not a guess.
                 seconds = time.monotonic() - t0
+                states_at_timeout = _task_states(services, dag, run_id)  # before failing the run
                 services.api_json("PATCH", f"/dags/{dag}/dagRuns/{run_id}", json={"state": "failed"})
                 run["state"] = f"timeout ({run['state']})"
                 break
@@ -332,7 +334,7 @@ def run_style(services: AirflowServices, api, style: str, namespace: str, n: int
         "seconds": round(seconds, 1),
         "airflow_seconds": _seconds_between(run.get("queued_at"), run.get("end_date")),
         "state": run["state"],
-        "task_states": _task_states(services, dag, run_id),
+        "task_states": states_at_timeout or _task_states(services, dag, run_id),
         "created": {k: len(v) for k, v in counter.created.items()},
         "left": _left(api, namespace),
         "memory": memory.summary(),
