@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.fixtures.processes import close_stdin_and_wait
+
 
 def conn_json(dsn: str) -> str:
     parts = urlsplit(dsn)
@@ -130,14 +132,7 @@ class _DagsTestServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        close_stdin_and_wait(self.proc)
         self.reply.close()
 
 

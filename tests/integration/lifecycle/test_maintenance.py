@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.fixtures.processes import close_stdin_and_wait
 from tests.integration.lifecycle.helpers import catalog_names, make_task_footprint, state_rows
 from tests.integration.provider._airflow import RUNNER, DagOutcome
 from zdtp_provider.hooks.connection import KubeConnection
@@ -63,13 +64,7 @@ class _Maintenance:
         raise AssertionError(f"no result (rc={self.proc.wait()}):\n{''.join(output)[-6000:]}")
 
     def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        close_stdin_and_wait(self.proc)
 
 
 def _conn_uri(dsn: str) -> str:

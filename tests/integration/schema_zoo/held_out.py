@@ -79,3 +79,34 @@ class Stream:
 
     def stop(self) -> int:
         return self.proc.stop()
+
+
+def multi_level_partitions(rows: int) -> str:
+    """A partitioned table whose partitions are partitioned again (LIST → RANGE / HASH, defaults
+    at both levels), ``rows`` rows spread over every leaf."""
+    return f"""
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.m (region text NOT NULL, at date NOT NULL, id int NOT NULL, v text,
+                           PRIMARY KEY (region, at, id)) PARTITION BY LIST (region);
+        CREATE TABLE ho.m_eu PARTITION OF ho.m FOR VALUES IN ('de', 'fr') PARTITION BY RANGE (at);
+        CREATE TABLE ho.m_eu_2024 PARTITION OF ho.m_eu FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+        CREATE TABLE ho.m_eu_rest PARTITION OF ho.m_eu DEFAULT;
+        CREATE TABLE ho.m_us PARTITION OF ho.m FOR VALUES IN ('us') PARTITION BY HASH (id);
+        CREATE TABLE ho.m_us_0 PARTITION OF ho.m_us FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+        CREATE TABLE ho.m_us_1 PARTITION OF ho.m_us FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+        CREATE TABLE ho.m_rest PARTITION OF ho.m DEFAULT;
+        INSERT INTO ho.m
+        SELECT (ARRAY['de','fr','us','jp'])[1 + i % 4], date '2023-06-01' + (i % 700), i, 'v' || i
+        FROM generate_series(1, {rows}) i;
+        ANALYZE;
+        """
+
+
+# Dropped columns leave gaps in attnum that the source's tuples still carry; a column added after.
+GAPPY_TABLE = """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.gappy (a int, gone1 text, id int PRIMARY KEY, gone2 bytea, b text, c numeric);
+        INSERT INTO ho.gappy SELECT i, 'x', i, '\\x00', 'b' || i, i / 3.0 FROM generate_series(1, 1500) i;
+        ALTER TABLE ho.gappy DROP COLUMN gone1, DROP COLUMN gone2;
+        ALTER TABLE ho.gappy ADD COLUMN d date DEFAULT '2020-02-02';
+"""

@@ -48,15 +48,8 @@ def test_inheritance_is_reproduced_and_rows_copied_once(
 def test_dropped_columns_before_the_copy(empty_source: str, target_dsn: str) -> None:
     ho.run_sql(
         empty_source,
-        """
-        CREATE SCHEMA ho;
-        CREATE TABLE ho.gappy (a int, gone1 text, id int PRIMARY KEY, gone2 bytea, b text, c numeric);
-        INSERT INTO ho.gappy SELECT i, 'x', i, '\\x00', 'b' || i, i / 3.0 FROM generate_series(1, 1500) i;
-        ALTER TABLE ho.gappy DROP COLUMN gone1, DROP COLUMN gone2;
-        ALTER TABLE ho.gappy ADD COLUMN d date DEFAULT '2020-02-02';
-        INSERT INTO ho.gappy (id, a, b, c, d) VALUES (0, NULL, 'late', NULL, NULL);
-        ANALYZE;
-        """,
+        ho.GAPPY_TABLE,
+        "INSERT INTO ho.gappy (id, a, b, c, d) VALUES (0, NULL, 'late', NULL, NULL); ANALYZE",
     )
     ho.copy_and_compare(empty_source, target_dsn)
 
@@ -87,25 +80,7 @@ def test_existing_target_with_other_column_order(empty_source: str, target_dsn: 
 
 
 def test_multi_level_partitions(empty_source: str, target_dsn: str) -> None:
-    ho.run_sql(
-        empty_source,
-        """
-        CREATE SCHEMA ho;
-        CREATE TABLE ho.m (region text NOT NULL, at date NOT NULL, id int NOT NULL, v text,
-                           PRIMARY KEY (region, at, id)) PARTITION BY LIST (region);
-        CREATE TABLE ho.m_eu PARTITION OF ho.m FOR VALUES IN ('de', 'fr') PARTITION BY RANGE (at);
-        CREATE TABLE ho.m_eu_2024 PARTITION OF ho.m_eu FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
-        CREATE TABLE ho.m_eu_rest PARTITION OF ho.m_eu DEFAULT;
-        CREATE TABLE ho.m_us PARTITION OF ho.m FOR VALUES IN ('us') PARTITION BY HASH (id);
-        CREATE TABLE ho.m_us_0 PARTITION OF ho.m_us FOR VALUES WITH (MODULUS 2, REMAINDER 0);
-        CREATE TABLE ho.m_us_1 PARTITION OF ho.m_us FOR VALUES WITH (MODULUS 2, REMAINDER 1);
-        CREATE TABLE ho.m_rest PARTITION OF ho.m DEFAULT;
-        INSERT INTO ho.m
-        SELECT (ARRAY['de','fr','us','jp'])[1 + i % 4], date '2023-06-01' + (i % 700), i, 'v' || i
-        FROM generate_series(1, 3000) i;
-        ANALYZE;
-        """,
-    )
+    ho.run_sql(empty_source, ho.multi_level_partitions(3000))
     ho.copy_and_compare(empty_source, target_dsn)
 
 
