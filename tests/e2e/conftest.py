@@ -1,8 +1,8 @@
 """Run zdtp's generated DAGs with the real Airflow CLI against the dev cluster and Postgres.
 
 Each test writes its own sync-task YAML into a temp ``ZDTP_SYNCS_DIR``; connections come from
-``AIRFLOW_CONN_*`` env; task states are read from the Airflow metadata DB (``airflow dags test``
-and ``airflow tasks test`` exit 0 even when a task fails).
+``AIRFLOW_CONN_*`` env; run and task states are read by Airflow from its metadata DB after the
+run (``airflow dags test`` and ``airflow tasks test`` exit 0 even when a task fails).
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import contextlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,15 +49,37 @@ class DagRunResult:
 
 # ``airflow dags test`` in a process that serves several runs, one per stdin line (argv JSON
 # and the caller's environment): each run's stdout+stderr go to its own file, then "done <exit
-# code>" is written to the reply fd. The CLI's own code path (parser, ``args.func``) runs each
-# time, so the DAG file and the sync YAMLs are parsed again per run, with that run's env; only
-# the interpreter, Airflow's imports and its in-process execution API (~10-40 s per start on two
-# busy cores) are paid once.
+# code> <last run JSON>" is written to the reply fd. The CLI's own code path (parser,
+# ``args.func``) runs each time, so the DAG file and the sync YAMLs are parsed again per run, with
+# that run's env; only the interpreter, Airflow's imports and its in-process execution API (~10-40
+# s per start on two busy cores) are paid once.
+#
+# The run's outcome is read by Airflow's own ORM in the process that wrote it: reading the
+# WAL-mode SQLite file from the test process right after the run twice answered "database disk
+# image is malformed" for several seconds (integrity_check ok afterwards) in full-suite runs.
 DAGS_TEST_SERVER = """
 import json, os, sys, traceback
 from airflow.__main__ import cli_parser
 reply = os.fdopen(int(sys.argv[1]), "w")
 parser = cli_parser.get_parser()
+
+def last_run(dag_id):
+    from sqlalchemy import select
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+    with create_session() as session:
+        run = session.execute(
+            select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == dag_id)
+            .order_by(DagRun.id.desc()).limit(1)
+        ).first()
+        if run is None:
+            return {"state": None, "tasks": {}}
+        tis = session.execute(
+            select(TaskInstance.task_id, TaskInstance.map_index, TaskInstance.state)
+            .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
+        ).all()
+    return {"state": run.state, "tasks": {(t if m < 0 else f"{t}[{m}]"): s for t, m, s in tis}}
+
 stdout, stderr = os.dup(1), os.dup(2)
 for line in sys.stdin:
     request = json.loads(line)
@@ -80,7 +100,8 @@ for line in sys.stdin:
     finally:
         sys.stdout.flush(); sys.stderr.flush()
         os.dup2(stdout, 1); os.dup2(stderr, 2); os.close(log)
-    reply.write(f"done {code}\\n"); reply.flush()
+    run = last_run(request["dag_id"]) if request.get("dag_id") else None
+    reply.write(f"done {code} {json.dumps(run)}\\n"); reply.flush()
 """
 
 
@@ -104,15 +125,19 @@ class _DagsTestServer:
         os.close(write)
         self.reply = os.fdopen(read)
 
-    def run(self, argv: list[str], timeout: float, env: dict[str, str]) -> tuple[int, str]:
-        """Run ``airflow <argv>`` in the server with ``env``: its exit code and its output."""
+    def run(
+        self, argv: list[str], timeout: float, env: dict[str, str], dag_id: str | None = None
+    ) -> tuple[int, str, dict | None]:
+        """Run ``airflow <argv>`` in the server with ``env``: its exit code, its output and (with
+        ``dag_id``) that DAG's last run as ``{"state", "tasks"}``."""
         if self.proc.poll() is not None:  # ended by an earlier run's timeout: start a new one
             self.reply.close()
             self._start(env)
         self.runs += 1
         log = self.dir / f"run-{self.runs}.log"
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"argv": argv, "log": str(log), "env": env}) + "\n")
+        request = {"argv": argv, "log": str(log), "env": env, "dag_id": dag_id}
+        self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
         done: list[str] = []
         reader = threading.Thread(target=lambda: done.append(self.reply.readline()))
@@ -125,7 +150,8 @@ class _DagsTestServer:
             raise AssertionError(
                 f"airflow {' '.join(argv)}: no answer in {timeout}s\n{output[-3000:]}{server}"
             )
-        return int(done[0].split()[1]), output
+        _, code, run = done[0].split(" ", 2)
+        return int(code), output, json.loads(run)
 
     def close(self) -> None:
         self.stop()
@@ -163,7 +189,7 @@ class SyncEnv:
 
     def airflow(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         if self._server is not None:  # inside one_airflow(): stdout holds stdout and stderr
-            code, output = self._server.run(list(args), timeout, self.env)
+            code, output, _ = self._server.run(list(args), timeout, self.env)
             return subprocess.CompletedProcess(["airflow", *args], code, output, "")
         exe = Path(sys.executable).with_name("airflow")
         return subprocess.run(
@@ -171,40 +197,21 @@ class SyncEnv:
         )
 
     def dags_test(self, dag_id: str, *, conf: dict | None = None, timeout: float = 600) -> DagRunResult:
+        """``airflow dags test`` and the run's outcome as Airflow recorded it (the CLI exits 0 even
+        when a task fails)."""
         args = ["dags", "test", dag_id]
         if conf:
             args += ["--conf", json.dumps(conf)]
         if self._server is not None:
-            return self.last_run(dag_id, self._server.run(args, timeout, self.env)[1])
-        proc = self.airflow(*args, timeout=timeout)
-        return self.last_run(dag_id, proc.stdout + proc.stderr)
-
-    def last_run(self, dag_id: str, output: str = "") -> DagRunResult:
-        # Read right after `airflow dags test` exits, the WAL-mode metadata DB once answered
-        # "database disk image is malformed" and read fine a moment later (integrity_check ok):
-        # retry a few times, then let the error fail the test.
-        for attempt in range(5):
+            _, output, run = self._server.run(args, timeout, self.env, dag_id)
+        else:
+            server = _DagsTestServer(self.env)
             try:
-                return self._read_last_run(dag_id, output)
-            except sqlite3.DatabaseError:
-                if attempt == 4:
-                    raise
-                time.sleep(2)
-        raise AssertionError("unreachable")
-
-    def _read_last_run(self, dag_id: str, output: str) -> DagRunResult:
-        with contextlib.closing(sqlite3.connect(self.home / "airflow.db")) as db:
-            row = db.execute(
-                "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
-            ).fetchone()
-            if row is None:
-                return DagRunResult(None, {}, output)
-            tis = db.execute(
-                "SELECT task_id, map_index, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
-                (dag_id, row[0]),
-            ).fetchall()
-        tasks = {(t if m < 0 else f"{t}[{m}]"): s for t, m, s in tis}
-        return DagRunResult(row[1], tasks, output)
+                _, output, run = server.run(args, timeout, self.env, dag_id)
+            finally:
+                server.close()
+        assert run is not None
+        return DagRunResult(run["state"], run["tasks"], output)
 
 
 @pytest.fixture
