@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,14 @@ def conn_json(dsn: str) -> str:
             "schema": parts.path.lstrip("/"),
         }
     )
+
+
+def metadata_rows(home: Path, sql: str, params: tuple = ()) -> list[tuple]:
+    """The rows of one read of the session's SQLite metadata DB (``home/airflow.db``), its
+    connection closed after the read: ``with sqlite3.connect(...)`` only commits and left every
+    reader's connection open in the long pytest process."""
+    with contextlib.closing(sqlite3.connect(home / "airflow.db")) as db:
+        return db.execute(sql, params).fetchall()
 
 
 @dataclass

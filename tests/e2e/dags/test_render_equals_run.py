@@ -10,7 +10,6 @@ the stored object's (the server adds defaults and status; Secret values are prin
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import yaml
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.conftest import SyncEnv
+from tests.e2e.conftest import SyncEnv, metadata_rows
 from tests.e2e.dags.test_dag_modes import config, seed
 from tests.fixtures.cluster import Cluster
 
@@ -116,10 +115,10 @@ def contained(rendered: Any, live: Any, path: str = "") -> list[str]:
 
 
 def _run_id(home: Path, dag_id: str) -> str:
-    with sqlite3.connect(home / "airflow.db") as db:
-        return db.execute(
-            "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
-        ).fetchone()[0]
+    rows = metadata_rows(
+        home, "SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
+    )
+    return rows[0][0]
 
 
 def _render(sync_env: SyncEnv, name: str, run_id: str) -> list[dict]:

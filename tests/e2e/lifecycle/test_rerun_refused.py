@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import subprocess
 import sys
 from typing import Any
@@ -25,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.e2e.conftest import SyncEnv
+from tests.e2e.conftest import SyncEnv, metadata_rows
 from tests.e2e.dags.test_dag_modes import config, seed
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.digest import assert_same, wait_same
@@ -60,13 +59,13 @@ with create_session() as session:
 
 
 def _xcom(env: SyncEnv, dag_id: str, task_id: str, key: str = "return_value") -> Any:
-    with sqlite3.connect(env.home / "airflow.db") as db:
-        row = db.execute(
-            "SELECT x.value FROM xcom x JOIN dag_run r ON r.id = x.dag_run_id"
-            " WHERE x.dag_id = ? AND x.task_id = ? AND x.key = ? ORDER BY r.id DESC LIMIT 1",
-            (dag_id, task_id, key),
-        ).fetchone()
-    value = json.loads(row[0]) if row else None
+    rows = metadata_rows(
+        env.home,
+        "SELECT x.value FROM xcom x JOIN dag_run r ON r.id = x.dag_run_id"
+        " WHERE x.dag_id = ? AND x.task_id = ? AND x.key = ? ORDER BY r.id DESC LIMIT 1",
+        (dag_id, task_id, key),
+    )
+    value = json.loads(rows[0][0]) if rows else None
     return json.loads(value) if isinstance(value, str) else value
 
 
@@ -115,12 +114,12 @@ def _target_state(target_dsn: str) -> tuple[dict, list]:
 
 
 def _task_state(env: SyncEnv, dag_id: str, run_id: str, task_id: str) -> str | None:
-    with sqlite3.connect(env.home / "airflow.db") as db:
-        row = db.execute(
-            "SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?",
-            (dag_id, run_id, task_id),
-        ).fetchone()
-    return row[0] if row else None
+    rows = metadata_rows(
+        env.home,
+        "SELECT state FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?",
+        (dag_id, run_id, task_id),
+    )
+    return rows[0][0] if rows else None
 
 
 def _write(dsn: str, *statements: str) -> None:

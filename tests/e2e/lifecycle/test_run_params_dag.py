@@ -6,24 +6,23 @@ created, and ``workers`` above the config's maximum is refused."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import psycopg
 import pytest
 
-from tests.e2e.conftest import SyncEnv
+from tests.e2e.conftest import SyncEnv, metadata_rows
 from tests.e2e.dags.test_dag_modes import config, seed
 
 pytestmark = [pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
 
 
 def _xcom(env: SyncEnv, dag_id: str, task_id: str, key: str = "return_value"):
-    with sqlite3.connect(env.home / "airflow.db") as db:
-        row = db.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ? ORDER BY dag_run_id DESC",
-            (dag_id, task_id, key),
-        ).fetchone()
-    value = json.loads(row[0]) if row else None
+    rows = metadata_rows(
+        env.home,
+        "SELECT value FROM xcom WHERE dag_id = ? AND task_id = ? AND key = ? ORDER BY dag_run_id DESC",
+        (dag_id, task_id, key),
+    )
+    value = json.loads(rows[0][0]) if rows else None
     return json.loads(value) if isinstance(value, str) else value
 
 

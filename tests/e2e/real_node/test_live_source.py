@@ -20,7 +20,6 @@ import ast
 import os
 import re
 import signal
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -32,7 +31,7 @@ import pytest
 from devtools.real_node import RealNode, container_host_pid
 from devtools.writer import KINDS, LiveTables, Writer
 from devtools.writer import seed as seed_tables
-from tests.e2e.conftest import SyncEnv
+from tests.e2e.conftest import SyncEnv, metadata_rows
 from tests.e2e.real_node.test_airflow_on_real_node import _config
 from tests.fixtures import digest
 from tests.fixtures.cluster import Cluster
@@ -267,10 +266,11 @@ def _scenario(
             f" {killer.writes_before} writer transactions in"
         )
         assert writer.transactions > killer.writes_before > 0  # writes before and after the kill
-        with sqlite3.connect(sync_env.home / "airflow.db") as db:
-            tries = db.execute(
-                "SELECT max(try_number) FROM task_instance WHERE dag_id = ? AND task_id = 'copy'", (dag_id,)
-            ).fetchone()[0]
+        ((tries,),) = metadata_rows(
+            sync_env.home,
+            "SELECT max(try_number) FROM task_instance WHERE dag_id = ? AND task_id = 'copy'",
+            (dag_id,),
+        )
         assert tries >= 2, f"the killed copy pod's task was not retried (max try {tries})"
 
         # 2. The stream pod deleted at once (grace 0): the Deployment's next pod resumes.

@@ -8,13 +8,12 @@ injected through an annotation.)
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import psycopg
 import pytest
 
 from devtools.real_node import RealNode
-from tests.e2e.conftest import SyncEnv
+from tests.e2e.conftest import SyncEnv, metadata_rows
 from tests.e2e.real_node.test_airflow_on_real_node import _config, _seed
 from tests.fixtures.cluster import Cluster
 
@@ -25,12 +24,12 @@ ROWS = 20_000  # _seed's accounts table
 
 def copy_xcoms(sync_env: SyncEnv, dag_id: str) -> dict[int, object]:
     """The copy task's ``return_value`` XComs of the latest run, by map index."""
-    with sqlite3.connect(sync_env.home / "airflow.db") as db:
-        rows = db.execute(
-            "SELECT map_index, value FROM xcom WHERE dag_id = ? AND task_id = 'copy' AND key = 'return_value'"
-            " AND run_id = (SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
-            (dag_id, dag_id),
-        ).fetchall()
+    rows = metadata_rows(
+        sync_env.home,
+        "SELECT map_index, value FROM xcom WHERE dag_id = ? AND task_id = 'copy' AND key = 'return_value'"
+        " AND run_id = (SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
+        (dag_id, dag_id),
+    )
     out = {}
     for map_index, value in rows:
         decoded = json.loads(value)
