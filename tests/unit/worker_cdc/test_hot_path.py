@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zdtp_worker.incremental.batch import DELETED, Batch
-from zdtp_worker.incremental.pgoutput import UNCHANGED, Column, Relation, tuple_data
+from zdtp_worker.incremental.pgoutput import (
+    COMPILED_MAX_COLUMNS,
+    UNCHANGED,
+    Column,
+    DecodeError,
+    Insert,
+    NeedsTextMode,
+    PgOutputDecoder,
+    Relation,
+    Update,
+    compile_row_reader,
+    tuple_data,
+    tuple_data_binary,
+)
 from zdtp_worker.incremental.staging import copy_value, stage_rows
 
 # Values that hit every branch: plain, with a tab / newline / CR / backslash, empty, NULL.
@@ -87,3 +101,67 @@ def test_tuple_data_decodes_what_pgoutput_sends(values) -> None:
     buf = b"xx" + b"".join(parts) + b"tail"
     decoded, end = tuple_data(buf, 2)
     assert decoded == values and buf[end:] == b"tail"
+
+
+# -- the compiled row readers (pgoutput.compile_row_reader) and the decoder's fast paths --------
+def _wire(kinds_values: list[tuple[str, bytes]], ncols: int | None = None) -> bytes:
+    parts = [struct.pack("!h", len(kinds_values) if ncols is None else ncols)]
+    for kind, v in kinds_values:
+        parts.append(kind.encode() + (struct.pack("!i", len(v)) + v if kind in "bt" else b""))
+    return b"".join(parts)
+
+
+COLUMN = st.tuples(st.sampled_from("btnu"), st.binary(max_size=10))
+
+
+@settings(max_examples=600)
+@given(
+    cols=st.lists(COLUMN, max_size=9),
+    binary=st.booleans(),
+    skew=st.sampled_from([0, 0, 0, 1, -1]),
+)
+def test_compiled_reader_says_what_the_generic_reader_says(cols, binary: bool, skew: int) -> None:
+    """For every tuple: the compiled reader of its width returns the generic reader's result, or
+    None when the generic reader must decide (an unchanged value, the other format); a reader of
+    another width always returns None. The decoder's fast paths then agree with full decoding."""
+    buf = b"xx" + _wire(cols) + b"tail"
+    generic = tuple_data_binary if binary else tuple_data
+    width = max(len(cols) + skew, 0)
+    got = compile_row_reader(width, binary=binary)(buf, 2)
+    own = "b" if binary else "t"
+    if width != len(cols) or any(k not in (own, "n") for k, _ in cols):
+        assert got is None
+    else:
+        assert got == generic(buf, 2)
+        assert buf[got[1] :] == b"tail"
+    decoder = PgOutputDecoder(binary=binary)
+    oid = struct.pack("!I", 42)
+    for kind, payload in ((b"I", b"I" + oid + b"N"), (b"U", b"U" + oid + b"N")):
+        message = payload + _wire(cols)
+        try:
+            full = decoder(message)
+        except (NeedsTextMode, DecodeError):
+            with pytest.raises((NeedsTextMode, DecodeError)):
+                decoder.upsert(message)
+            continue
+        assert isinstance(full, Insert if kind == b"I" else Update)
+        assert decoder.upsert(message) == (42, full.new, kind == b"I")
+        if kind == b"I":
+            assert decoder.insert(message) == (42, full.new)
+
+
+def test_upsert_leaves_other_messages_to_full_decoding() -> None:
+    """An update with an old key or old row, a delete, a begin: not the fast path."""
+    decoder = PgOutputDecoder(binary=True)
+    new = _wire([("b", b"\x00\x00\x00\x01")])
+    oid = struct.pack("!I", 42)
+    assert decoder.upsert(b"U" + oid + b"K" + new + b"N" + new) is None
+    assert decoder.upsert(b"U" + oid + b"O" + new + b"N" + new) is None
+    assert decoder.upsert(b"D" + oid + b"K" + new) is None
+    assert decoder.upsert(b"B" + struct.pack("!QqI", 1, 2, 3)) is None
+
+
+def test_wide_rows_take_the_generic_reader() -> None:
+    cols = [("b", str(i).encode()) for i in range(COMPILED_MAX_COLUMNS + 1)]
+    message = b"I" + struct.pack("!I", 42) + b"N" + _wire(cols)
+    assert PgOutputDecoder(binary=True).upsert(message) == (42, tuple_data_binary(message, 6)[0], True)
