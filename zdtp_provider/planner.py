@@ -25,7 +25,7 @@ from zdtp_provider.auto_streams import choose_streams, worker_cpu
 from zdtp_provider.config import SyncTaskConfig
 from zdtp_worker.contract.identifiers import parse_qualified, render_qualified
 from zdtp_worker.contract.spec import FullOptions, KeyRange, TableSpec, WorkerSpec
-from zdtp_worker.control import replica_identity
+from zdtp_worker.control import replica_identity, source_check
 from zdtp_worker.control.target_check import target_problems
 
 INTEGER_TYPES = frozenset({"smallint", "integer", "bigint"})
@@ -173,11 +173,49 @@ def read_catalog(dsn: str, config: SyncTaskConfig, *, target_dsn: str | None = N
             )
         estimates = [_estimate(conn, by_name[name]) for name in selected]
     if target_dsn:
+        check_copyable(dsn, config, selected, target_dsn=target_dsn)
         # Tables already on the target: the worker's own pre-write check, run before any worker.
         lossy = target_problems(source_dsn=dsn, target_dsn=target_dsn, tables=selected)
         if lossy:
             raise PlanningError(f"sync task {config.name!r}: {'; '.join(lossy)}")
     return estimates
+
+
+_OID_SQL = (
+    "SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s"
+)
+
+
+def check_copyable(
+    dsn: str, config: SyncTaskConfig, tables: list[str], *, target_dsn: str | None = None
+) -> None:
+    """PlanningError naming every table the full worker's pre-flight would refuse, all at once:
+    row-level security that applies to the role, columns or owned sequences it may not read,
+    large-object references, and (with ``target_dsn``) xml on a target without libxml
+    (:mod:`zdtp_worker.control.source_check`, the rules the worker applies). Run by
+    :func:`read_catalog` when it is given the target, i.e. when a run plans."""
+    problems: list[str] = []
+    xml: list[tuple[str, list[str]]] = []
+    with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
+        for table in tables:
+            schema, name = parse_qualified(table)
+            row = conn.execute(_OID_SQL, (schema, name)).fetchone()
+            if row is None:
+                continue
+            oid, relkind = int(row[0]), row[1]
+            quoted = psycopg.sql.Identifier(schema, name).as_string(conn)
+            from_sql = quoted if relkind == "p" else f"ONLY {quoted}"
+            problems += source_check.source_problems(conn, oid, table, from_sql)
+            columns = source_check.xml_columns(conn, oid)
+            if columns:
+                xml.append((table, columns))
+    if xml and target_dsn:
+        with psycopg.connect(target_dsn, connect_timeout=10, autocommit=True) as conn:
+            if not source_check.target_holds_xml(conn):
+                problems += [source_check.xml_message(t, cols) for t, cols in xml]
+    if problems:
+        raise PlanningError(f"sync task {config.name!r}: {'; '.join(problems)}")
 
 
 def check_streamable(dsn: str, config: SyncTaskConfig, tables: list[str]) -> None:

@@ -15,6 +15,7 @@ import asyncpg
 
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.spec import TableName
+from zdtp_worker.control import source_check
 from zdtp_worker.pg.catalog import key_columns_sql
 from zdtp_worker.pg.quoting import ident
 from zdtp_worker.pg.target_fit import FIRST_NORMAL_OID, columns_sql
@@ -38,6 +39,11 @@ OID_ALIAS_TYPES = frozenset(
     }
 )
 
+# Built-in types whose binary COPY changes the value: xml's binary receive re-parses the document
+# and drops its XML declaration ('<?xml version="1.0"?><a/>' arrives as '<a/>'); its text form
+# round-trips as stored.
+TEXT_ONLY_TYPES = frozenset({"xml"})
+
 
 @dataclass(frozen=True)
 class Column:
@@ -53,8 +59,11 @@ class Column:
         """A built-in type whose binary form means the same on the target (binary COPY is safe).
 
         reg* columns are built-in but not: their binary form is a source OID (text COPY then
-        sends the object's name, as pg_dump does)."""
-        return self.type_oid < FIRST_NORMAL_OID and self.type_sql.removesuffix("[]") not in OID_ALIAS_TYPES
+        sends the object's name, as pg_dump does); nor is xml (see TEXT_ONLY_TYPES)."""
+        base = self.type_sql.removesuffix("[]")
+        return (
+            self.type_oid < FIRST_NORMAL_OID and base not in OID_ALIAS_TYPES and base not in TEXT_ONLY_TYPES
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class TableInfo:
     oid: int = 0
     relkind: str = "r"  # "r" table, "p" partitioned table
     key: tuple[str, ...] = ()  # the chunk key: the primary key or a NOT NULL unique index; ()=none
+    xml_columns: tuple[str, ...] = ()  # xml, xml[] or a domain over xml: read as text (select_list)
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -90,6 +100,19 @@ class TableInfo:
     @property
     def column_list(self) -> str:
         return ", ".join(ident(c.name) for c in self.columns)
+
+    def select_list(self, columns: list[str]) -> str:
+        """What a COPY reads: the columns, xml ones cast to text. xml's output function drops an
+        XML declaration (``<?xml version="1.0"?>``) that the stored value has; the cast reads the
+        value as stored, and the target's xml input keeps it."""
+        out = []
+        for name in columns:
+            if name in self.xml_columns:
+                array = self.column(name).category == "A"
+                out.append(f"{ident(name)}::text{'[]' if array else ''}")
+            else:
+                out.append(ident(name))
+        return ", ".join(out)
 
     @property
     def from_sql(self) -> str:
@@ -165,4 +188,5 @@ async def read_table(
         oid=int(row["oid"]),
         relkind=row["relkind"],
         key=await _chunk_key(conn, table, int(row["oid"]), pk_cols, key),
+        xml_columns=tuple(r[0] for r in await conn.fetch(source_check.xml_columns_sql("$1"), row["oid"])),
     )

@@ -27,7 +27,6 @@ from zdtp_worker.full.schema import CopyFormat, TargetPlan
 from zdtp_worker.full.session import close, connect_pair
 from zdtp_worker.full.sqlparts import range_clause
 from zdtp_worker.full.verify import range_checksum, target_sum_columns
-from zdtp_worker.pg.quoting import ident
 
 
 def _read_where(info: TableInfo, chunk: Chunk) -> str:
@@ -68,8 +67,9 @@ class PgSnapshotReader:
     async def copy_out(
         self, info: TableInfo, chunk: Chunk, *, columns: list[str], fmt: CopyFormat, sink: Sink
     ) -> int:
-        column_list = ", ".join(ident(c) for c in columns)
-        select_sql = f"SELECT {column_list} FROM {info.from_sql} WHERE {_read_where(info, chunk)}"
+        select_sql = (
+            f"SELECT {info.select_list(columns)} FROM {info.from_sql} WHERE {_read_where(info, chunk)}"
+        )
         # Read the range with a bitmap heap scan (pages in physical order, one pin per page)
         # rather than a plain index scan (one index probe + heap pin per row): measured ~1.5x
         # faster for 250k-row chunks, and far better for random keys such as uuid.

@@ -24,7 +24,11 @@ from zdtp_worker.pg.quoting import literal
 from zdtp_worker.pg.session import SESSION_SETTINGS, describe_target, parse_dsn
 
 _SSL_FILES = ("sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword")
-SERVER_SETTINGS = {**SESSION_SETTINGS, "application_name": "zdtp-worker-full"}
+# lc_monetary: money's text form (symbol, separators, fraction digits) follows it; a text COPY
+# prints under the source session's and parses under the target session's, so both sessions use
+# the always-present "C" and the stored amount round-trips whatever the servers' defaults are
+# (binary COPY sends the stored integer and never depended on it).
+SERVER_SETTINGS = {**SESSION_SETTINGS, "lc_monetary": "C", "application_name": "zdtp-worker-full"}
 # Row-level security on the source would silently hand a copy only the rows the role may see;
 # with row_security off PostgreSQL raises an error instead (tables.check_tables refuses such a
 # table up front, this guards a policy added while the copy runs).

@@ -22,8 +22,8 @@ import asyncpg
 from zdtp_worker.contract.errors import ConfigError, DataError
 from zdtp_worker.contract.result import TableResult
 from zdtp_worker.contract.spec import FullOptions, TableSpec, WorkerSpec
-from zdtp_worker.control import row_checksum
-from zdtp_worker.full import checkpoints, finalize, inherit, target_ddl
+from zdtp_worker.control import row_checksum, source_check
+from zdtp_worker.full import checkpoints, finalize, inherit, key_order, target_ddl
 from zdtp_worker.full.catalog import TableInfo, read_table
 from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
 from zdtp_worker.full.chunking import Chunk, plan_table, single_chunk
@@ -72,13 +72,11 @@ async def check_tables(
                 f"source table {ts.source} has no primary key and no unique index on NOT NULL columns; "
                 "set allow_single_chunk to copy it as one chunk"
             )
-        if await src.fetchval("SELECT row_security_active($1::oid)", info.oid):
-            raise DataError(
-                f"source table {ts.source} has row-level security and the source role is subject to it: "
-                "a copy would hold only the rows its policies show; connect as the table's owner or a "
-                "role with BYPASSRLS (ALTER ROLE ... BYPASSRLS)"
-            )
+        if await src.fetchval(source_check.row_security_sql("$1"), info.oid):
+            raise DataError(source_check.row_security_message(str(ts.source)))
         await _check_readable(src, ts, info)
+        await _check_large_objects(src, ts, info)
+        await _check_xml(src, tgt, ts, info)
         shape = await read_shape(src, info.oid)
         plan = await inspect_target(tgt, info, target)
         if not plan.exists:
@@ -88,38 +86,37 @@ async def check_tables(
     return checked
 
 
-# Columns the copy reads and sequences it reads at the end that the source role may not SELECT.
-_UNREADABLE_COLUMNS = """
-SELECT attname FROM pg_attribute
-WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
-  AND NOT has_column_privilege($1, attnum, 'SELECT')
-ORDER BY attnum
-"""
-_UNREADABLE_SEQUENCES = """
-SELECT DISTINCT s.oid::regclass::text FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
-WHERE d.refobjid = $1 AND d.classid = 'pg_class'::regclass
-  -- CASE: has_sequence_privilege raises on anything else (the table's TOAST table depends on it too)
-  AND CASE WHEN s.relkind = 'S' THEN NOT has_sequence_privilege(s.oid, 'SELECT') ELSE false END
-"""
-
-
 async def _check_readable(src: asyncpg.Connection, ts: TableSpec, info: TableInfo) -> None:
     """ConfigError before anything is written when the source role cannot read all of the table
     (a column privilege withheld, an owned sequence): otherwise the copy fails half-way."""
-    columns = [r["attname"] for r in await src.fetch(_UNREADABLE_COLUMNS, info.oid)]
-    sequences = [r[0] for r in await src.fetch(_UNREADABLE_SEQUENCES, info.oid)]
-    if not columns and not sequences:
+    columns = [r[0] for r in await src.fetch(source_check.unreadable_columns_sql("$1"), info.oid)]
+    sequences = [r[0] for r in await src.fetch(source_check.unreadable_sequences_sql("$1"), info.oid)]
+    if columns or sequences:
+        raise ConfigError(source_check.unreadable_message(str(ts.source), columns, sequences))
+
+
+async def _check_large_objects(src: asyncpg.Connection, ts: TableSpec, info: TableInfo) -> None:
+    """DataError when a column holds large-object references (the objects would stay behind)."""
+    found = source_check.oid_columns(await src.fetch(source_check.oid_columns_sql("$1"), info.oid))
+    refs = [c for c in found if c.is_domain]
+    plain = [c for c in found if not c.is_domain]
+    if plain and await src.fetchval(source_check.HAS_LARGE_OBJECTS):
+        refs += [c for c in plain if await src.fetchval(c.references_sql(info.from_sql))]
+    if refs:
+        raise DataError(source_check.large_object_message(str(ts.source), refs))
+
+
+async def _check_xml(
+    src: asyncpg.Connection, tgt: asyncpg.Connection, ts: TableSpec, info: TableInfo
+) -> None:
+    """DataError when the table has xml columns and the target cannot parse xml (no libxml)."""
+    columns = [r[0] for r in await src.fetch(source_check.xml_columns_sql("$1"), info.oid)]
+    if not columns:
         return
-    what = []
-    if columns:
-        what.append(f"column(s) {', '.join(columns)}")
-    if sequences:
-        what.append(f"its sequence(s) {', '.join(sequences)}")
-    raise ConfigError(
-        f"source table {ts.source}: the source role may not read {' and '.join(what)};"
-        f" fix: GRANT SELECT ON {'TABLE ' + info.name.qualified if columns else 'SEQUENCE ' + sequences[0]}"
-        " TO <the role zdtp connects as> (or connect as a role that can read the whole table)"
-    )
+    try:
+        await tgt.fetchval(source_check.XML_PROBE)
+    except asyncpg.FeatureNotSupportedError:
+        raise DataError(source_check.xml_message(str(ts.source), columns)) from None
 
 
 def table_result(job: TableJob, checksum: Decimal | None) -> TableResult:
@@ -191,15 +188,30 @@ async def prepare_table(
     # The checksum's columns with the casts the target side needs, kept with the plan so verify
     # can re-check the whole table exactly as the chunks were checked.
     copied = list(tp.columns) or [c.name for c in info.copied]
-    sums = row_checksum.to_json(target_sum_columns(info, await read_table(tgt, tp.target), copied))
+    landing = await read_table(tgt, tp.target)
+    sums = row_checksum.to_json(target_sum_columns(info, landing, copied))
     if plan is not None:
         await checkpoints.keep_sum_columns(tgt, run_id, key, part=part, sum_columns=sums)
     else:
+        # Key ranges only where both servers order the key alike (see key_order): else one chunk.
+        unlike = (
+            await key_order.differing_columns(src, info.oid, tgt, landing.oid, info.key)
+            if info.key and landing is not None
+            else []
+        )
+        if unlike and ts.key_range is not None:
+            raise DataError(
+                f"source table {ts.source}: key column(s) {'; '.join(unlike)} sort differently on the"
+                " target, so the key range of this part would hold other rows there; plan the table"
+                " without key ranges (it is then copied as one chunk)"
+            )
+        if unlike:
+            log_event("single_chunk", table=key, reason="key order differs", columns=unlike)
         chunks = (
             await plan_table(
                 src, info, key_range=ts.key_range, chunk_rows=opts.chunk_rows, chunk_bytes=opts.chunk_bytes
             )
-            if info.key
+            if info.key and not unlike
             else single_chunk()
         )
         plan = await checkpoints.save_plan(
