@@ -230,8 +230,18 @@ def check_streamable(dsn: str, config: SyncTaskConfig, tables: list[str]) -> Non
             set_replica_identity=config.set_replica_identity,
             handoff=config.mode == "full+incremental",
         )
-    if refused:
-        raise PlanningError(f"sync task {config.name!r} (mode {config.mode}): {refused}")
+        # Columns the stream cannot carry exactly (xml, large-object references).
+        found = []
+        for table in tables:
+            schema, name = parse_qualified(table)
+            row = conn.execute(_OID_SQL, (schema, name)).fetchone()
+            if row is not None:
+                quoted = psycopg.sql.Identifier(schema, name).as_string(conn)
+                found.append((table, int(row[0]), quoted if row[1] == "p" else f"ONLY {quoted}"))
+        typed = source_check.stream_problems(conn, found)
+    parts = ([refused] if refused else []) + typed
+    if parts:
+        raise PlanningError(f"sync task {config.name!r} (mode {config.mode}): {'; '.join(parts)}")
 
 
 def _estimate(conn: psycopg.Connection, row: tuple) -> TableEstimate:

@@ -183,3 +183,30 @@ def target_holds_xml(conn: Any) -> bool:
 
 def xml_columns(conn: Any, oid: int) -> list[str]:
     return [r[0] for r in conn.execute(xml_columns_sql("%s"), (oid,)).fetchall()]
+
+
+def stream_xml_message(table: str, columns: list[str]) -> str:
+    return (
+        f"source table {table}: column(s) {', '.join(columns)} have type xml; logical decoding sends"
+        " xml values in their output form, which drops the XML declaration a value was stored with"
+        ' (<?xml version="1.0"?>), so the stream would change values. Fix: mode full (it reads the'
+        " stored text), or change the column to text on the source, or exclude the table"
+    )
+
+
+def stream_problems(conn: Any, tables: list[tuple[str, int, str]]) -> list[str]:
+    """What a CDC mode cannot stream exactly, for (table, oid, from_sql) on a psycopg 3 source
+    session: xml columns, large-object references (their objects are never in the WAL stream)."""
+    problems = []
+    for table, oid, from_sql in tables:
+        columns = xml_columns(conn, oid)
+        if columns:
+            problems.append(stream_xml_message(table, columns))
+        candidates = oid_columns(conn.execute(oid_columns_sql("%s"), (oid,)).fetchall())
+        refs = [c for c in candidates if c.is_domain]
+        plain = [c for c in candidates if not c.is_domain]
+        if plain and conn.execute(HAS_LARGE_OBJECTS).fetchone()[0]:
+            refs += [c for c in plain if conn.execute(c.references_sql(from_sql)).fetchone()[0]]
+        if refs:
+            problems.append(large_object_message(table, refs))
+    return problems

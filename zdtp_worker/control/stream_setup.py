@@ -23,7 +23,7 @@ import psycopg
 from zdtp_worker.contract.errors import ConfigError, DataError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.control import publication as _publication
-from zdtp_worker.control import replica_identity, slot_guard
+from zdtp_worker.control import replica_identity, slot_guard, source_check
 from zdtp_worker.control.catalog import TableDef, read_table
 from zdtp_worker.control.session import connect
 
@@ -73,6 +73,7 @@ def check_source(
             raise ConfigError(f"source table {name} does not exist")
         found[name] = info
     check_row_security(conn, found)
+    check_stream_types(conn, found)
     replica_identity.check(conn, tables, set_replica_identity=set_replica_identity, handoff=handoff)
     return found
 
@@ -93,6 +94,25 @@ def check_row_security(conn: psycopg.Connection, tables: dict[TableName, TableDe
             " the copy and the stream's re-reads would see only the rows its policies show."
             " Fix: connect as the tables' owner or a role with BYPASSRLS (ALTER ROLE ... BYPASSRLS)"
         )
+
+
+def check_stream_types(conn: psycopg.Connection, tables: dict[TableName, TableDef]) -> None:
+    """DataError for columns the stream cannot carry exactly (:func:`source_check.stream_problems`:
+    xml, whose decoded form drops XML declarations; large-object references)."""
+    rows = conn.execute(
+        "SELECT oid, relkind::text FROM pg_class WHERE oid = ANY(%s::oid[])",
+        ([t.oid for t in tables.values()],),
+    ).fetchall()
+    kinds = {int(oid): kind for oid, kind in rows}
+    problems = source_check.stream_problems(
+        conn,
+        [
+            (str(name), info.oid, name.qualified if kinds.get(info.oid) == "p" else f"ONLY {name.qualified}")
+            for name, info in tables.items()
+        ],
+    )
+    if problems:
+        raise DataError("; ".join(problems))
 
 
 def stream_keys(

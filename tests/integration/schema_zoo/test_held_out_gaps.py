@@ -14,7 +14,9 @@ import pytest
 
 from tests.fixtures.postgres import PgServer
 from tests.integration.schema_zoo import held_out as ho
-from zdtp_provider.planner import PlanningError, read_catalog
+from zdtp_provider.database_steps import prepare_stream
+from zdtp_provider.planner import PlanningError, check_streamable, read_catalog
+from zdtp_worker.contract.errors import WorkerError
 
 LARGE_OBJECTS_SQL = """
 CREATE SCHEMA ho;
@@ -280,3 +282,32 @@ def test_plan_refuses_what_the_worker_preflight_refuses(empty_source: str, targe
         assert len(read_catalog(empty_source, ho.config("ho-plan"), target_dsn=target_dsn)) == 3
     finally:
         ho.run_sql(empty_source, f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+def test_stream_refuses_xml_and_large_object_columns(empty_source: str) -> None:
+    # Logical decoding sends xml in its output form (the XML declaration dropped) and never the
+    # large objects an oid column names: a CDC task on such tables is refused by the plan and by
+    # prepare_stream (the DAG's first task) before any publication or slot exists.
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE SCHEMA ho;
+        CREATE EXTENSION lo;
+        CREATE TABLE ho.feed (id int PRIMARY KEY, body xml);
+        CREATE TABLE ho.doc (id int PRIMARY KEY, blob lo);
+        CREATE TABLE ho.fine (id int PRIMARY KEY, v text);
+        """,
+    )
+    config = ho.config("ho-stream-types", mode="full+incremental")
+    tables = [e.name for e in read_catalog(empty_source, config)]
+    with pytest.raises(PlanningError) as planned:
+        check_streamable(empty_source, config, tables)
+    with pytest.raises(WorkerError) as prepared:
+        prepare_stream(source_dsn=empty_source, config=config, tables=tables)
+    for message in (str(planned.value), str(prepared.value)):
+        assert "ho.feed: column(s) body have type xml" in message and "XML declaration" in message, message
+        assert "ho.doc: column(s) blob (lo, a domain over oid)" in message, message
+        assert "ho.fine" not in message, message
+    assert ho.rows(empty_source, "SELECT pubname FROM pg_publication") == []
+    slots = "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
+    assert ho.rows(empty_source, slots) == []
