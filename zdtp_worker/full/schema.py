@@ -123,6 +123,13 @@ async def drop_table(conn: asyncpg.Connection, table: TableName) -> None:
     await conn.execute(f"DROP TABLE IF EXISTS {table.qualified}")
 
 
+# The other side of ``table``'s plain-inheritance links (never partitions), in the source order.
+_INHERITS_SQL = """
+SELECT i.{other}::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.{side} = $1::regclass AND NOT c.relispartition ORDER BY i.inhseqno, 1
+"""
+
+
 async def swap_in(conn: asyncpg.Connection, *, staging: TableName, target: TableName) -> None:
     """Replace ``target`` by ``staging``; call inside a transaction so readers see old or new only.
 
@@ -134,10 +141,33 @@ async def swap_in(conn: asyncpg.Connection, *, staging: TableName, target: Table
         "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'",
         staging.qualified,
     )
+    parents: list[str] = []
+    children: list[str] = []
     if await read_table(conn, target) is not None:
         await conn.execute(f"LOCK TABLE {target.qualified} IN ACCESS EXCLUSIVE MODE")
+        # Inheritance links of the old table (not partitions: a partitioned target is swapped
+        # whole): DROP TABLE would refuse while children inherit from it, and the new table would
+        # lose its own parents. Unlinked here, made again on the new table in the same transaction.
+        parents = [
+            r[0]
+            for r in await conn.fetch(
+                _INHERITS_SQL.format(side="inhrelid", other="inhparent"), target.qualified
+            )
+        ]
+        children = [
+            r[0]
+            for r in await conn.fetch(
+                _INHERITS_SQL.format(side="inhparent", other="inhrelid"), target.qualified
+            )
+        ]
+        for child in children:
+            await conn.execute(f"ALTER TABLE {child} NO INHERIT {target.qualified}")
         await conn.execute(f"DROP TABLE {target.qualified}")
     await conn.execute(f"ALTER TABLE {staging.qualified} RENAME TO {ident(target.name)}")
+    for parent in parents:
+        await conn.execute(f"ALTER TABLE {target.qualified} INHERIT {parent}")
+    for child in children:
+        await conn.execute(f"ALTER TABLE {child} INHERIT {target.qualified}")
     wanted = f"{_head(target.name, 58)}_pkey"
     if pkey and pkey != wanted:
         taken = await conn.fetchval(

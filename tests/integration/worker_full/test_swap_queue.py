@@ -139,3 +139,29 @@ def test_queue_run_moves_sequences_and_a_redone_item_adds_no_rows(source_dsn: st
     assert fingerprint(source_dsn, "s") == fingerprint(target_dsn, "s")
     execute(target_dsn, "INSERT INTO s (v) VALUES (0)")  # the cut-over case: new ids do not collide
     assert scalar(target_dsn, "SELECT max(n) FROM s") == 5001
+
+
+def test_swap_keeps_the_targets_inheritance_links(source_dsn: str, target_dsn: str) -> None:
+    # The target table has a parent and a child (plain INHERITS). DROP TABLE of the old table
+    # refused while the child inherits from it; the links are made again on the swapped-in table.
+    execute(source_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+    execute(source_dsn, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 3000) g")
+    execute(target_dsn, "CREATE TABLE p (id int, v text)")
+    execute(target_dsn, "CREATE TABLE t (id int PRIMARY KEY, v text CHECK (v <> '')) INHERITS (p)")
+    execute(target_dsn, "INSERT INTO t SELECT g, 'old' FROM generate_series(1, 10) g")
+    execute(target_dsn, "CREATE TABLE t_kid (k int) INHERITS (t)")
+    execute(target_dsn, "INSERT INTO t_kid VALUES (900001, 'kid', 1), (900002, 'kid', 2)")
+    result = run_full(
+        make_spec(["t"], copy_mode="swap", chunk_rows=700), source_dsn=source_dsn, target_dsn=target_dsn
+    )
+    assert result.rows == 3000
+    rows = "SELECT id, v FROM ONLY t ORDER BY id"
+    with psycopg.connect(source_dsn) as src, psycopg.connect(target_dsn) as tgt:
+        assert src.execute(rows).fetchall() == tgt.execute(rows).fetchall()
+    links = "SELECT inhrelid::regclass::text, inhparent::regclass::text FROM pg_inherits ORDER BY 1"
+    with psycopg.connect(target_dsn) as conn:
+        assert conn.execute(links).fetchall() == [("t", "p"), ("t_kid", "t")]
+        # Through the links: the parent reads the new rows and the child's, the child its own.
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (3002,)
+        assert conn.execute("SELECT count(*) FROM p").fetchone() == (3002,)
+        assert conn.execute("SELECT count(*) FROM t_kid").fetchone() == (2,)
