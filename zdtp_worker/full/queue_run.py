@@ -20,7 +20,7 @@ from zdtp_worker.contract.errors import ConfigError, WorkerError
 from zdtp_worker.contract.result import TableResult, WorkerResult
 from zdtp_worker.contract.spec import TableName, WorkerSpec
 from zdtp_worker.credentials import load_dsn
-from zdtp_worker.full import checkpoints, target_ddl
+from zdtp_worker.full import checkpoints, finalize, inherit, target_ddl
 from zdtp_worker.full.catalog import read_table
 from zdtp_worker.full.chunk import SessionPair, TableJob, copy_chunk
 from zdtp_worker.full.chunking import Chunk
@@ -164,6 +164,7 @@ async def enqueue_async(
         same_db = describe_target(source_dsn) == describe_target(target_dsn)
         checked = await check_tables(src, tgt, spec.tables, same_database=same_db)
         await checkpoints.bootstrap(tgt)
+        await finalize.bootstrap(tgt)
         items: list[tuple[str, dict]] = []
         for ts, info, _, shape in checked:
             step.what = f"table {ts.target_name}"
@@ -194,6 +195,13 @@ async def enqueue_async(
                     "chunk": chunk.to_json(),
                 }
                 items.append((f"{spec.run_id}/{plan.target_table}/{plan.part}/{chunk.no}", payload))
+        # Inheritance links between the tables created here, now: no queue worker knows it copies
+        # a table's last item, and a link needs no rows (every target-side chunk step reads and
+        # deletes ONLY its own table).
+        for ts, info, _, _ in checked:
+            linked = await inherit.link(tgt, await inherit.source_edges(src, info.oid), ts)
+            if linked:
+                log_event("inherits", table=str(ts.target_name), links=linked)
         work = await open_queue(spec.full.queue_backend, target=tgt, url=queue_url)
         try:
             await work.bootstrap()

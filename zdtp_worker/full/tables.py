@@ -180,7 +180,9 @@ async def prepare_table(
             target,
             shape=shape,
             with_keys=not deferred,
-            on_create=created if keys_after_load else None,
+            # Recorded also when keys come at creation (queue runs): what zdtp created it may link
+            # by inheritance later (inherit.link changes only such tables).
+            on_create=created,
         )
         # Keyless because this run created it so: even a ``restart`` of the run must build them.
         pending = keys_after_load and await finalize.pending(tgt, run_id=run_id, target=key)

@@ -165,3 +165,45 @@ def test_swap_keeps_the_targets_inheritance_links(source_dsn: str, target_dsn: s
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (3002,)
         assert conn.execute("SELECT count(*) FROM p").fetchone() == (3002,)
         assert conn.execute("SELECT count(*) FROM t_kid").fetchone() == (2,)
+
+
+def test_queue_run_makes_the_inheritance_links(source_dsn: str, target_dsn: str) -> None:
+    # INHERITS between tables of a queue run: the enqueue step creates the tables and links them
+    # (no queue worker knows it copies a table's last item); every row lands once, the parents
+    # read their children's rows as on the source.
+    execute(
+        source_dsn,
+        """
+        CREATE TABLE city (id int PRIMARY KEY, name text NOT NULL);
+        CREATE TABLE capital (state char(2) NOT NULL) INHERITS (city);
+        ALTER TABLE capital ADD PRIMARY KEY (id);
+        CREATE TABLE tagged (tag text);
+        CREATE TABLE town (id int PRIMARY KEY) INHERITS (city, tagged);
+        INSERT INTO city SELECT g, 'c' || g FROM generate_series(1, 2500) g;
+        INSERT INTO capital SELECT g, 'cap' || g, 'S' FROM generate_series(5001, 5300) g;
+        INSERT INTO town SELECT g, 't' || g, 'x' FROM generate_series(7001, 7400) g;
+        INSERT INTO tagged VALUES ('lonely');
+        """,
+    )
+    tables = ["city", "capital", "tagged", "town"]
+    specs = [t if t != "tagged" else {"source": t, "allow_single_chunk": True} for t in tables]
+    spec = make_spec(specs, run_id="q-inh", chunk_rows=500, queue="inh")
+    assert enqueue_chunks(spec, source_dsn=source_dsn, target_dsn=target_dsn) > len(tables)
+    run_full(
+        make_spec(specs, run_id="q-inh"),
+        source_dsn=source_dsn,
+        target_dsn=target_dsn,
+        queue_name="inh",
+        queue_mode="drain",
+    )
+    links = (
+        "SELECT inhrelid::regclass::text, inhparent::regclass::text, inhseqno FROM pg_inherits ORDER BY 1, 3"
+    )
+    counts = (
+        "SELECT (SELECT count(*) FROM city), (SELECT count(*) FROM ONLY city), (SELECT count(*) FROM tagged)"
+    )
+    with psycopg.connect(source_dsn) as src, psycopg.connect(target_dsn) as tgt:
+        assert tgt.execute(links).fetchall() == src.execute(links).fetchall()
+        assert tgt.execute(counts).fetchall() == src.execute(counts).fetchall() == [(3200, 2500, 401)]
+    for table in tables:
+        assert fingerprint(source_dsn, table) == fingerprint(target_dsn, table)
