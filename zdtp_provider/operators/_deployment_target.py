@@ -17,6 +17,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowException
 
 from zdtp_provider.k8s.names import validate_dns_label
+from zdtp_provider.operators._defer import defer_unless_done
 from zdtp_provider.operators._inputs import as_airflow_error, default_deferrable
 from zdtp_provider.operators._kube_operator import ZdtpKubeOperator
 from zdtp_provider.triggers.deployment import (
@@ -61,9 +62,17 @@ class DeploymentTargetOperator(ZdtpKubeOperator):
     def wait_for(self, check: Callable[[], dict[str, Any] | None], what: str, trigger: Any) -> None:
         """Defer to ``trigger``, or poll ``check`` (an event dict when done) up to ``timeout``."""
         if self.deferrable:
-            self.defer(
-                trigger=trigger, method_name="execute_complete", timeout=dt.timedelta(seconds=self.timeout)
+            # Already there (stopping a stopped worker...): concluded here, no deferral.
+            defer_unless_done(
+                self,
+                {},  # execute_complete reads no context
+                check=check,
+                trigger=trigger,
+                method_name="execute_complete",
+                where=(trigger.name, trigger.namespace),
+                timeout=dt.timedelta(seconds=self.timeout),
             )
+            return
         deadline = time.monotonic() + self.timeout
         while (event := check()) is None:
             if time.monotonic() > deadline:

@@ -4,7 +4,8 @@
   instance and run, and a retry first looks it up (by name, then labels). A running or
   succeeded Job is reused; a failed one is deleted and re-created — the worker resumes from the
   checkpoints in the target, so only unfinished chunks run again;
-* waits deferrably (ZdtpJobTrigger, whose ``on_kill`` deletes the Job) or in-process;
+* waits deferrably (ZdtpJobTrigger, whose ``on_kill`` deletes the Job) or in-process; a Job
+  already finished when the task would defer is concluded in-process (``_defer``);
 * logs the workers' progress lines while it waits (polled, ``_progress``) or, deferred, the last
   ones when it resumes;
 * reports per-index / per-pod outcomes (exit codes, worker result summaries) as its XCom;
@@ -36,10 +37,11 @@ from zdtp_provider.k8s.status import (
 )
 from zdtp_provider.links import WorkerObjectLink
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
+from zdtp_provider.operators._defer import defer_unless_done
 from zdtp_provider.operators._inputs import default_deferrable
 from zdtp_provider.operators._kube_operator import ZdtpKubeOperator
 from zdtp_provider.operators._progress import ProgressTail
-from zdtp_provider.triggers.job import ZdtpJobTrigger
+from zdtp_provider.triggers.job import ZdtpJobTrigger, job_event
 from zdtp_provider.workload import Rendered
 
 JOB_STATE_KEY = "zdtp_job"
@@ -82,9 +84,14 @@ class JobLifecycleOperator(ZdtpKubeOperator):
         self._job_ref = (name, namespace)
         self._find_or_create(rendered, context)
         if self.deferrable:
-            self.defer(
+            # A Job already complete (a reused one, or a very short one) is concluded here.
+            return defer_unless_done(
+                self,
+                context,
+                check=lambda: job_event(self.hook, name, namespace),
                 trigger=ZdtpJobTrigger(**self.trigger_kwargs(name=name, namespace=namespace)),
                 method_name="execute_complete",
+                where=(name, namespace),
             )
         self._wait(name, namespace)
         return self._conclude(name, namespace, context)

@@ -10,6 +10,9 @@ from the termination message into XCom, and closes KPO's known gaps:
 * Failed pods are kept for debugging, succeeded and still-active ones (schedule timeout) are
   deleted: neither of KPO's ``on_finish_action`` values does exactly that.
 * Exit codes 65/78 (data/config error) raise AirflowFailException: retrying cannot help.
+* A pod that finished before its task deferred is concluded in-process instead of deferring
+  (apache/airflow#66374: the trigger would fire at once and the scheduler can fail the task on
+  the deferring process's stale executor event); see ``invoke_defer_method``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from functools import cached_property
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.triggers.pod import ContainerState, KubernetesPodTrigger
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
 from kubernetes.client import V1Pod
 
 from zdtp_provider.hooks.connection import KubeConnection
@@ -130,6 +134,7 @@ class FullSyncOperator(KubernetesPodOperator):
         self._companions: list[Any] = []
         self._applied: list[dict] = []
         self._result: dict | None = None
+        self._pushed = False
 
     @cached_property
     def hook(self) -> ZdtpKubernetesHook:  # type: ignore[override]
@@ -216,6 +221,56 @@ class FullSyncOperator(KubernetesPodOperator):
             raise
         return self._finish(context)
 
+    def invoke_defer_method(self, last_log_time: Any = None, context: Context | None = None) -> None:
+        """KPO's deferral, unless the pod has finished by the time the task would defer.
+
+        KPO checks for a finished pod before deferring, but on the pod object ``get_or_create_pod``
+        returned (the create request: no status), so a short worker that ends before its task
+        defers still defers, its trigger fires at once, and Airflow's stale-executor-event race
+        (apache/airflow#66374) can fail the task although the pod succeeded. Here the pod is read
+        after KPO has built its trigger, as the last step before the deferral leaves the
+        operator; a finished pod goes through ``trigger_reentry`` in-process, exactly as KPO's own
+        skip path does (same logs, callbacks, clean-up, result).
+        """
+        try:
+            super().invoke_defer_method(last_log_time=last_log_time, context=context)
+            return
+        except TaskDeferred as deferral:
+            event = self._finished_pod_event(deferral, last_log_time) if context is not None else None
+            if event is None:
+                raise
+        self.log.info(
+            "Pod %s/%s already %s before the task deferred: finishing in-process instead of "
+            "deferring (avoids Airflow's stale-executor-event race, apache/airflow#66374)",
+            event["namespace"],
+            event["name"],
+            "succeeded" if event["status"] == "success" else "failed",
+        )
+        self.trigger_reentry(context, event)
+
+    def _finished_pod_event(self, deferral: TaskDeferred, last_log_time: Any) -> dict[str, Any] | None:
+        """The event KPO's trigger would send at once for a finished pod; None while it runs."""
+        trigger = deferral.trigger
+        if not isinstance(trigger, KubernetesPodTrigger):
+            return None
+        try:
+            pod = self.hook.get_pod(trigger.pod_name, trigger.pod_namespace)
+        except Exception as exc:
+            self.log.warning("Could not read pod %s before deferring (%s): deferring", trigger.pod_name, exc)
+            return None
+        state = trigger.define_pod_container_state(pod)
+        if state not in (ContainerState.TERMINATED, ContainerState.FAILED):
+            return None
+        failed = state == ContainerState.FAILED
+        return {
+            "status": "failed" if failed else "success",
+            "namespace": trigger.pod_namespace,
+            "name": trigger.pod_name,
+            "message": "Container failed" if failed else "Container succeeded",
+            "last_log_time": last_log_time,
+            **(self.trigger_kwargs or {}),
+        }
+
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
         self._worker_pod = (event["namespace"], event["name"])
         super().trigger_reentry(context, event)
@@ -230,9 +285,11 @@ class FullSyncOperator(KubernetesPodOperator):
         if self._killed:
             # apache/airflow#73006: KPO would let this end SUCCESS.
             raise WorkerKilled("task was killed while the worker ran; its pod was deleted")
-        if self._result is not None:
-            # KPO's do_xcom_push means "xcom sidecar" (off: it needs exec); push the summary here.
+        if self._result is not None and not self._pushed:
+            # KPO's do_xcom_push means "xcom sidecar" (off: it needs exec); push the summary here,
+            # once (a pod finished before deferral passes trigger_reentry and then execute).
             context["ti"].xcom_push(key=XCOM_RETURN_KEY, value=self._result)
+            self._pushed = True
         return self._result
 
     def cleanup(self, pod: V1Pod, remote_pod: V1Pod, xcom_result: dict | None = None, context=None) -> None:

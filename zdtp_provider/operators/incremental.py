@@ -21,6 +21,7 @@ from zdtp_provider.hooks.kubernetes import WritesRefused
 from zdtp_provider.k8s.secret import OwnerRef
 from zdtp_provider.links import WorkerObjectLink
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
+from zdtp_provider.operators._defer import defer_unless_done
 from zdtp_provider.operators._deployment_target import (
     DeleteIncrementalSyncOperator,
     ResumeIncrementalSyncOperator,
@@ -140,11 +141,16 @@ class IncrementalSyncOperator(PodArgumentsMixin, ZdtpKubeOperator):
         if not self.wait:
             return self._summary(name, namespace)
         if self.deferrable:
-            self.defer(
+            # An unchanged re-apply is rolled out already: concluded here, no deferral.
+            return defer_unless_done(
+                self,
+                context,
+                check=lambda: rollout_event(self.hook, name, namespace),
                 trigger=ZdtpRolloutTrigger(
                     on_kill_action=self.on_kill_action, **self.trigger_kwargs(name=name, namespace=namespace)
                 ),
                 method_name="execute_complete",
+                where=(name, namespace),
             )
         while True:
             if self._killed:
