@@ -12,26 +12,35 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from devtools.airflow_home import REPO
+from tests.e2e.conftest import _DagsTestServer
 
 pytestmark = [pytest.mark.airflow]
 
-AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 EXAMPLE = yaml.safe_load((REPO / "dags" / "syncs" / "shop.yaml").read_text())
 
 
-def _airflow(*args: str, syncs: Path, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def cli(airflow_home: Path) -> Iterator[_DagsTestServer]:
+    """One Airflow process runs this module's seven CLI commands (the CLI's own code path, each
+    with its own env), so Airflow's start-up is paid once, not per command."""
+    server = _DagsTestServer(dict(os.environ))
+    yield server
+    server.close()
+
+
+def _airflow(cli: _DagsTestServer, *args: str, syncs: Path, ok: tuple[int, ...] = (0,)) -> str:
+    """``airflow <args>``: its stdout and stderr, in one text."""
     env = {**os.environ, "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"), "ZDTP_SYNCS_DIR": str(syncs)}
-    proc = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert proc.returncode in ok, (proc.stdout + proc.stderr)[-3000:]
-    return proc
+    code, output, _ = cli.run(list(args), 300, env)
+    assert code in ok, output[-3000:]
+    return output
 
 
 def _json(stdout: str) -> list[dict]:
@@ -49,25 +58,27 @@ def _write(folder: Path, file: str, **overrides) -> Path:
     return path
 
 
-def _listed(syncs: Path) -> dict[str, dict]:
-    reserialize = _airflow("dags", "reserialize", syncs=syncs)
-    listed = _airflow("dags", "list", "-o", "json", "--columns", "dag_id,description,is_stale", syncs=syncs)
-    rows = {r["dag_id"]: r for r in _json(listed.stdout)}
-    assert rows, (reserialize.stdout + reserialize.stderr)[-3000:]
+def _listed(cli: _DagsTestServer, syncs: Path) -> dict[str, dict]:
+    reserialize = _airflow(cli, "dags", "reserialize", syncs=syncs)
+    listed = _airflow(
+        cli, "dags", "list", "-o", "json", "--columns", "dag_id,description,is_stale", syncs=syncs
+    )
+    rows = {r["dag_id"]: r for r in _json(listed)}
+    assert rows, reserialize[-3000:]
     return rows
 
 
-def _import_errors(syncs: Path) -> list[dict]:
-    out = _airflow("dags", "list-import-errors", "-o", "json", syncs=syncs, ok=(0, 1)).stdout
+def _import_errors(cli: _DagsTestServer, syncs: Path) -> list[dict]:
+    out = _airflow(cli, "dags", "list-import-errors", "-o", "json", syncs=syncs, ok=(0, 1))
     return [e for e in _json(out) if e["filepath"].endswith("zdtp_syncs.py")]
 
 
-def test_bad_file_becomes_a_placeholder_and_the_valid_dags_stay(airflow_home: Path, tmp_path: Path) -> None:
+def test_bad_file_becomes_a_placeholder_and_the_valid_dags_stay(cli: _DagsTestServer, tmp_path: Path) -> None:
     _write(tmp_path, "iso-one.yaml", name="iso-one")
     _write(tmp_path, "iso-two.yaml", name="iso-two", mode="incremental")
     bad = _write(tmp_path, "iso-bad.yaml", name="iso-bad", workers=0)
 
-    dags = _listed(tmp_path)
+    dags = _listed(cli, tmp_path)
     for dag_id in ("zdtp_iso_one", "zdtp_iso_two"):
         assert dag_id in dags, sorted(dags)
         assert str(dags[dag_id]["is_stale"]) in ("False", "false", "None"), dags[dag_id]
@@ -76,23 +87,22 @@ def test_bad_file_becomes_a_placeholder_and_the_valid_dags_stay(airflow_home: Pa
     text = placeholder["description"]
     assert str(bad) in text and "workers = 0" in text and "greater than or equal to 1" in text, text
     assert "zdtp_iso_bad" not in dags
-    assert _import_errors(tmp_path) == []
+    assert _import_errors(cli, tmp_path) == []
 
     # The placeholder's task fails with the message (a run shows the problem, never does work).
-    run = _airflow("dags", "test", "zdtp-invalid-iso-bad", syncs=tmp_path, ok=(0, 1))
-    output = run.stdout + run.stderr
+    output = _airflow(cli, "dags", "test", "zdtp-invalid-iso-bad", syncs=tmp_path, ok=(0, 1))
     assert "workers = 0" in output and "failed" in output.lower(), output[-3000:]
 
 
-def test_duplicate_task_names_are_an_error_naming_both_files(airflow_home: Path, tmp_path: Path) -> None:
+def test_duplicate_task_names_are_an_error_naming_both_files(cli: _DagsTestServer, tmp_path: Path) -> None:
     first = _write(tmp_path, "dup-a.yaml", name="iso-dup")
     second = _write(tmp_path, "dup-b.yaml", name="iso-dup")
     _write(tmp_path, "iso-ok.yaml", name="iso-ok")
 
-    dags = _listed(tmp_path)
+    dags = _listed(cli, tmp_path)
     assert "zdtp_iso_ok" in dags, sorted(dags)
     assert "zdtp_iso_dup" not in dags or str(dags["zdtp_iso_dup"]["is_stale"]).lower() == "true"
     for me, other in ((first, second), (second, first)):
         text = dags[f"zdtp-invalid-{me.stem}"]["description"]
         assert str(me) in text and str(other) in text and "iso-dup" in text, text
-    assert _import_errors(tmp_path) == []
+    assert _import_errors(cli, tmp_path) == []
