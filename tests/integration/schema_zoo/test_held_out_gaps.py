@@ -218,6 +218,8 @@ def test_icu_keys_chunk_where_both_sides_order_alike(pg15_server: PgServer, targ
             CREATE TABLE ho.words (k text PRIMARY KEY, n int NOT NULL, v text);
             INSERT INTO ho.words SELECT w || '-' || i, i, repeat('v', i % 7)
             FROM unnest({WORDS}) w, generate_series(1, 90) i;
+            CREATE TABLE ho.icu_named (k text COLLATE "und-x-icu" PRIMARY KEY);
+            INSERT INTO ho.icu_named SELECT 'k' || i FROM generate_series(1, 10) i;
             CREATE TABLE ho.ci_key (k text COLLATE ho.ci PRIMARY KEY, n int);
             INSERT INTO ho.ci_key SELECT w || i, i FROM unnest(ARRAY['a', 'B', 'é', 'ß', 'Straße']) w,
                                                           generate_series(1, 200) i;
@@ -243,9 +245,12 @@ def test_icu_keys_chunk_where_both_sides_order_alike(pg15_server: PgServer, targ
         events = [e for f in finished for e in _events(f.stderr)]
         single = [e for e in events if e.get("event") == "single_chunk"]
         assert single and "k (source icu und" in single[0]["columns"][0], events
-        refused = ho.full_copy(src, target_dsn, include=["ho.ci_key"])
-        assert [f.returncode for f in refused] == [65], [f.describe() for f in refused]
-        assert ho.rows(target_dsn, "SELECT to_regclass('ho.ci_key')") == [(None,)]
+        for table, collation in (("ho.ci_key", "ho.ci"), ("ho.icu_named", "und-x-icu")):
+            refused = ho.full_copy(src, target_dsn, include=[table])
+            assert [f.returncode for f in refused] == [65], [f.describe() for f in refused]
+            message = refused[0].stderr
+            assert table in message and collation in message and "create that collation" in message, message
+            assert ho.rows(target_dsn, "SELECT to_regclass(%s)", (table,)) == [(None,)]
     finally:
         pg15_server.drop_database(source)
         pg15_server.drop_database(twin)
