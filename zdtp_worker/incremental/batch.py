@@ -84,8 +84,10 @@ class Batch:
     def update(
         self, relation: Relation, key_indexes: tuple[int, ...], new: list[Value], old: list[Value] | None
     ) -> None:
-        tb = self.table(relation, key_indexes)
-        key = tb.key(new)
+        tb = self.tables.get(relation.oid)
+        if tb is None or tb.relation is not relation:
+            tb = self.table(relation, key_indexes)
+        key = (new[key_indexes[0]],) if len(key_indexes) == 1 else tuple([new[i] for i in key_indexes])
         previous_key = key
         if old is not None:
             old_key = tb.key(old)

@@ -321,24 +321,21 @@ class PgOutputDecoder:
     def __call__(self, payload: bytes) -> Message:
         return decode(payload, self._tuple)
 
-    def _row(self, buf: bytes, pos: int) -> list[Value]:
-        """The tuple at ``pos``: through the compiled reader of its width, else the generic one."""
-        reader = self._readers.get((buf[pos] << 8) | buf[pos + 1])
-        if reader is None:
-            ncols = (buf[pos] << 8) | buf[pos + 1]
-            if ncols > COMPILED_MAX_COLUMNS:
-                return self._tuple(buf, pos)[0]
-            reader = self._readers[ncols] = compile_row_reader(ncols, binary=self.binary)
-        got = reader(buf, pos)
-        return (got or self._tuple(buf, pos))[0]
+    def _reader(self, ncols: int) -> RowReader:
+        """The reader of tuples of ``ncols`` columns: compiled once per width, generic when wide."""
+        wide = ncols > COMPILED_MAX_COLUMNS
+        reader = self._tuple if wide else compile_row_reader(ncols, binary=self.binary)
+        self._readers[ncols] = reader
+        return reader
 
     def insert(self, payload: bytes) -> tuple[int, list[Value]] | None:
         """The hot path: (relation oid, new row) of an Insert without building a message object;
         ``None`` for any other message."""
         if payload[0] != 0x49:  # 'I'
             return None
-        (oid,) = _U32.unpack_from(payload, 1)
-        return oid, self._row(payload, 6)
+        ncols = (payload[6] << 8) | payload[7]
+        got = (self._readers.get(ncols) or self._reader(ncols))(payload, 6) or self._tuple(payload, 6)
+        return _U32.unpack_from(payload, 1)[0], got[0]
 
     def upsert(self, payload: bytes) -> tuple[int, list[Value], bool] | None:
         """The hot path of row changes: (relation oid, new row, is an insert) of an Insert, or of an
@@ -346,7 +343,12 @@ class PgOutputDecoder:
         without building a message object; ``None`` for any other message."""
         kind = payload[0]
         if kind == 0x49:  # 'I'
-            return _U32.unpack_from(payload, 1)[0], self._row(payload, 6), True
-        if kind == 0x55 and payload[5] == 0x4E:  # 'U', then the new tuple right away
-            return _U32.unpack_from(payload, 1)[0], self._row(payload, 6), False
-        return None
+            inserted = True
+        elif kind == 0x55 and payload[5] == 0x4E:  # 'U', then the new tuple right away
+            inserted = False
+        else:
+            return None
+        # (inlined: this runs once per change) the tuple's reader by its width, see compile_row_reader
+        ncols = (payload[6] << 8) | payload[7]
+        got = (self._readers.get(ncols) or self._reader(ncols))(payload, 6) or self._tuple(payload, 6)
+        return _U32.unpack_from(payload, 1)[0], got[0], inserted
