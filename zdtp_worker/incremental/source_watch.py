@@ -10,10 +10,11 @@ Every ``interval`` seconds, on its own short queries (never on the replication c
 - tables that match the sync's ``include`` patterns but are not in this stream (created after the
   plan): logged once each and counted in a metric. The stream cannot add them by itself (their
   existing rows need a copy); the next ``full+incremental`` run plans and picks them up;
-- the partitions of each streamed partitioned table, as first seen: a partition ``DETACH``ed or
-  ``ATTACH``ed while streaming changes which rows the table holds without any row change in the
-  WAL (the target would keep the detached rows, or lack the attached ones), so the stream stops
-  with a data error naming it; a ``full+incremental`` re-run copies the new shape.
+- the partitions of each streamed partitioned table, as seen before streaming started: a
+  partition ``DETACH``ed or ``ATTACH``ed while streaming changes which rows the table holds
+  without any row change in the WAL (the target would keep the detached rows, or lack the
+  attached ones), so the stream stops with a data error naming it; a ``full+incremental``
+  re-run copies the new shape.
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ class SourceWatch:
             safe_wal_bytes=state.safe_wal_size,
             not_streamed=tuple(self._new_tables(conn)),
         )
+
+    def prime(self, conn: psycopg.Connection) -> None:
+        """Take the partitions' baseline now, before streaming starts. Taken at the first poll
+        instead, a DETACH/ATTACH between the start of streaming and that poll (the loop's first
+        idle moment, later on a busy machine) became the baseline itself and went unnoticed."""
+        if self.partitions is None:
+            self._check_partitions(conn)
 
     def _check_partitions(self, conn: psycopg.Connection) -> None:
         now = {

@@ -169,6 +169,13 @@ class Stream:
         self.metrics.applied_lsn = self.target.end_lsn
         self.target.binary = self._binary_mode(tables, keys)
         self.watch_conn = connect(self.source_dsn, role="source", application_name="zdtp-cdc-watch")
+        watch = SourceWatch(
+            slot=self.slot,
+            streamed={(t.schema_, t.name) for t in self.mapping},
+            include=list(self.opts.include),
+            exclude=list(self.opts.exclude),
+        )
+        watch.prime(self.watch_conn)  # before START_REPLICATION: see SourceWatch.prime
         loop = ChangeLoop(
             cur=cur,
             target=self.target,
@@ -193,12 +200,7 @@ class Stream:
                 target=self.target,
                 applier=self.applier,
                 metrics=self.metrics,
-                watch=SourceWatch(
-                    slot=self.slot,
-                    streamed={(t.schema_, t.name) for t in self.mapping},
-                    include=list(self.opts.include),
-                    exclude=list(self.opts.exclude),
-                ),
+                watch=watch,
                 watch_conn=self.watch_conn,
                 sequences=SequenceKeeper(dict(self.mapping)),
                 source=self.src,

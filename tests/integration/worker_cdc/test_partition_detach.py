@@ -9,6 +9,7 @@ import pytest
 
 from tests.integration.worker_cdc.helpers import InProcessWorker, make_spec, wait_until
 from zdtp_worker.contract.errors import DataError
+from zdtp_worker.incremental.source_watch import SourceWatch
 
 pytestmark = pytest.mark.postgres
 
@@ -46,6 +47,40 @@ def test_partition_set_change_stops_the_stream(
         wait_until(lambda: worker.error is not None, timeout=40, what="the stream to stop")
         assert isinstance(worker.error, DataError), worker.error
         assert named in str(worker.error) and "ho.p" in str(worker.error)
+    finally:
+        worker.stop_event.set()
+        assert worker.thread is not None
+        worker.thread.join(30)
+
+
+def test_partitions_before_streaming_are_the_baseline(source_dsn: str) -> None:
+    """A DETACH after the baseline but before the first poll is still a change (before prime(),
+    the first poll took the already-detached set as its baseline: held-out test, loaded machine)."""
+    with psycopg.connect(source_dsn, autocommit=True) as src:
+        src.execute(DDL)
+        src.execute("SELECT pg_create_logical_replication_slot('zdtp_prime', 'pgoutput')")
+        try:
+            watch = SourceWatch(slot="zdtp_prime", streamed={("ho", "p")}, interval=0)
+            watch.prime(src)
+            src.execute("ALTER TABLE ho.p DETACH PARTITION ho.p2")
+            with pytest.raises(DataError, match=r"ho\.p2 detached"):
+                watch.poll(src)
+        finally:
+            src.execute("SELECT pg_drop_replication_slot('zdtp_prime')")
+
+
+def test_detach_right_after_streaming_starts_stops_the_stream(source_dsn: str, target_dsn: str) -> None:
+    """No change flows before the DETACH: the stream's baseline is the partition set at start-up."""
+    with psycopg.connect(source_dsn, autocommit=True) as conn:
+        conn.execute(DDL)
+    worker = InProcessWorker(make_spec(["ho.p"]), source_dsn, target_dsn).start().wait_streaming()
+    try:
+        with psycopg.connect(source_dsn, autocommit=True) as src:
+            src.execute("ALTER TABLE ho.p DETACH PARTITION ho.p2")
+            src.execute("UPDATE ho.p SET v = 'after'")
+        wait_until(lambda: worker.error is not None, timeout=40, what="the stream to stop")
+        assert isinstance(worker.error, DataError), worker.error
+        assert "ho.p2 detached" in str(worker.error)
     finally:
         worker.stop_event.set()
         assert worker.thread is not None
