@@ -33,6 +33,7 @@ import psycopg
 from zdtp_worker.contract.errors import TemporaryError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.control.session import connect
+from zdtp_worker.incremental import text_form
 from zdtp_worker.incremental.only import only
 from zdtp_worker.incremental.pgoutput import UNCHANGED, Value
 from zdtp_worker.pg.quoting import ident
@@ -63,6 +64,7 @@ class SourceRows:
             # Same session settings as the replication connection: values come back in the text
             # form the stream itself would have sent.
             self._conn = connect(self.dsn, role="source", application_name=self.application_name)
+            text_form.pin(self._conn)  # autocommit session: money prints as the stream's (.text_form)
         return self._conn
 
     def wait_visible(self, xids: Sequence[int], *, timeout: float = 60.0) -> None:

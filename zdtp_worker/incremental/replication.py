@@ -15,6 +15,7 @@ from psycopg2.extras import REPLICATION_LOGICAL, LogicalReplicationConnection, R
 
 from zdtp_worker.contract.errors import ConfigError, TemporaryError
 from zdtp_worker.incremental.pgoutput import format_lsn, parse_lsn
+from zdtp_worker.incremental.text_form import REPLICATION_SETTINGS
 from zdtp_worker.pg.errors import first_line
 from zdtp_worker.pg.quoting import ident
 from zdtp_worker.pg.session import KEEPALIVES, libpq_options
@@ -25,7 +26,7 @@ def replication_connect(dsn: str) -> LogicalReplicationConnection:
         return psycopg2.connect(
             dsn,
             connection_factory=LogicalReplicationConnection,
-            options=libpq_options(),
+            options=libpq_options(REPLICATION_SETTINGS),  # lc_monetary too: see .text_form
             application_name="zdtp-cdc",
             connect_timeout=10,
             **KEEPALIVES,

@@ -21,6 +21,7 @@ from zdtp_worker.contract.errors import DataError, TemporaryError
 from zdtp_worker.contract.spec import TableName
 from zdtp_worker.control.catalog import TableDef, read_table
 from zdtp_worker.control.session import connect
+from zdtp_worker.incremental import text_form
 from zdtp_worker.incremental.batch import Batch
 from zdtp_worker.incremental.health import Metrics
 from zdtp_worker.incremental.only import only
@@ -92,6 +93,8 @@ class Target:
         self._conn = connect(
             self.dsn, role="target", application_name=self.application_name, autocommit=False
         )
+        text_form.pin(self._conn)  # parse money as the walsender prints it (see .text_form)
+        self._conn.commit()
 
     @property
     def conn(self) -> psycopg.Connection:
