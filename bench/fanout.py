@@ -6,7 +6,12 @@ PostgreSQL server) runs, against the KWOK dev cluster (``.zdtp/kubeconfig``), on
 
 * ``tasks``: ``FullSyncOperator.partial(...).expand(spec=[N specs])``, deferrable as generated DAGs
   run it: N task instances, each one Pod plus one credentials Secret, each waiting in the triggerer;
-* ``indexed-job``: one deferrable ``IndexedFullSyncJobOperator`` task, ``completions = parallelism = N``.
+* ``indexed-job``: one deferrable ``IndexedFullSyncJobOperator`` task, ``completions = parallelism = N``;
+* ``tasks-kpo-defer``: ``tasks`` with KPO's own deferral (zdtp before 2026-12-02), the control for
+  Airflow's stale-executor-event race: a pod that ended before its task deferred makes the trigger
+  fire at once, and the scheduler can fail the task ("state mismatch", apache/airflow#66374).
+  Each run reports ``race``: audit-log ``state mismatch`` events, task tries that deferred, and
+  tries zdtp finished in-process because the pod had already ended.
 
 Each run triggers one DAG run through the REST API and measures trigger → DAG run ``success``
 (polled every second; Airflow's own queued → end time is reported too). A watch on the style's
@@ -59,7 +64,7 @@ from devtools.airflow_services import AirflowServices, start_airflow  # noqa: E4
 from devtools.cluster import ensure_cluster  # noqa: E402
 from devtools.postgres import ensure_server  # noqa: E402
 
-STYLES = ("tasks", "indexed-job")
+STYLES = ("tasks", "indexed-job", "tasks-kpo-defer")
 PARALLELISM = 32  # Airflow's default [core] parallelism, set explicitly: the dev helper uses 4
 IMPORT_TIMEOUT = 600  # [core] dagbag_import_timeout, default 30 s: see main()
 
@@ -100,7 +105,22 @@ BODIES = {
 
     FullSyncOperator.partial(get_logs=False, **COMMON).expand(spec=SPECS)
 """,
+    # Control for the stale-executor-event race: KPO's own deferral, as zdtp did before it
+    # started reading the pod right before deferring (its skip check never sees a finished pod).
+    "tasks-kpo-defer": """
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from zdtp_provider.operators.full import FullSyncOperator
+
+    class KpoDeferral(FullSyncOperator):
+        invoke_defer_method = KubernetesPodOperator.invoke_defer_method
+
+    KpoDeferral.partial(get_logs=False, **COMMON).expand(spec=SPECS)
+""",
 }
+
+# Task-log lines that say how each mapped task waited (counted over the run's task logs).
+DEFERRED_LINE = "Pausing task as DEFERRED"
+NOT_DEFERRED_LINE = "before the task deferred: finishing in-process instead of deferring"
 
 
 def dag_id(style: str) -> str:
@@ -294,6 +314,24 @@ def _task_states(services: AirflowServices, dag: str, run_id: str) -> dict[str, 
             return states
 
 
+def _race_counts(services: AirflowServices, dag: str, run_id: str) -> dict[str, int]:
+    """Evidence of Airflow's stale-executor-event race (apache/airflow#66374) in one run.
+
+    ``state_mismatch``: the scheduler's audit-log events failing a task on an executor event
+    that disagrees with the task's state; ``deferred`` / ``finished_in_process``: task tries whose
+    log shows a deferral, or zdtp finishing a pod that ended before the deferral.
+    """
+    events = services.api_json(
+        "GET", "/eventLogs", params={"dag_id": dag, "run_id": run_id, "event": "state mismatch", "limit": 1}
+    )
+    counts = {"state_mismatch": int(events["total_entries"]), "deferred": 0, "finished_in_process": 0}
+    for path in (services.home / "logs").glob(f"dag_id={dag}/run_id={run_id}/**/*.log"):
+        text = path.read_text(errors="replace")
+        counts["deferred"] += DEFERRED_LINE in text
+        counts["finished_in_process"] += NOT_DEFERRED_LINE in text
+    return counts
+
+
 def _seconds_between(a: str | None, b: str | None) -> float | None:
     if not a or not b:
         return None
@@ -323,7 +361,7 @@ def run_style(services: AirflowServices, api, style: str, namespace: str, n: int
                 services.api_json("PATCH", f"/dags/{dag}/dagRuns/{run_id}", json={"state": "failed"})
                 run["state"] = f"timeout ({run['state']})"
                 break
-            if n > 1 and style == "tasks" and time.monotonic() >= next_progress:
+            if n > 1 and style.startswith("tasks") and time.monotonic() >= next_progress:
                 progress.append((round(time.monotonic() - t0), _task_states(services, dag, run_id)))
                 print(f"    {progress[-1]}", flush=True)
                 next_progress += 60
@@ -335,6 +373,7 @@ def run_style(services: AirflowServices, api, style: str, namespace: str, n: int
         "airflow_seconds": _seconds_between(run.get("queued_at"), run.get("end_date")),
         "state": run["state"],
         "task_states": states_at_timeout or _task_states(services, dag, run_id),
+        "race": _race_counts(services, dag, run_id),
         "created": {k: len(v) for k, v in counter.created.items()},
         "left": _left(api, namespace),
         "memory": memory.summary(),
@@ -495,6 +534,7 @@ def _print_report(report: dict) -> None:
         print(
             f"{r['style']:<12} run {r['run']}: {r['seconds']:7.1f} s trigger→success ({r['state']}; Airflow "
             f"queued→end {r['airflow_seconds']} s; Job {r['job_seconds']} s), tasks {r['task_states']}, "
+            f"race {r.get('race')}, "
             f"created {r['created']}, left {r['left']}, load {r['load_before']}→{r['load_after']}; "
             f"peak memory (process trees) {mem}"
         )
