@@ -135,6 +135,7 @@ class FullSyncOperator(KubernetesPodOperator):
         self._applied: list[dict] = []
         self._result: dict | None = None
         self._pushed = False
+        self._reentered = False
 
     @cached_property
     def hook(self) -> ZdtpKubernetesHook:  # type: ignore[override]
@@ -231,12 +232,16 @@ class FullSyncOperator(KubernetesPodOperator):
         after KPO has built its trigger, as the last step before the deferral leaves the
         operator; a finished pod goes through ``trigger_reentry`` in-process, exactly as KPO's own
         skip path does (same logs, callbacks, clean-up, result).
+
+        Only on the first deferral: KPO's ``trigger_reentry`` re-defers (an ``error`` event while
+        the pod still runs) expecting this call to raise, and goes on with the old event if not.
         """
         try:
             super().invoke_defer_method(last_log_time=last_log_time, context=context)
             return
         except TaskDeferred as deferral:
-            event = self._finished_pod_event(deferral, last_log_time) if context is not None else None
+            first = context is not None and not self._reentered
+            event = self._finished_pod_event(deferral, last_log_time) if first else None
             if event is None:
                 raise
         self.log.info(
@@ -272,6 +277,7 @@ class FullSyncOperator(KubernetesPodOperator):
         }
 
     def trigger_reentry(self, context: Context, event: dict[str, Any]) -> Any:
+        self._reentered = True
         self._worker_pod = (event["namespace"], event["name"])
         super().trigger_reentry(context, event)
         return self._finish(context)
