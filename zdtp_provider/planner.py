@@ -192,11 +192,13 @@ def check_copyable(
 ) -> None:
     """PlanningError naming every table the full worker's pre-flight would refuse, all at once:
     row-level security that applies to the role, columns or owned sequences it may not read,
-    large-object references, and (with ``target_dsn``) xml on a target without libxml
+    large-object references, and (with ``target_dsn``) xml on a target without libxml and
+    aclitem values naming roles the target lacks
     (:mod:`zdtp_worker.control.source_check`, the rules the worker applies). Run by
     :func:`read_catalog` when it is given the target, i.e. when a run plans."""
     problems: list[str] = []
     xml: list[tuple[str, list[str]]] = []
+    acl: list[tuple[str, str, list[str]]] = []  # aclitem columns and the roles their values name
     with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
         for table in tables:
             schema, name = parse_qualified(table)
@@ -210,10 +212,20 @@ def check_copyable(
             columns = source_check.xml_columns(conn, oid)
             if columns:
                 xml.append((table, columns))
-    if xml and target_dsn:
+            for column, is_array in conn.execute(source_check.acl_columns_sql("%s"), (oid,)).fetchall():
+                sql = source_check.acl_roles_sql(from_sql, column, is_array)
+                acl.append((table, column, [r[0] for r in conn.execute(sql).fetchall()]))
+    if (xml or acl) and target_dsn:
         with psycopg.connect(target_dsn, connect_timeout=10, autocommit=True) as conn:
-            if not source_check.target_holds_xml(conn):
+            if xml and not source_check.target_holds_xml(conn):
                 problems += [source_check.xml_message(t, cols) for t, cols in xml]
+            for table, column, roles in acl:
+                have = conn.execute(
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (roles,)
+                ).fetchall()
+                missing = [r for r in roles if r not in {h[0] for h in have}]
+                if missing:
+                    problems.append(source_check.acl_message(table, column, missing))
     if problems:
         raise PlanningError(f"sync task {config.name!r}: {'; '.join(problems)}")
 

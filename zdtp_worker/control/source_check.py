@@ -251,3 +251,39 @@ def stream_money_problem(source: Any, target: Any, tables: list[tuple[str, int]]
         f" {tgt_setting}), so streamed amounts would change. Fix: set the same lc_monetary on both"
         " (ALTER DATABASE ... SET lc_monetary = ...), or mode full (it copies money exactly)"
     )
+
+
+# Roles named by the aclitem values of a table's aclitem/aclitem[] columns (grantees and grantors;
+# PUBLIC is no role). The values' text form names them: each must exist on the target.
+_ACL_COLUMNS = """
+SELECT a.attname::text, at.typcategory = 'A'
+FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
+WHERE a.attrelid = {p} AND a.attnum > 0 AND NOT a.attisdropped
+  AND 'aclitem'::regtype IN (at.oid, at.typelem)
+ORDER BY a.attnum
+"""
+
+
+def acl_columns_sql(p: str) -> str:
+    return _ACL_COLUMNS.format(p=p)
+
+
+def acl_roles_sql(from_sql: str, column: str, is_array: bool) -> str:
+    """The role names a column's aclitem values mention (one scan)."""
+    col = '"' + column.replace('"', '""') + '"'
+    # aclexplode wants a one-dimensional, non-empty array: flatten, skip empty ones.
+    items = f"ARRAY(SELECT unnest({col}))" if is_array else f"ARRAY[{col}]"
+    nonempty = f"cardinality({col}) > 0" if is_array else f"{col} IS NOT NULL"
+    return (
+        f"SELECT DISTINCT r FROM (SELECT (aclexplode({items})).* FROM {from_sql} WHERE {nonempty}) e,"
+        " LATERAL (VALUES (e.grantor), (e.grantee)) v(o), LATERAL (SELECT pg_get_userbyid(v.o) AS r) n"
+        " WHERE v.o <> 0 ORDER BY 1"
+    )
+
+
+def acl_message(table: str, column: str, roles: list[str]) -> str:
+    return (
+        f"source table {table}: column {column} (aclitem) names role(s) {', '.join(roles)} that do not"
+        " exist on the target; its values are copied by role name. Fix: create those roles on the"
+        " target (CREATE ROLE ...), or exclude the table"
+    )

@@ -77,6 +77,7 @@ async def check_tables(
         await _check_readable(src, ts, info)
         await _check_large_objects(src, ts, info)
         await _check_xml(src, tgt, ts, info)
+        await _check_acl_roles(src, tgt, ts, info)
         shape = await read_shape(src, info.oid)
         plan = await inspect_target(tgt, info, target)
         if not plan.exists:
@@ -117,6 +118,21 @@ async def _check_xml(
         await tgt.fetchval(source_check.XML_PROBE)
     except asyncpg.FeatureNotSupportedError:
         raise DataError(source_check.xml_message(str(ts.source), columns)) from None
+
+
+async def _check_acl_roles(
+    src: asyncpg.Connection, tgt: asyncpg.Connection, ts: TableSpec, info: TableInfo
+) -> None:
+    """DataError when aclitem values name roles the target lacks (the text COPY would fail)."""
+    for column, is_array in await src.fetch(source_check.acl_columns_sql("$1"), info.oid):
+        roles = [r[0] for r in await src.fetch(source_check.acl_roles_sql(info.from_sql, column, is_array))]
+        present = {
+            r[0]
+            for r in await tgt.fetch("SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])", roles)
+        }
+        missing = [r for r in roles if r not in present]
+        if missing:
+            raise DataError(source_check.acl_message(str(ts.source), column, missing))
 
 
 def table_result(job: TableJob, checksum: Decimal | None) -> TableResult:

@@ -336,3 +336,42 @@ def test_money_stream_is_prepared_when_both_sides_print_amounts_alike(
         assert ho.rows(empty_source, slots) == [(names["slot"],)]
     finally:
         ho.run_sql(empty_source, f"SELECT pg_drop_replication_slot('{names['slot']}')")
+
+
+def test_aclitem_columns_copy_by_role_name(empty_source: str, target_dsn: str) -> None:
+    # aclitem has no binary form, and its text form names roles (their OIDs differ per server):
+    # copied as text, by name; roles the target lacks are refused before anything is written.
+    role = "ho_acl_" + uuid.uuid4().hex[:8]
+    ho.run_sql(
+        empty_source,
+        f"""
+        CREATE ROLE {role};
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.grants (id int PRIMARY KEY, one aclitem, many aclitem[]);
+        INSERT INTO ho.grants
+        SELECT i, '{role}=r/{role}',
+               ARRAY[CASE WHEN i % 2 = 0 THEN '=arw/{role}' ELSE '=r/{role}' END,
+                     '{role}=arwd*/{role}']::aclitem[]
+        FROM generate_series(1, 40) i;
+        INSERT INTO ho.grants VALUES (0, NULL, '{{}}');
+        ANALYZE;
+        """,
+    )
+    same_server = ho.rows(target_dsn, "SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)) == [(1,)]
+    try:
+        if not same_server:
+            with pytest.raises(PlanningError, match=f"column one \\(aclitem\\) names role\\(s\\) {role}"):
+                read_catalog(empty_source, ho.config("ho-acl"), target_dsn=target_dsn)
+            refused = ho.full_copy(empty_source, target_dsn)
+            assert refused and {f.returncode for f in refused} == {65}, [f.describe() for f in refused]
+            message = refused[0].stderr
+            assert f"source table ho.grants: column one (aclitem) names role(s) {role}" in message, message
+            assert ho.rows(target_dsn, "SELECT to_regclass('ho.grants')") == [(None,)]
+            ho.run_sql(target_dsn, f"CREATE ROLE {role}")
+        read_catalog(empty_source, ho.config("ho-acl"), target_dsn=target_dsn)  # the plan passes now
+        ho.copy_and_compare(empty_source, target_dsn, sequences="skip")
+        texts = "SELECT id, one::text, many::text FROM ho.grants ORDER BY id"
+        assert ho.rows(target_dsn, texts) == ho.rows(empty_source, texts)
+    finally:
+        ho.run_sql(target_dsn, f"DROP TABLE IF EXISTS ho.grants; DROP ROLE IF EXISTS {role}")
+        ho.run_sql(empty_source, f"DROP TABLE ho.grants; DROP ROLE IF EXISTS {role}")
