@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 _INDEXES_SQL = """
 SELECT ic.relname, i.indisprimary AND i.indimmediate, i.indisreplident,
        i.indisunique AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL
+         AND NOT i.indisexclusion
          AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey[0:i.indnkeyatts - 1]) k(attnum)
                          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                          WHERE NOT a.attnotnull) AS candidate,
@@ -47,6 +48,7 @@ FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE i.indrelid = %s AND 0 <> ALL (i.indkey[0:i.indnkeyatts - 1])
 ORDER BY NOT i.indisprimary, i.indnkeyatts, ic.relname
 """
+_TEMPORAL_PK_SQL = "SELECT 1 FROM pg_index WHERE indrelid = %s AND indisprimary AND indisexclusion"
 _DEFERRABLE_PK_SQL = "SELECT 1 FROM pg_index WHERE indrelid = %s AND indisprimary AND NOT indimmediate"
 _TABLE_SQL = """
 SELECT c.oid, c.relkind::text, c.relreplident::text, c.relpersistence::text
@@ -94,6 +96,18 @@ def _describe(conn: psycopg.Connection, table: TableName, oid: int, identity: st
         )
     if identity == "i" and replident is not None:
         return IdentityCheck(table, identity, replident[1])
+    if pk and conn.execute(_TEMPORAL_PK_SQL, (oid,)).fetchone() is not None:
+        # PostgreSQL 18 `PRIMARY KEY (..., p WITHOUT OVERLAPS)` is an exclusion constraint: the
+        # applier's upserts cannot name it as their conflict target (ON CONFLICT refuses
+        # exclusion constraints), so every insert of the stream would fail (exit 65 for good).
+        return IdentityCheck(
+            table,
+            identity,
+            (),
+            f"{where} has a temporal primary key (WITHOUT OVERLAPS, an exclusion constraint): the"
+            " stream applies inserts as upserts on the key, which PostgreSQL does not allow on an"
+            " exclusion constraint. Fix: sync it in a separate task with mode: full",
+        )
     if pk:
         return IdentityCheck(table, identity, pk)
     deferrable_pk = conn.execute(_DEFERRABLE_PK_SQL, (oid,)).fetchone() is not None

@@ -375,3 +375,40 @@ def test_aclitem_columns_copy_by_role_name(empty_source: str, target_dsn: str) -
     finally:
         ho.run_sql(target_dsn, f"DROP TABLE IF EXISTS ho.grants; DROP ROLE IF EXISTS {role}")
         ho.run_sql(empty_source, f"DROP TABLE ho.grants; DROP ROLE IF EXISTS {role}")
+
+
+TEMPORAL_SQL = """
+CREATE EXTENSION btree_gist;
+CREATE SCHEMA ho;
+CREATE TABLE ho.booking (room int, during tstzrange, who text, PRIMARY KEY (room, during WITHOUT OVERLAPS));
+INSERT INTO ho.booking
+SELECT i % 50, tstzrange(timestamptz '2024-01-01' + (i / 50) * interval '1 hour',
+                         timestamptz '2024-01-01' + (i / 50 + 1) * interval '1 hour'), 'w' || i
+FROM generate_series(1, 3000) i;
+ANALYZE;
+"""
+
+
+def test_temporal_primary_key_copies_and_is_refused_for_streams(source_dsn: str, target_dsn: str) -> None:
+    # PostgreSQL 18 `PRIMARY KEY (room, during WITHOUT OVERLAPS)` (15 has no temporal keys): the
+    # full copy reproduces it (btree_gist on the target) and the rows exactly; a stream would fail
+    # on every insert (its upserts cannot target an exclusion constraint), so CDC refuses it first.
+    ho.run_sql(source_dsn, TEMPORAL_SQL)
+    ho.run_sql(target_dsn, "CREATE EXTENSION btree_gist")
+    ho.copy_and_compare(source_dsn, target_dsn, verify="checksum", sequences="skip")
+    key = (
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'ho.booking'::regclass AND contype = 'p'"
+    )
+    assert (
+        ho.rows(target_dsn, key)
+        == ho.rows(source_dsn, key)
+        == [("PRIMARY KEY (room, during WITHOUT OVERLAPS)",)]
+    )
+
+    config = ho.config("ho-temporal", mode="full+incremental")
+    with pytest.raises(PlanningError, match=r"ho\.booking has a temporal primary key \(WITHOUT OVERLAPS"):
+        check_streamable(source_dsn, config, ["ho.booking"])
+    with pytest.raises(WorkerError, match="mode: full"):
+        prepare_stream(source_dsn=source_dsn, config=config, tables=["ho.booking"])
+    assert ho.rows(source_dsn, "SELECT pubname FROM pg_publication") == []
