@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.integration.provider._airflow import one_airflow
 
 
 @pytest.fixture
@@ -42,3 +44,12 @@ def wait_for(check: Callable[[], object], *, timeout: float = 60, what: str = "c
             return value
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def one_airflow_per_module() -> Iterator[None]:
+    """Opt in with ``pytest.mark.usefixtures``: the module's ``run_dag`` calls go to one Airflow
+    process (each run with its own env and a fresh import of its DAG file), so Airflow's start-up
+    is paid once per module; ``start_dag`` (SIGTERM tests) still starts its own process."""
+    with one_airflow():
+        yield

@@ -12,7 +12,9 @@ import pytest
 from tests.integration.provider._airflow import finish, run_dag, start_dag, write_dag
 from tests.integration.provider.conftest import wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.airflow]
+# Five of the seven tests make one run_dag each: one Airflow process serves them (see
+# one_airflow); the two SIGTERM tests start their own.
+pytestmark = [pytest.mark.cluster, pytest.mark.airflow, pytest.mark.usefixtures("one_airflow_per_module")]
 
 RESULT = {"status": "ok", "exit_code": 0, "mode": "full", "run_id": "r", "worker": "w0", "rows": 42}
 
