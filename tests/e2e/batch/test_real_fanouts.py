@@ -32,7 +32,15 @@ from tests.integration.queue.test_kill9 import AUDIT
 from tests.integration.worker_full.helpers import duplicates, execute, fingerprint, scalar
 from zdtp_worker.control.queue import check_queue
 
-pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
+# One DAG run per test: one Airflow process serves the whole module (each test its own
+# env), so its start-up (imports, execution API) is paid once, not per test.
+pytestmark = [
+    pytest.mark.realnode,
+    pytest.mark.cluster,
+    pytest.mark.airflow,
+    pytest.mark.postgres,
+    pytest.mark.usefixtures("one_airflow_per_module"),
+]
 
 CHUNK_ROWS = 2500
 SOURCE = {

@@ -9,7 +9,15 @@ from devtools.real_node import RealNode, pod_placement
 from tests.e2e.conftest import SyncEnv, conn_json
 from tests.fixtures.cluster import Cluster
 
-pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
+# One DAG run per test: one Airflow process serves the whole module (each test its own
+# env), so its start-up (imports, execution API) is paid once, not per test.
+pytestmark = [
+    pytest.mark.realnode,
+    pytest.mark.cluster,
+    pytest.mark.airflow,
+    pytest.mark.postgres,
+    pytest.mark.usefixtures("one_airflow_per_module"),
+]
 
 
 def _config(name: str, namespace: str, node: RealNode, **overrides) -> dict:

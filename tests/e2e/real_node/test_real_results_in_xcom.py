@@ -17,7 +17,15 @@ from tests.e2e.conftest import SyncEnv, metadata_rows
 from tests.e2e.real_node.test_airflow_on_real_node import _config, _seed
 from tests.fixtures.cluster import Cluster
 
-pytestmark = [pytest.mark.realnode, pytest.mark.cluster, pytest.mark.airflow, pytest.mark.postgres]
+# One DAG run per test: one Airflow process serves the whole module (each test its own
+# env), so its start-up (imports, execution API) is paid once, not per test.
+pytestmark = [
+    pytest.mark.realnode,
+    pytest.mark.cluster,
+    pytest.mark.airflow,
+    pytest.mark.postgres,
+    pytest.mark.usefixtures("one_airflow_per_module"),
+]
 
 ROWS = 20_000  # _seed's accounts table
 
