@@ -471,3 +471,52 @@ def test_odd_shapes_copy_and_stream(empty_source: str, target_dsn: str, tmp_path
         stream.wait_same(tables=ODD_STREAMED)
     finally:
         assert stream.stop() == 0
+
+
+MORE_KEYS_SQL = """
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE SCHEMA ho;
+CREATE TABLE ho.ck (k char(6) PRIMARY KEY, v int);
+INSERT INTO ho.ck SELECT rpad(chr(65 + i % 26) || i, 1 + i % 6), i FROM generate_series(1, 800) i
+ON CONFLICT DO NOTHING;
+CREATE TABLE ho.nk (k name PRIMARY KEY, v int);
+INSERT INTO ho.nk SELECT 'N' || i || ' x', i FROM generate_series(1, 800) i;
+CREATE TABLE ho.cik (k citext PRIMARY KEY, v int);
+INSERT INTO ho.cik SELECT (CASE WHEN i % 2 = 0 THEN 'Ab' ELSE 'cD' END) || i, i
+FROM generate_series(1, 800) i;
+CREATE TABLE ho.jk (k jsonb PRIMARY KEY, v int);
+INSERT INTO ho.jk SELECT jsonb_build_object('a', i, 'b', ARRAY[i, NULL]), i FROM generate_series(1, 800) i;
+CREATE TABLE ho.ik (k inet PRIMARY KEY, v int);
+INSERT INTO ho.ik SELECT ('10.' || (i / 256) || '.' || (i % 256) || '.1/' || (8 + i % 25))::inet, i
+FROM generate_series(1, 800) i ON CONFLICT DO NOTHING;
+CREATE TABLE ho.mk (k money PRIMARY KEY, v int);
+INSERT INTO ho.mk SELECT (i * 1234.567)::numeric::money, i FROM generate_series(-400, 400) i;
+ANALYZE;
+"""
+
+
+def test_keys_of_more_types_chunk_and_stream(empty_source: str, target_dsn: str, tmp_path: Path) -> None:
+    # Chunk bounds travel as text and come back as typed literals: char(n) (trailing blanks),
+    # name, citext (case-insensitive order, an extension type), jsonb, inet with prefixes, money
+    # (its text under lc_monetary = C on both full-copy sessions). Small chunks, checksums; then
+    # key updates and deletes streamed.
+    ho.run_sql(empty_source, MORE_KEYS_SQL)
+    ho.run_sql(target_dsn, "CREATE EXTENSION IF NOT EXISTS citext")
+    ho.copy_and_compare(empty_source, target_dsn, verify="checksum", chunk_rows=97, sequences="skip")
+    ho.run_sql(target_dsn, "DROP SCHEMA ho CASCADE; DROP SCHEMA zdtp CASCADE")
+    stream = ho.Stream(empty_source, target_dsn, tmp_path)
+    try:
+        ho.run_sql(
+            empty_source,
+            """
+            UPDATE ho.ck SET k = rtrim(k) || 'z' WHERE v % 7 = 0;
+            UPDATE ho.cik SET k = upper(k) WHERE v % 3 = 0;
+            UPDATE ho.jk SET k = k || '{"c": 1}' WHERE v % 5 = 0;
+            UPDATE ho.mk SET k = k + '0.01'::money WHERE v % 4 = 0;
+            DELETE FROM ho.ik WHERE v % 6 = 0;
+            UPDATE ho.nk SET v = -v;
+            """,
+        )
+        stream.wait_same(sequences="skip")
+    finally:
+        assert stream.stop() == 0
