@@ -6,9 +6,9 @@ leaves nothing behind (CronJob, Jobs, pods, credentials Secret)."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 import pytest
+from kubernetes import client
 
 from devtools.real_node import RealNode
 from tests.e2e.conftest import SyncEnv
@@ -26,6 +26,31 @@ def _wait(what: str, check, timeout: float = 240):  # type: ignore[no-untyped-de
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(2)
     return value
+
+
+def _control_cronjob(cluster: Cluster, namespace: str) -> str:
+    """A ``*/1`` CronJob whose Jobs run no pod (parallelism 0): its Job marks a boundary passed."""
+    name = "zt-control"
+    pod = client.V1PodTemplateSpec(
+        spec=client.V1PodSpec(
+            restart_policy="Never", containers=[client.V1Container(name="c", image="control:none")]
+        )
+    )
+    job = client.V1JobTemplateSpec(spec=client.V1JobSpec(parallelism=0, template=pod))
+    cron = client.V1CronJob(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1CronJobSpec(schedule="*/1 * * * *", time_zone="UTC", job_template=job),
+    )
+    cluster.batch.create_namespaced_cron_job(namespace, cron)
+    return name
+
+
+def _jobs_of(cluster: Cluster, namespace: str, cronjob: str) -> list[str]:
+    return [
+        j.metadata.name
+        for j in cluster.batch.list_namespaced_job(namespace).items
+        if any(o.kind == "CronJob" and o.name == cronjob for o in j.metadata.owner_references or [])
+    ]
 
 
 def test_cronjob_runs_a_scheduled_sync_then_suspends_and_deletes(
@@ -74,10 +99,22 @@ def test_cronjob_runs_a_scheduled_sync_then_suspends_and_deletes(
         _wait("running scheduled Jobs to end", lambda: not cluster.batch.read_namespaced_cron_job(
             cron.metadata.name, node_namespace).status.active)  # fmt: skip
         before = {j.metadata.name for j in cluster.batch.list_namespaced_job(node_namespace).items}
-        now = datetime.now(UTC)
-        time.sleep(60 - now.second + 15)  # past the next minute boundary (the schedule), plus slack
-        after = {j.metadata.name for j in cluster.batch.list_namespaced_job(node_namespace).items}
-        assert after <= before, f"a suspended CronJob started {after - before}"
+        # Proof that Kubernetes' CronJob controller passed a schedule boundary since the suspend:
+        # a control CronJob, same schedule, not suspended, starts its Job (no pods) there. Waiting
+        # for it replaces a blind sleep to the next minute plus 15 s slack.
+        control = _control_cronjob(cluster, node_namespace)
+        try:
+            _wait(
+                "the control CronJob's Job (a schedule boundary passed)",
+                lambda: _jobs_of(cluster, node_namespace, control),
+                120,
+            )
+            time.sleep(2)  # the controller handles both CronJobs at that boundary, in either order
+            after = {j.metadata.name for j in cluster.batch.list_namespaced_job(node_namespace).items}
+            started = after - before - set(_jobs_of(cluster, node_namespace, control))
+        finally:
+            cluster.batch.delete_namespaced_cron_job(control, node_namespace, propagation_policy="Background")
+        assert not started, f"a suspended CronJob started {started}"
 
         deleted = sync_env.dags_test(dag_id, conf={"cron_action": "delete"}, timeout=300)
         assert deleted.state == "success", deleted.output[-3000:]
