@@ -212,47 +212,6 @@ def stream_problems(conn: Any, tables: list[tuple[str, int, str]]) -> list[str]:
     return problems
 
 
-# Columns holding money (directly, as an array, or through a domain).
-_MONEY_COLUMNS = """
-SELECT a.attname::text
-FROM pg_attribute a JOIN pg_type at ON at.oid = a.atttypid
-JOIN pg_type t ON t.oid = CASE WHEN at.typelem <> 0 AND at.typlen = -1 THEN at.typelem ELSE at.oid END
-WHERE a.attrelid = {p} AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-  AND 'money'::regtype IN (t.oid, t.typbasetype)
-ORDER BY a.attnum
-"""
-# money's text form under the session's lc_monetary: symbol, separators, fraction digits.
-MONEY_PROBE = "SELECT current_setting('lc_monetary'), (-1234567.891)::numeric::money::text"
-
-
-def money_columns_sql(p: str) -> str:
-    return _MONEY_COLUMNS.format(p=p)
-
-
-def stream_money_problem(source: Any, target: Any, tables: list[tuple[str, int]]) -> str | None:
-    """A stream prints money under the source's lc_monetary (the walsender's session) and the
-    applier parses it under the target's: refused when the two print an amount differently.
-    ``source``/``target``: psycopg 3 sessions with the stream's own settings."""
-    found = [
-        (t, cols)
-        for t, oid in tables
-        if (cols := [r[0] for r in source.execute(money_columns_sql("%s"), (oid,)).fetchall()])
-    ]
-    if not found:
-        return None
-    src_setting, src_text = source.execute(MONEY_PROBE).fetchone()
-    tgt_setting, tgt_text = target.execute(MONEY_PROBE).fetchone()
-    if src_text == tgt_text:
-        return None
-    where = "; ".join(f"{t}: column(s) {', '.join(cols)}" for t, cols in found)
-    return (
-        f"{where} have type money, whose text form follows lc_monetary: the source prints"
-        f" {src_text!r} (lc_monetary {src_setting}) where the target reads {tgt_text!r} (lc_monetary"
-        f" {tgt_setting}), so streamed amounts would change. Fix: set the same lc_monetary on both"
-        " (ALTER DATABASE ... SET lc_monetary = ...), or mode full (it copies money exactly)"
-    )
-
-
 # Roles named by the aclitem values of a table's aclitem/aclitem[] columns (grantees and grantors;
 # PUBLIC is no role). The values' text form names them: each must exist on the target.
 _ACL_COLUMNS = """

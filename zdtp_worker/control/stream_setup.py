@@ -115,20 +115,6 @@ def check_stream_types(conn: psycopg.Connection, tables: dict[TableName, TableDe
         raise DataError("; ".join(problems))
 
 
-def check_money_format(conn: psycopg.Connection, target_dsn: str, tables: dict[TableName, TableDef]) -> None:
-    """DataError when streamed money columns would be printed (source) and parsed (target) under
-    different lc_monetary conventions (:func:`source_check.stream_money_problem`)."""
-    target = connect(target_dsn, role="target")
-    try:
-        problem = source_check.stream_money_problem(
-            conn, target, [(str(n), i.oid) for n, i in tables.items()]
-        )
-    finally:
-        target.close()
-    if problem:
-        raise DataError(problem)
-
-
 def stream_keys(
     conn: psycopg.Connection, tables: list[TableName], *, set_replica_identity: bool = False
 ) -> dict[TableName, tuple[str, ...]]:
@@ -224,9 +210,7 @@ def prepare_stream(
     """
     conn = connect(source_dsn, role="source")
     try:
-        found = check_source(conn, tables, set_replica_identity=set_replica_identity, handoff=handoff)
-        if restart_on_target is not None:
-            check_money_format(conn, restart_on_target, found)
+        check_source(conn, tables, set_replica_identity=set_replica_identity, handoff=handoff)
         stream_keys(conn, tables, set_replica_identity=set_replica_identity)
         slot_guard.check_namespace(slot=slot)
         ensure_publication(conn, publication, tables)
