@@ -500,3 +500,30 @@ def test_keys_of_more_types_chunk_and_stream(empty_source: str, target_dsn: str,
         stream.wait_same(sequences="skip")
     finally:
         assert stream.stop() == 0
+
+
+def test_byte_order_collations_chunk_by_key(empty_source: str, target_dsn: str) -> None:
+    # "C", "POSIX" and "ucs_basic" (libc C on PostgreSQL 15, builtin C on 18) and the databases'
+    # C.UTF-8 default all order by bytes: shown equal on both sides, so these keys are chunked by
+    # range as usual (no single_chunk), and the copy is exact.
+    ho.run_sql(
+        empty_source,
+        "CREATE SCHEMA ho;"
+        + "".join(
+            f"""
+            CREATE TABLE ho.{name} (k text COLLATE {coll} PRIMARY KEY, n int);
+            INSERT INTO ho.{name} SELECT w || i, i FROM unnest({WORDS}) w, generate_series(1, 40) i;
+            """
+            for name, coll in (
+                ("c_key", '"C"'),
+                ("posix_key", '"POSIX"'),
+                ("ucs_key", "ucs_basic"),
+                ("dflt", '"default"'),
+            )
+        )
+        + "ANALYZE;",
+    )
+    events = _copy_words(empty_source, target_dsn)
+    assert not [e for e in events if e.get("event") == "single_chunk"], events
+    for table in ("ho.c_key", "ho.posix_key", "ho.ucs_key", "ho.dflt"):
+        assert _plan_events(events, table)[0]["chunks"] > 1, (table, events)
