@@ -87,9 +87,11 @@ class SourceWatch:
         )
 
     def prime(self, conn: psycopg.Connection) -> None:
-        """Take the partitions' baseline now, before streaming starts. Taken at the first poll
-        instead, a DETACH/ATTACH between the start of streaming and that poll (the loop's first
-        idle moment, later on a busy machine) became the baseline itself and went unnoticed."""
+        """Take the partitions' baseline now, when the stream starts (before its lease and state
+        row). Taken at the first poll instead, a DETACH/ATTACH between start-up and that poll (the
+        loop's first idle moment, seconds later on a busy machine) became the baseline itself and
+        went unnoticed. A change while no worker runs (after the copy, before this start) is
+        not seen: the baseline is what the source has when the stream starts."""
         if self.partitions is None:
             self._check_partitions(conn)
 

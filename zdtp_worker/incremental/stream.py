@@ -78,6 +78,7 @@ class Stream:
         self.stats = RunStats()
         self.applier = Applier(on_committed=lambda lsn: None)  # rewired to the loop once it exists
         self.binary_allowed = True  # until binary mode met something it cannot carry (.binary_mode)
+        self.watch: SourceWatch | None = None  # the source watch (created at the first start-up)
 
     def run(self) -> RunStats:
         try:
@@ -135,6 +136,16 @@ class Stream:
         fix = self.opts.set_replica_identity
         slot_guard.check_namespace(slot=self.slot)
         tables = stream_setup.check_source(self.src, names, set_replica_identity=fix)
+        if self.watch is None:  # kept across a restart in text mode: its baseline stays the first
+            self.watch = SourceWatch(
+                slot=self.slot,
+                streamed={(t.schema_, t.name) for t in self.mapping},
+                include=list(self.opts.include),
+                exclude=list(self.opts.exclude),
+            )
+        # The partitions' baseline, first thing: before the lease and the state row (which tell
+        # the outside this stream is up) and long before START_REPLICATION (see SourceWatch.prime).
+        self.watch.prime(self.src)
         self.target.connect()
         if not self._acquire_lease():
             self.stats.stopped = True
@@ -169,13 +180,6 @@ class Stream:
         self.metrics.applied_lsn = self.target.end_lsn
         self.target.binary = self._binary_mode(tables, keys)
         self.watch_conn = connect(self.source_dsn, role="source", application_name="zdtp-cdc-watch")
-        watch = SourceWatch(
-            slot=self.slot,
-            streamed={(t.schema_, t.name) for t in self.mapping},
-            include=list(self.opts.include),
-            exclude=list(self.opts.exclude),
-        )
-        watch.prime(self.watch_conn)  # before START_REPLICATION: see SourceWatch.prime
         loop = ChangeLoop(
             cur=cur,
             target=self.target,
@@ -200,7 +204,7 @@ class Stream:
                 target=self.target,
                 applier=self.applier,
                 metrics=self.metrics,
-                watch=watch,
+                watch=self.watch,
                 watch_conn=self.watch_conn,
                 sequences=SequenceKeeper(dict(self.mapping)),
                 source=self.src,
