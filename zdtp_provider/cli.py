@@ -64,10 +64,16 @@ def _target_dsn(config: SyncTaskConfig, explicit: str | None) -> str | None:
 
 
 def _plan(config: SyncTaskConfig, args: argparse.Namespace):
-    from zdtp_provider.planner import check_streamable, plan_workers, read_catalog
+    from zdtp_provider.planner import check_copyable, check_streamable, plan_workers, read_catalog
 
     dsn = _source_dsn(config, args.source_dsn)
-    estimates = read_catalog(dsn, config, target_dsn=_target_dsn(config, args.target_dsn))
+    target_dsn = _target_dsn(config, args.target_dsn)
+    estimates = read_catalog(dsn, config, target_dsn=target_dsn)
+    if target_dsn is None:
+        # read_catalog runs the worker's source refusals only with a target (teardown reads the
+        # catalog too and must not be refused); a plan without one still refuses what the source
+        # alone decides: row-level security, unreadable columns/sequences, large objects.
+        check_copyable(dsn, config, [e.name for e in estimates])
     check_streamable(dsn, config, [e.name for e in estimates])  # CDC modes only
     return estimates, plan_workers(config, estimates, run_id=args.run_id, workers=args.workers)
 

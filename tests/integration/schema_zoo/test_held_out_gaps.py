@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.postgres import PgServer
+from tests.integration.schema_zoo import harness
 from tests.integration.schema_zoo import held_out as ho
 from zdtp_provider.database_steps import prepare_stream
 from zdtp_provider.planner import PlanningError, check_streamable, read_catalog
@@ -257,7 +258,9 @@ def test_icu_keys_chunk_where_both_sides_order_alike(pg15_server: PgServer, targ
         pg15_server.drop_database(twin)
 
 
-def test_plan_refuses_what_the_worker_preflight_refuses(empty_source: str, target_dsn: str) -> None:
+def test_plan_refuses_what_the_worker_preflight_refuses(
+    empty_source: str, target_dsn: str, tmp_path: Path
+) -> None:
     # Row-level security and withheld column privileges for the role zdtp plans with: refused by
     # the plan (all tables at once, each with its fix), before any worker or pod exists.
     role = "ho_plan_" + empty_source.rsplit("_", 1)[-1]
@@ -284,6 +287,15 @@ def test_plan_refuses_what_the_worker_preflight_refuses(empty_source: str, targe
         assert "ho.secret has row-level security" in message and "BYPASSRLS" in message, message
         assert "ho.partial: the source role may not read column(s) hidden" in message, message
         assert "ho.fine" not in message, message
+        # `zdtp plan` with no target at hand refuses the same, from the source alone.
+        task = tmp_path / "task.yaml"
+        task.write_text(
+            "name: ho-plan\nsource_conn_id: ho_source\ntarget_conn_id: ho_target\ninclude: ['ho.*']\n"
+        )
+        done = harness.run_cli("plan", str(task), "--source-dsn", reader)
+        assert done.returncode != 0, done.stdout
+        assert "ho.secret has row-level security" in done.stderr, done.stderr
+        assert "ho.partial: the source role may not read column(s) hidden" in done.stderr, done.stderr
         # The owner plans the same tables without a refusal.
         assert len(read_catalog(empty_source, ho.config("ho-plan"), target_dsn=target_dsn)) == 3
     finally:
