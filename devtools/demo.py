@@ -19,6 +19,7 @@ never fall back: a real node that should start but fails (a bug to look at), and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -155,7 +156,7 @@ def sync_config(*, real_image: str | None) -> dict:
 
 
 def dag_run_states(home: Path, dag_id: str) -> tuple[str, list[tuple[str, int, str]]]:
-    with sqlite3.connect(home / "airflow.db") as db:
+    with contextlib.closing(sqlite3.connect(home / "airflow.db")) as db:  # "with" alone leaves it open
         run_id, state = db.execute(
             "SELECT run_id, state FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1", (dag_id,)
         ).fetchone()
@@ -193,7 +194,7 @@ def run_locally(server, home: Path, env: dict[str, str]) -> None:
 
 def worker_results(home: Path, dag_id: str) -> dict[tuple[str, int], dict]:
     """The XCom return values (worker result summaries) of the latest run, by (task, map index)."""
-    with sqlite3.connect(home / "airflow.db") as db:
+    with contextlib.closing(sqlite3.connect(home / "airflow.db")) as db:  # "with" alone leaves it open
         rows = db.execute(
             "SELECT x.task_id, x.map_index, x.value FROM xcom x WHERE x.dag_id = ? AND x.key = 'return_value'"
             " AND x.run_id = (SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
