@@ -87,9 +87,21 @@ def state_event(
         return {"status": "error", "message": f"Deployment {namespace}/{name} not found"}
     if state == "gone" and dep is not None:
         return None
+    if state == "stopped" and not _scaled_down(dep):
+        # No pod listed yet is not "stopped" while the controller has not acted on the scale to
+        # 0: a rollout in flight can still create its new ReplicaSet's pod after that list.
+        return None
     if selector and hook.list_pods(namespace, dict(selector)):
         return None
     return {"status": "success", "message": f"{namespace}/{name} {state}"}
+
+
+def _scaled_down(dep: Any) -> bool:
+    """The Deployment controller has seen the latest spec and counts no replica (of any RS)."""
+    status = dep.status
+    if status is None or (status.observed_generation or 0) < (dep.metadata.generation or 0):
+        return False
+    return not (status.replicas or 0)
 
 
 class ZdtpRolloutTrigger(ZdtpTriggerBase):
