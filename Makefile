@@ -15,10 +15,13 @@ help:
 	@echo "make cluster-up REAL_NODE=1   ... plus a real kubelet node that runs pods (dev/node/)"
 	@echo "make cluster-down stop it (and the real node) and remove its state"
 
-$(VENV)/.synced: pyproject.toml uv.lock
+# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on our machines) nothing ever writes .pyc,
+# so every Airflow CLI/task process recompiled Airflow and the Kubernetes client from source:
+# `airflow version` 4.1 s -> 1.8 s, importing the provider's operators 5.8 s -> 2.7 s.
+$(VENV)/.synced: pyproject.toml uv.lock Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "zdtp: $(PYTHON) not found on PATH (need Python >= 3.11)" >&2; exit 1; }
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	$(UV) sync --frozen --extra dev --python $(PYTHON)
+	$(UV) sync --frozen --extra dev --python $(PYTHON) --compile-bytecode
 	@touch $@
 
 venv: $(VENV)/.synced
