@@ -143,6 +143,12 @@ class SyncTaskConfig(_Strict):
         description="queue_backend redis: Airflow connection id (type redis) of the queue's Redis; its URL "
         "reaches the pods only through the task's credentials Secret (ZDTP_QUEUE_DSN_FILE).",
     )
+    lease_seconds: Annotated[float, Field(gt=0)] = Field(
+        60.0,
+        description="queue fan-outs: seconds a pod's claim on a queue item lasts; a killed pod's item "
+        "returns to the queue after this. Safe below a chunk's copy time: the item stays locked while "
+        "it is copied, so a second pod never copies it too.",
+    )
     schedule: str | None = Field(None, description="Cron expression or preset; none = on demand only.")
     schedule_on: Literal["airflow", "kubernetes"] = Field(
         "airflow",

@@ -355,6 +355,7 @@ def plan_workers(
             copy_mode=config.copy_mode,
             chunk_rows=config.chunk_rows,
             verify=config.verify,
+            lease_seconds=config.lease_seconds,
             streams=choose_streams(rows=biggest, chunk_rows=config.chunk_rows, cpu=cpu, explicit=explicit),
         )
         specs.append(

@@ -43,6 +43,7 @@ pytestmark = [
 ]
 
 CHUNK_ROWS = 2500
+LEASE_SECONDS = 5.0
 SOURCE = {
     "events": ("id bigint NOT NULL, kind text, at timestamptz", "SELECT g, 'k' || (g % 7), "
                "timestamptz '2026-01-01' + g * interval '1 min' FROM generate_series(1, 60000) g"),
@@ -114,6 +115,9 @@ def test_fanout_copies_a_multi_table_source_through_real_pods(
     name = f"zt-{fanout}"
     config = _config(name, node_namespace, real_node, fanout=fanout, workers=2, chunk_rows=CHUNK_ROWS)
     config["tables"] = [f"public.{t}" for t in SOURCE]
+    # The killed pod's item returns after its lease: 5 s, not the default 60 s, of waiting (a
+    # lease shorter than a copy is safe: tests/integration/queue/test_short_lease.py).
+    config["lease_seconds"] = LEASE_SECONDS
     dag_id = sync_env.write(config)
     killer = _KillMidChunk(cluster, node_namespace) if fanout.startswith("queue") else None
     if killer:
@@ -169,6 +173,7 @@ def test_queue_on_redis_copies_a_multi_table_source_through_real_pods(
         "tables": [f"public.{t}" for t in SOURCE],
         "queue_backend": "redis",
         "queue_conn_id": "zt_queue",
+        "lease_seconds": LEASE_SECONDS,
     }
     dag_id = sync_env.write(config)
 
