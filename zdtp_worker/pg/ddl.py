@@ -36,6 +36,8 @@ def create_type_sql(t: TypeShape) -> str:
         return f"CREATE TYPE {t.qualified} AS ENUM ({', '.join(_literal(v) for v in t.labels)})"
     if t.kind == "d":
         parts = [f"CREATE DOMAIN {t.qualified} AS {t.base_sql}"]
+        if t.collation:
+            parts.append(f"COLLATE {t.collation}")
         if t.default_sql is not None:
             parts.append(f"DEFAULT {t.default_sql}")
         if t.not_null:
@@ -48,8 +50,16 @@ def create_type_sql(t: TypeShape) -> str:
         )
         return f"CREATE TYPE {t.qualified} AS ({attrs})"
     if t.kind == "r":
-        diff = f", SUBTYPE_DIFF = {t.subtype_diff}" if t.subtype_diff else ""
-        return f"CREATE TYPE {t.qualified} AS RANGE (SUBTYPE = {t.base_sql}{diff})"
+        opts = [f"SUBTYPE = {t.base_sql}"]
+        if t.opclass:
+            opts.append(f"SUBTYPE_OPCLASS = {t.opclass}")
+        if t.collation:
+            opts.append(f"COLLATION = {t.collation}")
+        if t.subtype_diff:
+            opts.append(f"SUBTYPE_DIFF = {t.subtype_diff}")
+        if t.multirange:  # its name as on the source (columns may use the multirange)
+            opts.append(f"MULTIRANGE_TYPE_NAME = {t.multirange}")
+        return f"CREATE TYPE {t.qualified} AS RANGE ({', '.join(opts)})"
     raise ValueError(f"type {t} ({t.kind}) is not created by zdtp")
 
 

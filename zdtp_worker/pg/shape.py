@@ -83,7 +83,7 @@ class TypeShape:
 
     schema: str
     name: str
-    kind: str  # "e" enum, "d" domain, "c" composite, "r" range, "x" from an extension
+    kind: str  # "e" enum, "d" domain, "c" composite, "r" range (with its multirange), "x" extension
     labels: tuple[str, ...] = ()  # enum
     base_sql: str | None = None  # domain: base type; range: subtype
     not_null: bool = False  # domain
@@ -91,6 +91,9 @@ class TypeShape:
     checks: tuple[tuple[str, str], ...] = ()  # domain: (name, "CHECK (...)")
     attributes: tuple[tuple[str, str, str | None], ...] = ()  # composite: (name, type, collation)
     subtype_diff: str | None = None  # range: a built-in function name
+    collation: str | None = None  # domain/range: quoted collation when not the base type's
+    opclass: str | None = None  # range: quoted subtype operator class when not the default
+    multirange: str | None = None  # range: its multirange type, quoted qualified
     extension: str | None = None
 
     @property

@@ -98,6 +98,14 @@ _TYPE = """
 SELECT t.oid, n.nspname, t.typname, t.typtype::text AS typtype, t.typelem, t.typlen, t.typbasetype,
        CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END AS base_sql,
        t.typnotnull, pg_get_expr(t.typdefaultbin, 0) AS typdefault, t.typrelid,
+       -- a domain's own collation (CREATE DOMAIN ... COLLATE): its columns' attcollation equals it,
+       -- so only the domain carries it
+       CASE WHEN t.typtype = 'd' AND t.typcollation <> 0
+             AND t.typcollation <> (SELECT b.typcollation FROM pg_type b WHERE b.oid = t.typbasetype)
+            THEN (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+                  FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+                  WHERE co.oid = t.typcollation) END AS collation,
+       (SELECT r.rngtypid FROM pg_range r WHERE r.rngmultitypid = t.oid) AS multirange_of,
        (SELECT relkind::text FROM pg_class WHERE oid = t.typrelid) AS relkind,
        (SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
          WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e') AS extension
@@ -119,8 +127,18 @@ WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 """
 _RANGE = """
 SELECT r.rngsubtype, format_type(r.rngsubtype, NULL) AS sub_sql, r.rngcanonical::oid AS canonical,
-       r.rngsubdiff::oid AS diff, r.rngsubdiff::regproc::text AS diff_name
-FROM pg_range r WHERE r.rngtypid = $1
+       r.rngsubdiff::oid AS diff, r.rngsubdiff::regproc::text AS diff_name,
+       CASE WHEN r.rngcollation <> 0 AND r.rngcollation <> s.typcollation THEN
+            (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
+             FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
+             WHERE co.oid = r.rngcollation) END AS collation,
+       CASE WHEN NOT oc.opcdefault THEN quote_ident(ocn.nspname) || '.' || quote_ident(oc.opcname) END
+         AS opclass,
+       quote_ident(mn.nspname) || '.' || quote_ident(m.typname) AS multirange
+FROM pg_range r JOIN pg_type s ON s.oid = r.rngsubtype
+JOIN pg_opclass oc ON oc.oid = r.rngsubopc JOIN pg_namespace ocn ON ocn.oid = oc.opcnamespace
+LEFT JOIN pg_type m ON m.oid = r.rngmultitypid LEFT JOIN pg_namespace mn ON mn.oid = m.typnamespace
+WHERE r.rngtypid = $1
 """
 
 
@@ -162,6 +180,7 @@ class _Types:
                     not_null=t["typnotnull"],
                     default_sql=t["typdefault"],
                     checks=checks,
+                    collation=t["collation"],
                 )
             )
         elif kind == "c" and t["relkind"] == "c":
@@ -183,8 +202,20 @@ class _Types:
                 self.problems.append(f"{where}: range type {name} has a canonical function zdtp cannot copy")
             diff = rng["diff_name"] if rng["diff"] and rng["diff"] < FIRST_NORMAL_OID else None
             self.ordered.append(
-                TypeShape(t["nspname"], t["typname"], "r", base_sql=rng["sub_sql"], subtype_diff=diff)
+                TypeShape(
+                    t["nspname"],
+                    t["typname"],
+                    "r",
+                    base_sql=rng["sub_sql"],
+                    subtype_diff=diff,
+                    collation=rng["collation"],
+                    opclass=rng["opclass"],
+                    multirange=rng["multirange"],
+                )
             )
+        elif kind == "m" and t["multirange_of"]:
+            # A multirange comes with its range type (CREATE TYPE ... AS RANGE makes both).
+            await self.visit(t["multirange_of"], where=where)
         elif kind == "c":
             self.problems.append(
                 f"{where}: its type {name} is the row type of a table; zdtp cannot recreate it"
