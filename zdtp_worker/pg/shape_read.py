@@ -1,4 +1,5 @@
-"""Read a :class:`~zdtp_worker.pg.shape.TableShape` from the source catalog (asyncpg session).
+"""Read a :class:`~zdtp_worker.pg.shape.TableShape` from the source catalog (any :class:`.conn.Conn`:
+asyncpg in the worker, psycopg 3 in ``zdtp plan``).
 
 Runs inside the caller's transaction (the full copy's snapshot), with ``search_path`` set to
 ``pg_catalog`` for the duration, so ``format_type``, ``pg_get_expr`` and ``pg_get_constraintdef``
@@ -9,9 +10,8 @@ subtype) and returned dependencies first.
 
 from __future__ import annotations
 
-import asyncpg
-
 from zdtp_worker.contract.identifiers import render_qualified
+from zdtp_worker.pg.conn import Conn
 from zdtp_worker.pg.shape import (
     ColumnShape,
     ConstraintShape,
@@ -145,7 +145,7 @@ WHERE r.rngtypid = $1
 class _Types:
     """Depth-first walk over user types; ``ordered`` ends up dependencies first."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self.seen: set[int] = set()
         self.ordered: list[TypeShape] = []
@@ -227,7 +227,7 @@ class _Types:
             )
 
 
-async def _partitions(conn: asyncpg.Connection, oid: int, problems: list[str]) -> tuple[PartitionShape, ...]:
+async def _partitions(conn: Conn, oid: int, problems: list[str]) -> tuple[PartitionShape, ...]:
     out = []
     for r in await conn.fetch(_PARTITIONS, oid):
         name = render_qualified(r["nspname"], r["relname"])
@@ -241,7 +241,7 @@ async def _partitions(conn: asyncpg.Connection, oid: int, problems: list[str]) -
     return tuple(out)
 
 
-async def read_shape(conn: asyncpg.Connection, oid: int) -> TableShape:
+async def read_shape(conn: Conn, oid: int) -> TableShape:
     """The shape of relation ``oid`` (a plain or partitioned table), read in the caller's snapshot."""
     old_path = await conn.fetchval("SELECT current_setting('search_path')")
     await conn.execute("SELECT set_config('search_path', 'pg_catalog', false)")
@@ -251,7 +251,7 @@ async def read_shape(conn: asyncpg.Connection, oid: int) -> TableShape:
         await conn.execute("SELECT set_config('search_path', $1, false)", old_path)
 
 
-async def _read(conn: asyncpg.Connection, oid: int) -> TableShape:
+async def _read(conn: Conn, oid: int) -> TableShape:
     rel = await conn.fetchrow(_REL, oid)
     table = render_qualified(rel["nspname"], rel["relname"])
     types = _Types(conn)

@@ -5,7 +5,11 @@ what the target then does) or refused before anything is written."""
 
 from __future__ import annotations
 
+import pytest
+
+from tests.integration.schema_zoo import harness
 from tests.integration.schema_zoo import held_out as ho
+from zdtp_provider.planner import PlanningError, read_catalog
 
 RESTARTED_SQL = """
 CREATE SCHEMA ho;
@@ -85,3 +89,62 @@ def test_collations_of_domains_and_ranges_and_named_multiranges(empty_source: st
     assert ho.rows(target_dsn, _TYPE_COLLATIONS) == ho.rows(empty_source, _TYPE_COLLATIONS)
     ordered = "SELECT k::text FROM ho.codes ORDER BY k LIMIT 20"
     assert ho.rows(target_dsn, ordered) == ho.rows(empty_source, ordered)
+
+
+TARGET_LACKS_SQL = """
+CREATE EXTENSION IF NOT EXISTS citext;
+CREATE EXTENSION IF NOT EXISTS btree_gist;
+CREATE SCHEMA ho;
+CREATE COLLATION ho.bytes (locale = 'C.utf8');
+CREATE TABLE ho.coll_key (k text COLLATE ho.bytes PRIMARY KEY, n int);
+CREATE TABLE ho.ci (id int PRIMARY KEY, email citext);
+CREATE TABLE ho.booking (id int PRIMARY KEY, room int, during tsrange,
+                         EXCLUDE USING gist (room WITH =, during WITH &&));
+CREATE FUNCTION ho.twice(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 * 2';
+CREATE TABLE ho.gen (id int PRIMARY KEY, d int GENERATED ALWAYS AS (ho.twice(id)) STORED);
+CREATE TABLE ho.fine (id int PRIMARY KEY, v text);
+INSERT INTO ho.fine SELECT i, 'v' FROM generate_series(1, 10) i;
+ANALYZE;
+"""
+# Each table the target cannot create, and what its refusal must name.
+_LACKING = {
+    "ho.coll_key": 'collation "ho.bytes"',
+    "ho.ci": 'CREATE EXTENSION "citext"',
+    "ho.booking": "install it on the target",
+    "ho.gen": "ho.twice(integer)",
+}
+
+
+def test_plan_with_a_target_refuses_what_only_the_target_decides(
+    empty_source: str, target_dsn: str, tmp_path
+) -> None:
+    # A collation, an extension's type, an extension's operator class (btree_gist, for the
+    # EXCLUDE) and a user function the target lacks: before, only the worker's pre-flight found
+    # them (after the plan had passed and the pods started). The plan with a target now runs the
+    # worker's own rules (shape read from the source, check_creatable, the rolled-back trial
+    # create) and refuses all four at once; each worker refuses its table with the same message.
+    ho.run_sql(empty_source, TARGET_LACKS_SQL)
+    with pytest.raises(PlanningError) as refused:
+        read_catalog(empty_source, ho.config("ho-lacks"), target_dsn=target_dsn)
+    message = str(refused.value)
+    for table, needs in _LACKING.items():
+        assert f"source table {table}" in message and needs in message, (table, message)
+    assert "ho.fine" not in message, message
+    # Nothing stays behind on the target (the trial create was rolled back).
+    assert ho.rows(target_dsn, "SELECT to_regnamespace('ho'), to_regnamespace('zdtp')") == [(None, None)]
+
+    task = tmp_path / "task.yaml"
+    task.write_text("name: ho-lacks\nsource_conn_id: s\ntarget_conn_id: t\ninclude: ['ho.*']\n")
+    done = harness.run_cli("plan", str(task), "--source-dsn", empty_source, "--target-dsn", target_dsn)
+    assert done.returncode != 0, done.stdout
+    for table, needs in _LACKING.items():
+        assert f"source table {table}" in done.stderr and needs in done.stderr, (table, done.stderr)
+
+    for table in _LACKING:
+        finished = ho.full_copy(empty_source, target_dsn, include=[table])
+        assert [f.returncode for f in finished] == [65], [f.describe() for f in finished]
+        error = finished[0].stderr.strip().splitlines()[-1].removeprefix("zdtp-worker: error: ")
+        assert error in message, (error, message)
+    # The table the target can create plans and copies.
+    ho.harness.assert_all_ok(ho.full_copy(empty_source, target_dsn, include=["ho.fine"]))
+    ho.digest.assert_same(empty_source, target_dsn, schemas=["ho"], tables=["ho.fine"])
