@@ -7,7 +7,9 @@ Layers, low to high:
 - ``replication`` the psycopg2 replication connection: slot with exported snapshot, START_REPLICATION.
 - ``staging``     pure SQL of applying a batch (COPY into a staging table, then DELETE / upsert /
                   partial UPDATE) and the staging COPY text.
-- ``target``      target connection: lease (advisory lock), ``zdtp.cdc_state``, table DDL, apply.
+- ``target_session`` the target connection, its lease (advisory lock) and ``zdtp.cdc_state`` (LSNs).
+- ``target_apply`` writing a batch into the open target transaction.
+- ``target``      the target object (session + apply) and its tables: read, create, shape.
 - ``refetch``     reads a row by key from the source when the target cannot supply an unchanged
                   TOAST value (key changes; rows a ``full+incremental`` copy did not have).
 - ``type_change`` pure: which column type changes are safe widenings, which are lossy.
@@ -20,7 +22,9 @@ Layers, low to high:
 - ``relations``   source relation → target shape and key, schema checks via ``column_sync``.
 - ``applier``     the thread that owns the target connection while streaming.
 - ``health``      /healthz, /readyz and Prometheus /metrics over stdlib ``http.server``.
-- ``loop``        the main loop: read, decode, batch, apply, commit state, send feedback.
+- ``dispatch``    each decoded message's effect on the batch being built.
+- ``committer``   flush to the applier, commit with the LSN, feedback to the slot, stop, lag.
+- ``loop``        the main loop: read, hot path, hand the rest to ``dispatch``/``committer``.
 - ``stream``      start-up: pre-flight, lease, state, target tables, publication/slot, then the loop.
 - ``initial_copy`` the ``--initial-snapshot`` copy: each table replaced in one target transaction.
 - ``main``        CLI entry: wire everything, optional initial snapshot hand-off, exit codes.
