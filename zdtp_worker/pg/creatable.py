@@ -137,11 +137,14 @@ async def trial_create(conn: Conn, shape: TableShape, *, target: TableName) -> N
         reason = first_line(exc)
         hint = ""
         if code in ("42704", "42883"):  # undefined object / function
-            hint = (
-                " (create that collation on the target first)"
-                if reason.startswith("collation")
-                else " (an operator class or type from an extension? install it on the target)"
-            )
+            if reason.startswith("collation"):
+                hint = " (create that collation on the target first)"
+            elif reason.startswith("access method"):
+                hint = " (create that table access method on the target first, or install its extension)"
+            else:
+                hint = " (an operator class or type from an extension? install it on the target)"
+        elif code == "0A000":  # feature not supported, e.g. lz4 on a server built without it
+            hint = " (the target's PostgreSQL build lacks it)"
         raise DataError(
             f"source table {shape}: target table {target} cannot be created like the source: "
             f"{reason} (SQLSTATE {code}){hint}; fix the target (or create the table there yourself) "
@@ -181,6 +184,8 @@ async def create_table(conn: Conn, shape: TableShape, *, target: TableName, with
         if not seq.identity:
             await conn.execute(ddl.create_sequence_sql(seq))
     await conn.execute(ddl.create_table_sql(shape, schema=target.schema_, name=target.name, with_keys=False))
+    for sql in ddl.table_settings_sql(shape, schema=target.schema_, name=target.name):
+        await conn.execute(sql)
     for sql in ddl.create_partitions_sql(shape, schema=target.schema_, name=target.name):
         await conn.execute(sql)
     for sql in ddl.own_sequences_sql(shape, schema=target.schema_, name=target.name):

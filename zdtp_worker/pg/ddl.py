@@ -69,6 +69,8 @@ def create_sequence_sql(seq: SequenceShape) -> str:
 
 def _column_sql(col: ColumnShape, identity: SequenceShape | None) -> str:
     parts = [sql_ident(col.name), col.type_sql]
+    if col.compression:
+        parts.append(f"COMPRESSION {_COMPRESSION[col.compression]}")
     if col.collation:
         parts.append(f"COLLATE {col.collation}")
     if col.generated:
@@ -85,6 +87,15 @@ def _column_sql(col: ColumnShape, identity: SequenceShape | None) -> str:
     return " ".join(parts)
 
 
+_COMPRESSION = {"p": "pglz", "l": "lz4"}
+_STORAGE = {"p": "PLAIN", "e": "EXTERNAL", "m": "MAIN", "x": "EXTENDED"}
+
+
+def _option_sql(option: str, prefix: str = "") -> str:
+    key, _, value = option.partition("=")
+    return f"{prefix}{key} = {_literal(value)}"
+
+
 def create_table_sql(shape: TableShape, *, schema: str, name: str, with_keys: bool) -> str:
     """``CREATE TABLE`` for the target ``schema.name``; keys inline only when ``with_keys``."""
     identities = {s.column: s for s in shape.sequences if s.identity}
@@ -96,7 +107,28 @@ def create_table_sql(shape: TableShape, *, schema: str, name: str, with_keys: bo
     sql = f"CREATE {unlogged}TABLE {sql_qualified(schema, name)} ({', '.join(items)})"
     if shape.partkey_sql:
         sql += f" PARTITION BY {shape.partkey_sql}"
+    if shape.access_method:
+        sql += f" USING {shape.access_method}"
+    options = [_option_sql(o) for o in shape.options]
+    options += [_option_sql(o, "toast.") for o in shape.toast_options]
+    if options:
+        sql += f" WITH ({', '.join(options)})"
     return sql
+
+
+def table_settings_sql(shape: TableShape, *, schema: str, name: str) -> list[str]:
+    """After :func:`create_table_sql`: column STORAGE other than the type's (``ALTER``, which
+    every supported target takes; ``CREATE TABLE`` has it only since 16), and ``OF type`` for a
+    typed table (its columns are the type's, in order, so the table can be bound to it)."""
+    table = sql_qualified(schema, name)
+    out = [
+        f"ALTER TABLE {table} ALTER COLUMN {sql_ident(c.name)} SET STORAGE {_STORAGE[c.storage]}"
+        for c in shape.columns
+        if c.storage
+    ]
+    if shape.of_type_sql:
+        out.append(f"ALTER TABLE {table} OF {shape.of_type_sql}")
+    return out
 
 
 def _partitions(parent: str, parts: tuple[PartitionShape, ...], schema: str) -> list[str]:
@@ -173,4 +205,5 @@ __all__ = [
     "key_sql",
     "own_sequences_sql",
     "replica_identity_sql",
+    "table_settings_sql",
 ]

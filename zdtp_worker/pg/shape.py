@@ -33,6 +33,8 @@ class ColumnShape:
     generation_sql: str | None = None
     identity: str = ""  # "" | "a" (ALWAYS) | "d" (BY DEFAULT)
     collation: str | None = None  # quoted qualified collation when it differs from the type's
+    storage: str | None = None  # attstorage when it differs from the type's: p, e, m or x
+    compression: str = ""  # attcompression: "" (the server's default), "p" pglz, "l" lz4
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,10 @@ class TableShape:
     problems: tuple[str, ...] = field(default=())
     replica_identity: str = "d"  # d default, f full, n nothing, i index (replica_identity_index)
     replica_identity_index: str | None = None
+    options: tuple[str, ...] = ()  # reloptions ("fillfactor=70"), a plain table's
+    toast_options: tuple[str, ...] = ()  # its TOAST table's ("autovacuum_enabled=false")
+    access_method: str | None = None  # quoted table access method when not heap
+    of_type_sql: str | None = None  # a typed table's composite type (CREATE TABLE ... OF)
 
     def __str__(self) -> str:
         return render_qualified(self.schema, self.name)

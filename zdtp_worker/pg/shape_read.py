@@ -29,7 +29,11 @@ SELECT c.oid, c.relkind::text AS relkind, c.relpersistence::text AS persistence,
        c.relreplident::text AS replident,
        (SELECT ic.relname FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
          WHERE i.indrelid = c.oid AND i.indisreplident) AS replident_index,
-       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey,
+       c.reloptions, (SELECT t.reloptions FROM pg_class t WHERE t.oid = c.reltoastrelid) AS toast_options,
+       (SELECT quote_ident(amname) FROM pg_am WHERE oid = c.relam AND amname <> 'heap') AS access_method,
+       NULLIF(c.reloftype, 0) AS of_type,
+       CASE WHEN c.reloftype <> 0 THEN format_type(c.reloftype, NULL) END AS of_type_sql
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1
 """
 _COLUMNS = """
@@ -39,7 +43,9 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type_sql, a.atttypid A
        CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN
             (SELECT quote_ident(cn.nspname) || '.' || quote_ident(co.collname)
              FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
-             WHERE co.oid = a.attcollation) END AS collation
+             WHERE co.oid = a.attcollation) END AS collation,
+       CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
+       a.attcompression::text AS compression
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
@@ -269,6 +275,8 @@ async def _read(conn: Conn, oid: int) -> TableShape:
                 generation_sql=c["expr"] if generated else None,
                 identity=c["identity"] or "",
                 collation=c["collation"],
+                storage=c["storage"],
+                compression=c["compression"] or "",
             )
         )
     constraints = tuple(
@@ -276,6 +284,8 @@ async def _read(conn: Conn, oid: int) -> TableShape:
         for r in await conn.fetch(_CONSTRAINTS, oid)
         if r["convalidated"]  # a NOT VALID check is no promise about existing rows
     )
+    if rel["of_type"]:  # a typed table (CREATE TABLE ... OF type): its composite type is created too
+        await types.visit(rel["of_type"], where=f"table {table} (OF {rel['of_type_sql']})")
     problems = list(types.problems)
     indexes = []
     for r in await conn.fetch(_UNIQUE_INDEXES, oid):
@@ -316,5 +326,9 @@ async def _read(conn: Conn, oid: int) -> TableShape:
         functions=functions,
         partkey_sql=rel["partkey"],
         partitions=partitions,
+        options=tuple(rel["reloptions"] or ()),
+        toast_options=tuple(rel["toast_options"] or ()),
+        access_method=rel["access_method"],
+        of_type_sql=rel["of_type_sql"],
         problems=tuple(problems),
     )

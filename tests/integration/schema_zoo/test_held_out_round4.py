@@ -148,3 +148,68 @@ def test_plan_with_a_target_refuses_what_only_the_target_decides(
     # The table the target can create plans and copies.
     ho.harness.assert_all_ok(ho.full_copy(empty_source, target_dsn, include=["ho.fine"]))
     ho.digest.assert_same(empty_source, target_dsn, schemas=["ho"], tables=["ho.fine"])
+
+
+STORAGE_SQL = """
+CREATE SCHEMA ho;
+CREATE TABLE ho.tuned (id int PRIMARY KEY, doc text COMPRESSION pglz, blob bytea, note text)
+  WITH (fillfactor = 70, autovacuum_enabled = false, toast_tuple_target = 256,
+        toast.autovacuum_enabled = false);
+ALTER TABLE ho.tuned ALTER COLUMN blob SET STORAGE EXTERNAL, ALTER COLUMN note SET STORAGE MAIN;
+INSERT INTO ho.tuned SELECT i, repeat('d', 3000), decode(repeat('ab', 2000), 'hex'), 'n' || i
+FROM generate_series(1, 300) i;
+CREATE TYPE ho.person AS (name text, born date);
+CREATE TABLE ho.people OF ho.person (PRIMARY KEY (name), born WITH OPTIONS DEFAULT '2000-01-01');
+INSERT INTO ho.people SELECT 'p' || i, date '1990-01-01' + i FROM generate_series(1, 200) i;
+ANALYZE;
+"""
+_STORAGE = """
+SELECT c.relname, a.attname, a.attstorage::text, a.attcompression::text
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'ho' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, 2
+"""
+_TABLE_OPTIONS = """
+SELECT c.relname, c.reloptions, t.reloptions, am.amname, c.reloftype::regtype::text
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_am am ON am.oid = c.relam
+LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+WHERE n.nspname = 'ho' AND c.relkind = 'r' ORDER BY 1
+"""
+
+
+def test_storage_options_and_typed_tables(empty_source: str, target_dsn: str) -> None:
+    # Column STORAGE and COMPRESSION, table and TOAST storage parameters (fillfactor, autovacuum,
+    # toast_tuple_target) and a typed table (CREATE TABLE ... OF type): invisible to the row
+    # digest, and what a cut-over's target then does with new rows (TOAST, HOT updates, vacuum)
+    # or its typed-table dependency. Reproduced on the created target.
+    ho.run_sql(empty_source, STORAGE_SQL)
+    ho.copy_and_compare(empty_source, target_dsn)
+    assert ho.rows(target_dsn, _STORAGE) == ho.rows(empty_source, _STORAGE)
+    assert ho.rows(target_dsn, _TABLE_OPTIONS) == ho.rows(empty_source, _TABLE_OPTIONS)
+
+
+def test_table_access_method_reproduced_or_refused(empty_source: str, target_dsn: str) -> None:
+    # A table USING a non-default table access method (here one more name for heap's handler, as
+    # an extension such as a columnar store would add): created USING it when the target has it,
+    # refused before anything is written (plan and worker) when it does not; never silently heap.
+    am = "CREATE ACCESS METHOD ho_heap TYPE TABLE HANDLER heap_tableam_handler"
+    ho.run_sql(
+        empty_source,
+        am,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.other_am (id int PRIMARY KEY, v text) USING ho_heap;
+        INSERT INTO ho.other_am SELECT i, 'v' || i FROM generate_series(1, 500) i;
+        ANALYZE;
+        """,
+    )
+    with pytest.raises(PlanningError, match='access method "ho_heap" does not exist'):
+        read_catalog(empty_source, ho.config("ho-am"), target_dsn=target_dsn)
+    refused = ho.full_copy(empty_source, target_dsn)
+    assert refused and {f.returncode for f in refused} == {65}, [f.describe() for f in refused]
+    assert "create that table access method on the target" in refused[0].stderr, refused[0].stderr
+    assert ho.rows(target_dsn, "SELECT to_regclass('ho.other_am')") == [(None,)]
+
+    ho.run_sql(target_dsn, am)
+    read_catalog(empty_source, ho.config("ho-am"), target_dsn=target_dsn)
+    ho.copy_and_compare(empty_source, target_dsn)
+    assert ho.rows(target_dsn, _TABLE_OPTIONS) == ho.rows(empty_source, _TABLE_OPTIONS)
