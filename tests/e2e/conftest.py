@@ -10,12 +10,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from tests.fixtures.processes import close_stdin_and_wait
+from tests.fixtures.airflow_server import AirflowServer
 
 
 def conn_json(dsn: str) -> str:
@@ -56,21 +53,22 @@ class DagRunResult:
     output: str
 
 
-# ``airflow dags test`` in a process that serves several runs, one per stdin line (argv JSON
-# and the caller's environment): each run's stdout+stderr go to its own file, then "done <exit
-# code> <last run JSON>" is written to the reply fd. The CLI's own code path (parser,
-# ``args.func``) runs each time, so the DAG file and the sync YAMLs are parsed again per run, with
-# that run's env; only the interpreter, Airflow's imports and its in-process execution API (~10-40
-# s per start on two busy cores) are paid once.
+# ``airflow dags test`` (or any CLI command) in one process serving several runs
+# (tests/fixtures/airflow_server.py): the CLI's own code path (parser, ``args.func``) runs each
+# time, so the DAG file and the sync YAMLs are parsed again per run, with that run's env; only the
+# interpreter, Airflow's imports and its in-process execution API (~10-40 s per start on two busy
+# cores) are paid once.
 #
 # The run's outcome is read by Airflow's own ORM in the process that wrote it: reading the
 # WAL-mode SQLite file from the test process right after the run twice answered "database disk
 # image is malformed" for several seconds (integrity_check ok afterwards) in full-suite runs.
-DAGS_TEST_SERVER = """
-import json, os, sys, traceback
+DAGS_TEST_PROGRAM = """
 from airflow.__main__ import cli_parser
-reply = os.fdopen(int(sys.argv[1]), "w")
 parser = cli_parser.get_parser()
+
+def handle(request):
+    args = parser.parse_args(request["argv"])
+    args.func(args)
 
 def last_run(dag_id):
     from sqlalchemy import select
@@ -89,86 +87,27 @@ def last_run(dag_id):
         ).all()
     return {"state": run.state, "tasks": {(t if m < 0 else f"{t}[{m}]"): s for t, m, s in tis}}
 
-stdout, stderr = os.dup(1), os.dup(2)
-for line in sys.stdin:
-    request = json.loads(line)
-    os.environ.clear(); os.environ.update(request["env"])  # the caller's, read fresh at each use
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    sys.stdout.flush(); sys.stderr.flush()
-    os.dup2(log, 1); os.dup2(log, 2)
-    code = 0
-    try:
-        args = parser.parse_args(request["argv"])
-        args.func(args)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-        print(exc, file=sys.stderr)
-    except BaseException:
-        code = 1
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush(); sys.stderr.flush()
-        os.dup2(stdout, 1); os.dup2(stderr, 2); os.close(log)
-    run = last_run(request["dag_id"]) if request.get("dag_id") else None
-    reply.write(f"done {code} {json.dumps(run)}\\n"); reply.flush()
+def answer(request, code):
+    return {"code": code, "run": last_run(request["dag_id"]) if request.get("dag_id") else None}
 """
 
 
-class _DagsTestServer:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="zdtp-dags-test-"))
-        self.runs = 0
-        self._start(env)
+class _DagsTestServer(AirflowServer):
+    """Started at once with ``env``: Airflow's imports overlap the caller's set-up."""
 
-    def _start(self, env: dict[str, str]) -> None:
-        read, write = os.pipe()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", DAGS_TEST_SERVER, str(write)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=(self.dir / "server.log").open("w"),
-            stderr=subprocess.STDOUT,
-            text=True,
-            pass_fds=(write,),
-        )
-        os.close(write)
-        self.reply = os.fdopen(read)
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(DAGS_TEST_PROGRAM, prefix="zdtp-dags-test-")
+        self.start(env)
 
     def run(
         self, argv: list[str], timeout: float, env: dict[str, str], dag_id: str | None = None
     ) -> tuple[int, str, dict | None]:
         """Run ``airflow <argv>`` in the server with ``env``: its exit code, its output and (with
         ``dag_id``) that DAG's last run as ``{"state", "tasks"}``."""
-        if self.proc.poll() is not None:  # ended by an earlier run's timeout: start a new one
-            self.reply.close()
-            self._start(env)
-        self.runs += 1
-        log = self.dir / f"run-{self.runs}.log"
-        assert self.proc.stdin is not None
-        request = {"argv": argv, "log": str(log), "env": env, "dag_id": dag_id}
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        done: list[str] = []
-        reader = threading.Thread(target=lambda: done.append(self.reply.readline()))
-        reader.start()
-        reader.join(timeout)
-        output = log.read_text(errors="replace") if log.exists() else ""
-        if not done or not done[0].startswith("done"):
-            self.stop()
-            server = (self.dir / "server.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(
-                f"airflow {' '.join(argv)}: no answer in {timeout}s\n{output[-3000:]}{server}"
-            )
-        _, code, run = done[0].split(" ", 2)
-        return int(code), output, json.loads(run)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def stop(self) -> None:
-        close_stdin_and_wait(self.proc)
-        self.reply.close()
+        reply, output = self.call(
+            {"argv": argv, "dag_id": dag_id}, env=env, timeout=timeout, what=f"airflow {' '.join(argv)}"
+        )
+        return int(reply["code"]), output, reply["run"]
 
 
 @dataclass

@@ -10,18 +10,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.fixtures.processes import close_stdin_and_wait
+from tests.fixtures.airflow_server import AirflowServer
 
 RUNNER = textwrap.dedent(
     """
@@ -109,89 +106,37 @@ def run_dag(path: Path, dag_id: str, *, env: dict[str, str], timeout: float = 24
     return finish(start_dag(path, dag_id, env=env), timeout=timeout)
 
 
-# RUNNER's work in one process serving several runs, one per stdin line (the DAG file, its id and
-# the caller's environment): each run's stdout+stderr go to its own file, then its ZDTP-RESULT
-# line is written to the reply fd. Each DAG file is executed again per run, with that run's env;
-# only the interpreter and Airflow's imports (~7 s CPU per start) are paid once. SIGTERM tests
-# keep their own process (start_dag): the signal must reach the task's process alone.
-SERVER = """
-import json, os, sys, traceback
-reply = os.fdopen(int(sys.argv[1]), "w")
+# RUNNER's work in one process serving several runs (tests/fixtures/airflow_server.py): each DAG
+# file is executed again per run, with that run's env; only the interpreter and Airflow's imports
+# (~7 s CPU per start) are paid once. SIGTERM tests keep their own process (start_dag): the signal
+# must reach the task's process alone.
+RUN_PROGRAM = f"""
+import os, sys
 import airflow.sdk, airflow.models, airflow.settings  # the start-up paid once
-stdout, stderr = os.dup(1), os.dup(2)
-for line in sys.stdin:
-    request = json.loads(line)
-    os.environ.clear(); os.environ.update(request["env"])  # the caller's, read fresh at each use
+RUNNER = {RUNNER!r}
+
+def handle(request):
     # Each run has its own DAG folder: dag.test() syncs the DAG from the bundle at this path,
     # which Airflow reads from the config once, at import (a fresh process per run read it anew).
     airflow.settings.DAGS_FOLDER = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    sys.stdout.flush(); sys.stderr.flush()
-    os.dup2(log, 1); os.dup2(log, 2)
-    try:
-        sys.argv[1:] = [request["path"], request["dag_id"]]
-        exec(compile(RUNNER, "<runner>", "exec"), {"__name__": "__runner__"})
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush(); sys.stderr.flush()
-        os.dup2(stdout, 1); os.dup2(stderr, 2); os.close(log)
-    reply.write("done\\n"); reply.flush()
+    sys.argv[1:] = [request["path"], request["dag_id"]]
+    exec(compile(RUNNER, "<runner>", "exec"), {{"__name__": "__runner__"}})
+
+def answer(request, code):
+    return {{"code": code}}
 """
 
 
-class _RunServer:
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="zdtp-dag-runner-"))
-        self.runs = 0
-        self.proc: subprocess.Popen | None = None
+class _RunServer(AirflowServer):
+    """Started at the first run (with that run's DAG folder in its env)."""
 
-    def _start(self, env: dict[str, str]) -> None:
-        read, write = os.pipe()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"RUNNER = {RUNNER!r}\n{SERVER}", str(write)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=(self.dir / "server.log").open("w"),
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=REPO,
-            pass_fds=(write,),
-        )
-        os.close(write)
-        self.reply = os.fdopen(read)
+    def __init__(self) -> None:
+        super().__init__(RUN_PROGRAM, prefix="zdtp-dag-runner-", cwd=REPO)
 
     def run(self, path: Path, dag_id: str, *, env: dict[str, str], timeout: float) -> DagOutcome:
-        full_env = _env(path, env)
-        if self.proc is None or self.proc.poll() is not None:  # first run, or after a timed-out one
-            self.stop()
-            self._start(full_env)
-        assert self.proc is not None and self.proc.stdin is not None
-        self.runs += 1
-        log = self.dir / f"run-{self.runs}.log"
-        request = {"path": str(path), "dag_id": dag_id, "env": full_env, "log": str(log)}
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        done: list[str] = []
-        reader = threading.Thread(target=lambda: done.append(self.reply.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        output = log.read_text(errors="replace") if log.exists() else ""
-        if not done or done[0] != "done\n":
-            self.stop()
-            server = (self.dir / "server.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"dag.test of {dag_id}: no answer in {timeout}s\n{output[-3000:]}{server}")
+        request = {"path": str(path), "dag_id": dag_id}
+        _, output = self.call(request, env=_env(path, env), timeout=timeout, what=f"dag.test of {dag_id}")
         return _outcome(output, self.runs)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            close_stdin_and_wait(self.proc)
-            self.reply.close()
-            self.proc = None
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 _shared: _RunServer | None = None
