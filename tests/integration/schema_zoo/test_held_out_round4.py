@@ -213,3 +213,49 @@ def test_table_access_method_reproduced_or_refused(empty_source: str, target_dsn
     read_catalog(empty_source, ho.config("ho-am"), target_dsn=target_dsn)
     ho.copy_and_compare(empty_source, target_dsn)
     assert ho.rows(target_dsn, _TABLE_OPTIONS) == ho.rows(empty_source, _TABLE_OPTIONS)
+
+
+def _wide_table(columns: int) -> str:
+    cols = ", ".join(f"c{i} int" for i in range(1, columns))
+    values = ", ".join(f"i + {i}" for i in range(1, columns))
+    return (
+        f"CREATE TABLE ho.wide (id int PRIMARY KEY, {cols});"
+        f" INSERT INTO ho.wide SELECT i, {values} FROM generate_series(1, 50) i;"
+    )
+
+
+ODD_VALUES_SQL = """
+CREATE SCHEMA ho;
+CREATE TYPE ho.quirky AS ENUM ('it''s', 'a,b', ' padded ', '"q"', 'NULL', '');
+CREATE TYPE ho.pt AS (x int, gone text, y int);
+ALTER TYPE ho.pt DROP ATTRIBUTE gone;
+CREATE DOMAIN ho.pos_pt AS ho.pt CHECK ((VALUE).x > 0) NOT NULL;
+CREATE TABLE ho.odd (
+    oid int PRIMARY KEY, "xmin_" text, "Tab\tName" text, q ho.quirky, qs ho.quirky[], p ho.pos_pt,
+    ps ho.pos_pt[], big text, nn int, nn2 int,
+    CONSTRAINT nn_pair UNIQUE NULLS NOT DISTINCT (nn, nn2)
+);
+CREATE UNIQUE INDEX odd_q_nn ON ho.odd (q) NULLS NOT DISTINCT WHERE oid > 100;
+INSERT INTO ho.odd
+SELECT i, 'x', E'tab\\there', (enum_range(NULL::ho.quirky))[1 + i % 6], enum_range(NULL::ho.quirky),
+       ROW(i, -i)::ho.pt, ARRAY[ROW(i, NULL)::ho.pt]::ho.pos_pt[],
+       CASE WHEN i = 3 THEN (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 200000) g) END,
+       CASE WHEN i % 2 = 0 THEN i END, CASE WHEN i % 2 = 1 AND i > 1 THEN i END  -- (NULL, NULL) once
+FROM generate_series(1, 100) i;
+"""
+
+
+def test_odd_values_names_and_a_1600_column_table(empty_source: str, target_dsn: str) -> None:
+    # A column named "oid" (allowed since PostgreSQL 12) as the key, a tab in a column name, enum
+    # labels with quotes, commas, blanks, "NULL" and '', a domain (NOT NULL, CHECK) over a
+    # composite that lost an attribute, arrays of it, a 6.4 MB text value, UNIQUE NULLS NOT
+    # DISTINCT (constraint and partial index), and a table of 1,600 columns (the maximum).
+    ho.run_sql(empty_source, ODD_VALUES_SQL, _wide_table(1600), "ANALYZE")
+    ho.copy_and_compare(empty_source, target_dsn, verify="checksum", chunk_rows=30)
+    nulls = (
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'nn_pair' UNION ALL"
+        " SELECT pg_get_indexdef('ho.odd_q_nn'::regclass)"
+    )
+    assert ho.rows(target_dsn, nulls) == ho.rows(empty_source, nulls)
+    labels = "SELECT enumlabel FROM pg_enum WHERE enumtypid = 'ho.quirky'::regtype ORDER BY enumsortorder"
+    assert ho.rows(target_dsn, labels) == ho.rows(empty_source, labels)
