@@ -10,7 +10,9 @@ subtype) and returned dependencies first.
 
 from __future__ import annotations
 
-from zdtp_worker.contract.identifiers import render_qualified
+from typing import Any
+
+from zdtp_worker.contract.identifiers import render_qualified, sql_ident, sql_qualified
 from zdtp_worker.pg.conn import Conn
 from zdtp_worker.pg.shape import (
     ColumnShape,
@@ -53,6 +55,13 @@ WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 _CONSTRAINTS = """
 SELECT conname, contype::text AS kind, pg_get_constraintdef(oid) AS def, convalidated
 FROM pg_constraint WHERE conrelid = $1 AND contype IN ('p', 'u', 'c', 'x') ORDER BY conname
+"""
+# PostgreSQL 18: NOT NULL constraints added NOT VALID (attnotnull is true for them too, so the
+# column is created NOT NULL); 15 has no contype 'n' and finds none.
+_INVALID_NOT_NULL = """
+SELECT con.conname, a.attname FROM pg_constraint con
+JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = con.conkey[1]
+WHERE con.conrelid = $1 AND con.contype = 'n' AND NOT con.convalidated ORDER BY a.attnum
 """
 _UNIQUE_INDEXES = """
 SELECT ic.relname, pg_get_indexdef(i.indexrelid) AS def,
@@ -247,6 +256,26 @@ async def _partitions(conn: Conn, oid: int, problems: list[str]) -> tuple[Partit
     return tuple(out)
 
 
+async def _invalid_not_null_problems(conn: Conn, rel: Any, table: str) -> list[str]:
+    """A NOT NULL constraint added NOT VALID over rows that hold NULL: the target's column is
+    created NOT NULL (attnotnull says so), and COPY would fail on the first such row, after other
+    rows were written. One scan per such column (they are rare); without NULLs the copy is exact."""
+    out = []
+    relation = sql_qualified(rel["nspname"], rel["relname"])
+    scan = relation if rel["relkind"] == "p" else f"ONLY {relation}"
+    for r in await conn.fetch(_INVALID_NOT_NULL, rel["oid"]):
+        column = sql_ident(r["attname"])
+        if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {scan} WHERE {column} IS NULL)"):
+            out.append(
+                f"table {table}: column {r['attname']!r} has NOT NULL constraint {r['conname']!r} added "
+                "NOT VALID and rows holding NULL there; the target's column would be NOT NULL and the copy "
+                f"would fail. Fix: update those rows and ALTER TABLE {relation} VALIDATE CONSTRAINT "
+                f"{sql_ident(r['conname'])} on the source, or drop the constraint, or create the target "
+                "table yourself with the column nullable"
+            )
+    return out
+
+
 async def read_shape(conn: Conn, oid: int) -> TableShape:
     """The shape of relation ``oid`` (a plain or partitioned table), read in the caller's snapshot."""
     old_path = await conn.fetchval("SELECT current_setting('search_path')")
@@ -287,6 +316,7 @@ async def _read(conn: Conn, oid: int) -> TableShape:
     if rel["of_type"]:  # a typed table (CREATE TABLE ... OF type): its composite type is created too
         await types.visit(rel["of_type"], where=f"table {table} (OF {rel['of_type_sql']})")
     problems = list(types.problems)
+    problems += await _invalid_not_null_problems(conn, rel, table)
     indexes = []
     for r in await conn.fetch(_UNIQUE_INDEXES, oid):
         if not r["def"].startswith(r["prefix"]):

@@ -259,3 +259,44 @@ def test_odd_values_names_and_a_1600_column_table(empty_source: str, target_dsn:
     assert ho.rows(target_dsn, nulls) == ho.rows(empty_source, nulls)
     labels = "SELECT enumlabel FROM pg_enum WHERE enumtypid = 'ho.quirky'::regtype ORDER BY enumsortorder"
     assert ho.rows(target_dsn, labels) == ho.rows(empty_source, labels)
+
+
+NOT_VALID_NOT_NULL_SQL = """
+CREATE SCHEMA ho;
+CREATE TABLE ho.legacy (id int PRIMARY KEY, a int, b text);
+INSERT INTO ho.legacy SELECT i, CASE WHEN i % 100 <> 0 THEN i END, 'b' || i FROM generate_series(1, 900) i;
+ALTER TABLE ho.legacy ADD CONSTRAINT a_set NOT NULL a NOT VALID;
+CREATE TABLE ho.clean (id int PRIMARY KEY, a int);
+INSERT INTO ho.clean SELECT i, i FROM generate_series(1, 300) i;
+ALTER TABLE ho.clean ADD CONSTRAINT clean_a_set NOT NULL a NOT VALID;
+ANALYZE;
+"""
+
+
+def test_not_valid_not_null_over_null_rows_is_refused_before_writing(
+    source_dsn: str, target_dsn: str
+) -> None:
+    # PostgreSQL 18 `ADD CONSTRAINT … NOT NULL a NOT VALID` over rows holding NULL: attnotnull is
+    # true, so the created target column was NOT NULL and COPY failed on the first NULL row, after
+    # other chunks were written. Refused by the plan and the worker before anything is written,
+    # naming the column, the constraint and the fix; without NULL rows the copy is exact.
+    ho.run_sql(source_dsn, NOT_VALID_NOT_NULL_SQL)
+    with pytest.raises(PlanningError) as refused:
+        read_catalog(source_dsn, ho.config("ho-nn"), target_dsn=target_dsn)
+    message = str(refused.value)
+    assert "ho.legacy" in message and "'a_set' added NOT VALID" in message and "VALIDATE" in message, message
+    assert "ho.clean" not in message, message
+    finished = ho.full_copy(source_dsn, target_dsn, include=["ho.legacy"])
+    assert finished and {f.returncode for f in finished} == {65}, [f.describe() for f in finished]
+    assert "'a_set' added NOT VALID" in finished[0].stderr, finished[0].stderr
+    assert ho.rows(target_dsn, "SELECT to_regclass('ho.legacy')") == [(None,)]
+
+    ho.harness.assert_all_ok(ho.full_copy(source_dsn, target_dsn, include=["ho.clean"]))
+    ho.digest.assert_same(source_dsn, target_dsn, schemas=["ho"], tables=["ho.clean"])
+    # Fixed on the source as the message says: copied exactly.
+    ho.run_sql(
+        source_dsn,
+        "UPDATE ho.legacy SET a = 0 WHERE a IS NULL; ALTER TABLE ho.legacy VALIDATE CONSTRAINT a_set",
+    )
+    ho.harness.assert_all_ok(ho.full_copy(source_dsn, target_dsn, include=["ho.legacy"], name="ho-nn-2"))
+    ho.digest.assert_same(source_dsn, target_dsn, schemas=["ho"])
