@@ -33,6 +33,9 @@ _TYPE = """
 SELECT t.oid, t.typtype::text AS typtype, format_type(t.typbasetype, t.typtypmod) AS base_sql, t.typrelid
 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2
 """
+_EXTENSION_SCHEMA = (
+    "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = $1"
+)
 _ENUM = "SELECT enumlabel FROM pg_enum WHERE enumtypid = $1 ORDER BY enumsortorder"
 _ATTRS = (
     "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
@@ -68,9 +71,18 @@ async def _type_mismatch(conn: Conn, t: TypeShape) -> str | None:
     row = await conn.fetchrow(_TYPE, t.schema, t.name)
     if t.kind == "x":
         if row is None:
+            ext = sql_ident(t.extension or "")
+            elsewhere = await conn.fetchval(_EXTENSION_SCHEMA, t.extension)
+            if elsewhere is not None:
+                # Installed, but the column's type names the source's schema: it would not resolve.
+                return (
+                    f"uses type {t} from extension {t.extension}, which the target has in schema "
+                    f"{elsewhere}, not {t.schema}: move it there (ALTER EXTENSION {ext} SET SCHEMA "
+                    f"{sql_ident(t.schema)}) or create the table on the target yourself"
+                )
             return (
                 f"uses type {t} from extension {t.extension}, which the target lacks: "
-                f"run CREATE EXTENSION {sql_ident(t.extension or '')} on the target first"
+                f"run CREATE EXTENSION {ext} on the target first"
             )
         return None
     if row is None:

@@ -5,6 +5,8 @@ what the target then does) or refused before anything is written."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.integration.schema_zoo import harness
@@ -333,3 +335,29 @@ def test_quoted_schema_names_and_no_inherit_checks(empty_source: str, target_dsn
     ho.harness.assert_all_ok(ho.full_copy(empty_source, target_dsn, include=include, chunk_rows=97))
     ho.digest.assert_same(empty_source, target_dsn, schemas=['We.ird "S" ü', "UPPER"])
     assert ho.rows(target_dsn, _CHECKS) == ho.rows(empty_source, _CHECKS)
+
+
+def test_extension_type_in_another_schema_on_the_target_is_refused_with_that_reason(
+    empty_source: str, target_dsn: str
+) -> None:
+    # The source has citext in public, the target in schema "ext": the column's type
+    # (public.citext) does not resolve there. Refused by the plan and the worker saying where the
+    # target has it and how to move it (before: "the target lacks it: run CREATE EXTENSION").
+    ho.run_sql(
+        empty_source,
+        """
+        CREATE EXTENSION IF NOT EXISTS citext;
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.mail (id int PRIMARY KEY, addr citext);
+        INSERT INTO ho.mail SELECT i, 'A' || i || '@x' FROM generate_series(1, 100) i;
+        """,
+    )
+    ho.run_sql(target_dsn, "CREATE SCHEMA ext; CREATE EXTENSION citext SCHEMA ext")
+    want = "which the target has in schema ext, not public: move it there (ALTER EXTENSION"
+    with pytest.raises(PlanningError, match=re.escape(want)):
+        read_catalog(empty_source, ho.config("ho-ext"), target_dsn=target_dsn)
+    finished = ho.full_copy(empty_source, target_dsn)
+    assert finished and {f.returncode for f in finished} == {65}, [f.describe() for f in finished]
+    assert want in finished[0].stderr, finished[0].stderr
+    ho.run_sql(target_dsn, "ALTER EXTENSION citext SET SCHEMA public")
+    ho.copy_and_compare(empty_source, target_dsn, name="ho-ext-2")
