@@ -409,6 +409,9 @@ def main() -> int:
     parser.add_argument("--delay", default="1s", help="simulated run time of each KWOK pod")
     parser.add_argument("--timeout", type=float, default=3600, help="per run, seconds")
     parser.add_argument("--out", type=Path, help="write all runs as JSON here")
+    parser.add_argument(
+        "--keep-home", action="store_true", help="keep the Airflow home (task logs) and print where it is"
+    )
     parser.add_argument("--chart", type=Path, help="draw a PNG of the runs here (needs the bench extra)")
     args = parser.parse_args()
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
@@ -475,7 +478,10 @@ def main() -> int:
             core.delete_namespace(ns, propagation_policy="Background")
         with psycopg.connect(server.dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{meta_db}" WITH (FORCE)')
-        shutil.rmtree(root, ignore_errors=True)
+        if args.keep_home:
+            print(f"Airflow home kept: {root / 'home'}", flush=True)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     report = {
         "machine": f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "started": started.isoformat(timespec="seconds"),

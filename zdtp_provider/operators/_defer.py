@@ -10,7 +10,8 @@ state. The finished workload's result is lost with it.
 So every zdtp wait reads the workload's state once, right before deferring, with the same
 function its trigger polls; an outcome already there is handled in-process by the method the
 trigger would have resumed, and the task never defers. What remains is the window between that
-read and the deferral reaching the scheduler (a workload finishing in that gap).
+read and the deferral reaching the scheduler (a workload finishing in that gap); for it, the
+trigger holds its event until the deferral has settled (:mod:`zdtp_provider.triggers.settle`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.triggers.base import BaseTrigger
+
+from zdtp_provider.triggers.settle import SettlingTrigger, settle_deadline
 
 Check = Callable[[], "dict[str, Any] | None"]
 
@@ -46,6 +49,8 @@ def defer_unless_done(
         op.log.warning("Could not read the state before deferring (%s): deferring", exc)
         event = None
     if event is None:
+        if isinstance(trigger, SettlingTrigger):
+            trigger.not_before = settle_deadline()
         op.defer(trigger=trigger, method_name=method_name, timeout=timeout)
     name, namespace = where
     op.log.info(

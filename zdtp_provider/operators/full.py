@@ -35,11 +35,25 @@ from zdtp_provider.k8s.status import is_fatal, pod_exit, pod_result, pod_waiting
 from zdtp_provider.links import WorkerObjectLink
 from zdtp_provider.operators._companions import adopt_companions, apply_companions, delete_companions
 from zdtp_provider.operators._inputs import as_airflow_error, lookup_dsns
+from zdtp_provider.triggers.settle import SettledPodTrigger, settle_deadline
 from zdtp_provider.workload import WorkloadOptions, render_pod, resolve_spec
 from zdtp_provider.workload.pod_args import check_unsupported, translate_aliases
 from zdtp_provider.workload.specs import SpecInput
 
 XCOM_RETURN_KEY = "return_value"
+
+
+def _settled(deferral: TaskDeferred) -> TaskDeferred:
+    """KPO's deferral with its pod trigger holding the event until the deferral has settled."""
+    trigger = deferral.trigger
+    if not isinstance(trigger, KubernetesPodTrigger) or isinstance(trigger, SettledPodTrigger):
+        return deferral
+    return TaskDeferred(
+        trigger=SettledPodTrigger.wrapping(trigger, settle_deadline()),
+        method_name=deferral.method_name,
+        kwargs=deferral.kwargs,
+        timeout=deferral.timeout,
+    )
 
 
 class WorkerKilled(AirflowException):
@@ -243,7 +257,7 @@ class FullSyncOperator(KubernetesPodOperator):
             first = context is not None and not self._reentered
             event = self._finished_pod_event(deferral, last_log_time) if first else None
             if event is None:
-                raise
+                raise _settled(deferral) from None
         self.log.info(
             "Pod %s/%s already %s before the task deferred: finishing in-process instead of "
             "deferring (avoids Airflow's stale-executor-event race, apache/airflow#66374)",

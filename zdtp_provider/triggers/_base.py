@@ -17,12 +17,13 @@ from airflow.triggers.base import BaseTrigger
 
 from zdtp_provider.hooks.connection import KubeConnection
 from zdtp_provider.hooks.kubernetes import ZdtpKubernetesHook
+from zdtp_provider.triggers.settle import SettlingTrigger, hold_until
 
 T = TypeVar("T")
 ON_KILL_TIMEOUT = 30.0
 
 
-class ZdtpTriggerBase(BaseTrigger):
+class ZdtpTriggerBase(SettlingTrigger, BaseTrigger):
     """Waits on one named object; subclasses add their own arguments via :meth:`extra_kwargs`."""
 
     def __init__(
@@ -32,8 +33,10 @@ class ZdtpTriggerBase(BaseTrigger):
         namespace: str,
         connection: KubeConnection | Mapping[str, Any] | None = None,
         poll_interval: float = 2.0,
+        not_before: str | None = None,
     ) -> None:
         super().__init__()
+        self.not_before = not_before
         self.name = name
         self.namespace = namespace
         self.connection = KubeConnection.from_value(connection)
@@ -50,6 +53,7 @@ class ZdtpTriggerBase(BaseTrigger):
                 "namespace": self.namespace,
                 "connection": self.connection.to_dict(),
                 "poll_interval": self.poll_interval,
+                "not_before": self.not_before,
                 **self.extra_kwargs(),
             },
         )
@@ -69,5 +73,6 @@ class ZdtpTriggerBase(BaseTrigger):
             except Exception as exc:
                 event = {"status": "error", "message": str(exc)}
             if event is not None:
+                await hold_until(self.not_before)
                 return {"name": self.name, "namespace": self.namespace, **event}
             await asyncio.sleep(self.poll_interval)
