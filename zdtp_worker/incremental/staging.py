@@ -37,6 +37,16 @@ class Shape:
     # there is nothing to set (key-only tables).
     sql_update: str = ""
     only: str = ""  # "ONLY " for a plain target table (see .only): its inheritance children stay out
+    # The target has unique indexes or exclusion constraints besides the key: a set-based UPDATE
+    # may then collide with a row this same batch changes later (two rows swapping a unique
+    # value), so the statements run under a savepoint and, on such a collision, the staged rows
+    # are applied as delete-then-insert instead (see BatchWriter._apply): ``sql_park`` moves the
+    # old versions into the ``old`` temporary table (created with the stage when set), then
+    # ``sql_replace`` inserts the new ones.
+    other_unique: bool = False
+    old: str = ""
+    sql_park: str = ""
+    sql_replace: str = ""
     used_in_txn: bool = False
 
     @property
@@ -54,12 +64,14 @@ def build_shape(
     seq: int,
     generated: frozenset[str] = frozenset(),
     only: str = "",
+    other_unique: bool = False,
 ) -> tuple[Shape, str]:
     """The relation's apply statements, and the DDL of its staging table (run it before use).
 
     ``generated``: columns the target computes itself; a publication that sends generated values
     (PG 18 ``publish_generated_columns``) still stages them, but they are never written.
     ``only``: ``"ONLY "`` when the target is a plain table (see :mod:`.only`).
+    ``other_unique``: the target has unique/exclusion constraints besides the key (see Shape).
     """
     tq = only + target.qualified  # statements that read or change existing target rows
     all_names = [c.name for c in relation.columns]
@@ -79,10 +91,25 @@ def build_shape(
         if n not in key_names and n not in generated
     )
     stage_cols = ", ".join(f"{ident(n)} {column_types[n]}" for n in all_names)
+    # Target columns the source no longer has (kept with their data, see .column_sync).
+    orphans = [n for n in column_types if n not in all_names and n not in generated]
+    replaced = [
+        f"s.{ident(n)}"
+        if n in key_names
+        else f"CASE WHEN s._op = 'P' AND {all_names.index(n)} = ANY(s._keep)"
+        f" THEN t.{ident(n)} ELSE s.{ident(n)} END"
+        for n in names
+    ] + [f"t.{ident(n)}" for n in orphans]
     ddl = (
         f"CREATE TEMP TABLE IF NOT EXISTS {stage.removeprefix('pg_temp.')} "
         f'(_op "char", _keep int[], {stage_cols}) ON COMMIT DELETE ROWS'
     )
+    old = f"{stage}_old" if other_unique and key_names else ""
+    if old:  # the target's columns in its order, generated ones as plain columns
+        ddl += (
+            f"; CREATE TEMP TABLE IF NOT EXISTS {old.removeprefix('pg_temp.')}"
+            f" (LIKE {target.qualified}) ON COMMIT DELETE ROWS"
+        )
     shape = Shape(
         relation=relation,
         target=target,
@@ -108,6 +135,27 @@ def build_shape(
         sql_partial=(
             f"UPDATE {tq} t SET {partial_sets} FROM {stage} s WHERE s._op = 'P' AND {keys_match}"
             if partial_sets
+            else ""
+        ),
+        other_unique=other_unique,
+        # Delete-then-insert in two statements, so every old version is gone before the first
+        # new one goes in (one statement with a data-modifying CTE gives no such order). Partial
+        # rows take their unchanged values, and every row its orphan columns, from its old
+        # version; a partial row whose key the target lacks is left out (sql_partial_missing
+        # completes it). A brand-new key's orphan columns read NULL here, not their default.
+        old=old,
+        sql_park=(
+            f"WITH old AS (DELETE FROM {tq} t USING {stage} s WHERE s._op IN ('U', 'P') AND {keys_match}"
+            f" RETURNING t.*) INSERT INTO {old} SELECT * FROM old"
+            if old
+            else ""
+        ),
+        sql_replace=(
+            f"INSERT INTO {target.qualified} ({', '.join(ident(n) for n in names + orphans)})"
+            f" OVERRIDING SYSTEM VALUE SELECT {', '.join(replaced)}"
+            f" FROM {stage} s LEFT JOIN {old} t ON {keys_match}"
+            f" WHERE s._op = 'U' OR (s._op = 'P' AND t.{ident(key_names[0])} IS NOT NULL)"
+            if old
             else ""
         ),
         sql_partial_missing=(

@@ -22,7 +22,7 @@ from zdtp_worker.incremental.only import only
 from zdtp_worker.incremental.pgoutput import Relation
 from zdtp_worker.incremental.refetch import SourceRows
 from zdtp_worker.incremental.staging import Shape, build_shape
-from zdtp_worker.incremental.target_apply import BatchWriter, _staged
+from zdtp_worker.incremental.target_apply import BatchWriter, _staged, other_unique
 from zdtp_worker.incremental.target_session import LEASE_CLASS, STATE_DDL, TargetSession, lease_key
 from zdtp_worker.pg.quoting import ident
 
@@ -108,6 +108,7 @@ class Target(TargetSession, BatchWriter):
             seq=self._stage_seq,
             generated=frozenset(c.name for c in info.columns if c.generated),
             only=only(self.conn, target),
+            other_unique=other_unique(self.conn, target, key_names),
         )
         self.conn.execute(ddl)
         return shape

@@ -90,35 +90,67 @@ class BatchWriter:
                 else:
                     with cur.copy(f"COPY {shape.stage} FROM STDIN") as cp:
                         cp.write(data)
-                if n_del:
-                    cur.execute(shape.sql_delete)
-                if n_staged_up and shape.sql_update:
-                    # Updated keys are on the target (exactly-once: it holds the source's state
-                    # before this batch), so UPDATE first; if some are not (a hand-off copied
-                    # their chunk later, rows loaded outside the stream), the upsert writes all
-                    # staged rows again — same values for the rows just updated.
-                    cur.execute(shape.sql_update)
-                    if cur.rowcount < n_staged_up:
-                        cur.execute(shape.sql_upsert)
-                elif n_staged_up:
-                    cur.execute(shape.sql_upsert)
+                guarded = bool(shape.old) and bool(n_staged_up or n_part)
+                if guarded:
+                    cur.execute("SAVEPOINT zdtp_apply")
+                try:
+                    complete = self._statements(cur, shape, n_del, n_staged_up, n_part)
+                except (psycopg.errors.UniqueViolation, psycopg.errors.ExclusionViolation) as exc:
+                    if not guarded:
+                        raise
+                    # Rows of this batch trade a unique value (a swap through a placeholder in
+                    # one source transaction): row-at-a-time checks of one UPDATE see a clash the
+                    # source never had. Delete-then-insert has no such intermediate state.
+                    cur.execute("ROLLBACK TO SAVEPOINT zdtp_apply")
+                    log.info(
+                        "target %s: %s; applying the batch's rows as delete-then-insert",
+                        shape.target,
+                        str(exc).splitlines()[0],
+                    )
+                    if n_del:
+                        cur.execute(shape.sql_delete)
+                    cur.execute(shape.sql_park)
+                    cur.execute(shape.sql_replace)
+                    complete = bool(n_part) and cur.rowcount < n_staged_up + n_part
+                    cur.execute(f"TRUNCATE {shape.old}")
+                if guarded:
+                    cur.execute("RELEASE SAVEPOINT zdtp_apply")
                 missing: list[tuple[Any, ...]] = []
-                if n_part and shape.sql_partial:
-                    cur.execute(shape.sql_partial)
-                    if cur.rowcount < n_part and binary:
+                if complete:
+                    if binary:
                         # Completing them reads text from the source: text mode does that.
                         raise NeedsTextMode(
                             f"target {shape.target}: rows with unchanged TOAST values missing"
                         )
-                    if cur.rowcount < n_part:
-                        # Partial rows of keys the target lacks (a hand-off copied their chunk
-                        # after they were deleted or moved away): complete them from the source.
-                        missing = cur.execute(shape.sql_partial_missing).fetchall()
+                    # Partial rows of keys the target lacks (a hand-off copied their chunk after
+                    # they were deleted or moved away): complete them from the source.
+                    missing = cur.execute(shape.sql_partial_missing).fetchall()
             if missing:
                 self._complete_from_source(shape, [_staged(row) for row in missing])
             written += n_del + n_up + n_part
         batch.clear()
         return written
+
+    @staticmethod
+    def _statements(cur: psycopg.Cursor, shape: Shape, n_del: int, n_up: int, n_part: int) -> bool:
+        """The staged rows' DELETE, UPDATE/upsert and partial UPDATE; True when some partial rows'
+        keys are missing on the target (they must be completed from the source)."""
+        if n_del:
+            cur.execute(shape.sql_delete)
+        if n_up and shape.sql_update:
+            # Updated keys are on the target (exactly-once: it holds the source's state before
+            # this batch), so UPDATE first; if some are not (a hand-off copied their chunk later,
+            # rows loaded outside the stream), the upsert writes all staged rows again — same
+            # values for the rows just updated.
+            cur.execute(shape.sql_update)
+            if cur.rowcount < n_up:
+                cur.execute(shape.sql_upsert)
+        elif n_up:
+            cur.execute(shape.sql_upsert)
+        if n_part and shape.sql_partial:
+            cur.execute(shape.sql_partial)
+            return cur.rowcount < n_part
+        return False
 
     def _complete_from_source(self, shape: Shape, rows: list[list[Value]]) -> None:
         """Write ``rows`` (new rows with unchanged values) with those values read from the source."""
@@ -183,6 +215,24 @@ class BatchWriter:
             f"DELETE FROM {shape.only}{shape.target.qualified} WHERE {where}", key_text(list(old_key))
         )
         self._complete_from_source(shape, [new])
+
+
+# Unique indexes and exclusion constraints of the target table other than one on exactly the key.
+_OTHER_UNIQUE_SQL = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_index i
+  WHERE i.indrelid = %s::regclass AND (i.indisunique OR i.indisexclusion)
+    AND (i.indisexclusion OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+         OR ARRAY(SELECT a.attname::text FROM pg_attribute a
+                  WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey[0:i.indnkeyatts - 1])
+                  ORDER BY a.attname::text COLLATE "C") <> %s::text[]))
+"""
+
+
+def other_unique(conn: psycopg.Connection, table: TableName, key: tuple[str, ...]) -> bool:
+    """Does ``table`` have a unique index or exclusion constraint besides the one on ``key``?"""
+    row = conn.execute(_OTHER_UNIQUE_SQL, (table.qualified, sorted(key))).fetchone()
+    return bool(row and row[0])
 
 
 def _staged(row: tuple[Any, ...]) -> list[Value]:
