@@ -24,7 +24,14 @@ from __future__ import annotations
 from collections.abc import Container
 
 from zdtp_worker.contract.identifiers import sql_ident, sql_qualified
-from zdtp_worker.pg.shape import ColumnShape, PartitionShape, SequenceShape, TableShape, TypeShape
+from zdtp_worker.pg.shape import (
+    ColumnShape,
+    IndexShape,
+    PartitionShape,
+    SequenceShape,
+    TableShape,
+    TypeShape,
+)
 
 
 def _literal(value: str) -> str:
@@ -134,11 +141,29 @@ def table_settings_sql(shape: TableShape, *, schema: str, name: str) -> list[str
 def _partitions(parent: str, parts: tuple[PartitionShape, ...], schema: str) -> list[str]:
     out = []
     for p in parts:
-        sql = f"CREATE TABLE {sql_qualified(schema, p.name)} PARTITION OF {parent} {p.bound_sql}"
+        table = sql_qualified(schema, p.name)
+        sql = f"CREATE TABLE {table} PARTITION OF {parent} {p.bound_sql}"
         if p.partkey_sql:
             sql += f" PARTITION BY {p.partkey_sql}"
+        if p.options:
+            sql += f" WITH ({', '.join(_option_sql(o) for o in p.options)})"
         out.append(sql)
-        out += _partitions(sql_qualified(schema, p.name), p.children, schema)
+        # What the partition has of its own, beyond what PARTITION OF gives it.
+        for column, default in p.defaults:
+            change = f"SET DEFAULT {default}" if default is not None else "DROP DEFAULT"
+            out.append(f"ALTER TABLE {table} ALTER COLUMN {sql_ident(column)} {change}")
+        out += [f"ALTER TABLE {table} ALTER COLUMN {sql_ident(c)} SET NOT NULL" for c in p.not_null]
+        out += [f"ALTER TABLE {table} ADD CONSTRAINT {sql_ident(n)} {check}" for n, check in p.checks]
+        out += _partitions(table, p.children, schema)
+    return out
+
+
+def _partition_indexes(parts: tuple[PartitionShape, ...], schema: str) -> list[tuple[str, IndexShape]]:
+    """(quoted partition, index) for every partition's own unique indexes, sub-partitions too."""
+    out = []
+    for p in parts:
+        out += [(sql_qualified(schema, p.name), ix) for ix in p.unique_indexes]
+        out += _partition_indexes(p.children, schema)
     return out
 
 
@@ -170,6 +195,9 @@ def key_sql(shape: TableShape, *, schema: str, name: str, taken: Container[str] 
     for ix in shape.unique_indexes:
         named = "" if ix.name in taken else f"{sql_ident(ix.name)} "
         out.append(f"CREATE UNIQUE INDEX {named}ON {table} {ix.tail}")
+    for partition, ix in _partition_indexes(shape.partitions, schema):
+        named = "" if ix.name in taken else f"{sql_ident(ix.name)} "
+        out.append(f"CREATE UNIQUE INDEX {named}ON {partition} {ix.tail}")
     return out
 
 
@@ -193,7 +221,8 @@ def replica_identity_sql(
 
 def key_names(shape: TableShape) -> list[str]:
     """Relation names :func:`key_sql` would create (to look up which are taken)."""
-    return [c.name for c in shape.key_constraints] + [ix.name for ix in shape.unique_indexes]
+    own = [ix.name for _, ix in _partition_indexes(shape.partitions, "")]
+    return [c.name for c in shape.key_constraints] + [ix.name for ix in shape.unique_indexes] + own
 
 
 __all__ = [

@@ -113,6 +113,12 @@ class PartitionShape:
     bound_sql: str  # "FOR VALUES IN ('de')", "FOR VALUES FROM (...) TO (...)", "DEFAULT"
     partkey_sql: str | None = None  # a sub-partitioned partition: its own "RANGE (...)"
     children: tuple[PartitionShape, ...] = ()
+    # What the partition has beyond what it inherits from its parent:
+    options: tuple[str, ...] = ()  # reloptions ("fillfactor=80")
+    checks: tuple[tuple[str, str], ...] = ()  # (name, "CHECK (...)") of its own
+    defaults: tuple[tuple[str, str | None], ...] = ()  # (column, default or None) differing from the parent's
+    not_null: tuple[str, ...] = ()  # columns NOT NULL here, nullable in the parent
+    unique_indexes: tuple[IndexShape, ...] = ()  # unique indexes of its own (no parent index)
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,36 @@ ORDER BY 1
 """
 _PARTITIONS = """
 SELECT c.oid, n.nspname, c.relname, c.relkind::text AS relkind, pg_get_expr(c.relpartbound, c.oid) AS bound,
-       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey
+       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partkey, c.reloptions
 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE i.inhparent = $1 ORDER BY n.nspname, c.relname
+"""
+# A partition's own CHECKs (none of its parent's: those come with PARTITION OF), and its columns'
+# defaults and NOT NULLs where they differ from the parent's ($1 partition, $2 parent).
+_PARTITION_CHECKS = """
+SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
+WHERE conrelid = $1 AND contype = 'c' AND conislocal AND coninhcount = 0 AND convalidated ORDER BY conname
+"""
+_PARTITION_COLUMNS = """
+SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) AS expr, pg_get_expr(pd.adbin, pd.adrelid) AS parent_expr,
+       a.attnotnull AND NOT pa.attnotnull AS own_not_null
+FROM pg_attribute a JOIN pg_attribute pa ON pa.attrelid = $2 AND pa.attname = a.attname
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+LEFT JOIN pg_attrdef pd ON pd.adrelid = pa.attrelid AND pd.adnum = pa.attnum
+WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity = ''
+ORDER BY a.attnum
+"""
+# Unique indexes of a partition that are not partitions of a parent's index.
+_PARTITION_INDEXES = """
+SELECT ic.relname, pg_get_indexdef(i.indexrelid) AS def,
+       'CREATE UNIQUE INDEX ' || quote_ident(ic.relname) || ' ON '
+         || CASE WHEN c.relkind = 'p' THEN 'ONLY ' ELSE '' END
+         || quote_ident(n.nspname) || '.' || quote_ident(c.relname) || ' ' AS prefix
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid
+  AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)
+ORDER BY ic.relname
 """
 _TYPE = """
 SELECT t.oid, n.nspname, t.typname, t.typtype::text AS typtype, t.typelem, t.typlen, t.typbasetype,
@@ -252,7 +279,27 @@ async def _partitions(conn: Conn, oid: int, problems: list[str]) -> tuple[Partit
             )
             continue
         children = await _partitions(conn, r["oid"], problems) if r["relkind"] == "p" else ()
-        out.append(PartitionShape(r["nspname"], r["relname"], r["bound"], r["partkey"], children))
+        cols = await conn.fetch(_PARTITION_COLUMNS, r["oid"], oid)
+        indexes = []
+        for ix in await conn.fetch(_PARTITION_INDEXES, r["oid"]):
+            if not ix["def"].startswith(ix["prefix"]):
+                problems.append(f"partition {name}: cannot read unique index {ix['relname']!r} ({ix['def']})")
+                continue
+            indexes.append(IndexShape(ix["relname"], ix["def"][len(ix["prefix"]) :]))
+        out.append(
+            PartitionShape(
+                r["nspname"],
+                r["relname"],
+                r["bound"],
+                r["partkey"],
+                children,
+                options=tuple(r["reloptions"] or ()),
+                checks=tuple((c["conname"], c["def"]) for c in await conn.fetch(_PARTITION_CHECKS, r["oid"])),
+                defaults=tuple((c["attname"], c["expr"]) for c in cols if c["expr"] != c["parent_expr"]),
+                not_null=tuple(c["attname"] for c in cols if c["own_not_null"]),
+                unique_indexes=tuple(indexes),
+            )
+        )
     return tuple(out)
 
 
