@@ -52,9 +52,13 @@ FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 """
+# pg_get_constraintdef() leaves out a key's index storage parameters (pg_dump adds them itself):
+# index_options carries them for PRIMARY KEY / UNIQUE (an EXCLUDE's definition has them already).
 _CONSTRAINTS = """
-SELECT conname, contype::text AS kind, pg_get_constraintdef(oid) AS def, convalidated
-FROM pg_constraint WHERE conrelid = $1 AND contype IN ('p', 'u', 'c', 'x') ORDER BY conname
+SELECT k.conname, k.contype::text AS kind, pg_get_constraintdef(k.oid) AS def, k.convalidated,
+       CASE WHEN k.contype IN ('p', 'u') THEN ic.reloptions END AS index_options
+FROM pg_constraint k LEFT JOIN pg_class ic ON ic.oid = k.conindid
+WHERE k.conrelid = $1 AND k.contype IN ('p', 'u', 'c', 'x') ORDER BY k.conname
 """
 # PostgreSQL 18: NOT NULL constraints added NOT VALID (attnotnull is true for them too, so the
 # column is created NOT NULL); 15 has no contype 'n' and finds none.
@@ -303,6 +307,22 @@ async def _partitions(conn: Conn, oid: int, problems: list[str]) -> tuple[Partit
     return tuple(out)
 
 
+def _with_index_options(definition: str, options: list[str] | None) -> str:
+    """``PRIMARY KEY (id) WITH (fillfactor = '70') DEFERRABLE``: the index parameters go before
+    the deferrability clause, which is all pg_get_constraintdef() may print after the columns."""
+    if not options:
+        return definition
+    with_sql = (
+        " WITH ("
+        + ", ".join(
+            f"{k} = '{v.replace(chr(39), chr(39) * 2)}'" for k, _, v in (o.partition("=") for o in options)
+        )
+        + ")"
+    )
+    head, sep, tail = definition.partition(" DEFERRABLE")
+    return head + with_sql + sep + tail
+
+
 async def _invalid_not_null_problems(conn: Conn, rel: Any, table: str) -> list[str]:
     """A NOT NULL constraint added NOT VALID over rows that hold NULL: the target's column is
     created NOT NULL (attnotnull says so), and COPY would fail on the first such row, after other
@@ -356,7 +376,7 @@ async def _read(conn: Conn, oid: int) -> TableShape:
             )
         )
     constraints = tuple(
-        ConstraintShape(r["conname"], r["kind"], r["def"])
+        ConstraintShape(r["conname"], r["kind"], _with_index_options(r["def"], r["index_options"]))
         for r in await conn.fetch(_CONSTRAINTS, oid)
         if r["convalidated"]  # a NOT VALID check is no promise about existing rows
     )

@@ -5,7 +5,12 @@ what the target then does) or refused before anything is written."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -399,3 +404,55 @@ def test_partitions_keep_what_is_their_own(empty_source: str, target_dsn: str) -
     ho.run_sql(empty_source, PARTITION_EXTRAS_SQL)
     ho.copy_and_compare(empty_source, target_dsn, chunk_rows=97)
     assert ho.rows(target_dsn, _PARTITION_EXTRAS) == ho.rows(empty_source, _PARTITION_EXTRAS)
+
+
+def _tablespace(server_dsn: str, location: Path) -> str:
+    """A tablespace on the source's server (a directory owned by the server's OS user; pytest's
+    tmp_path is not: its parent is private to the test's user); its name."""
+    data_dir = ho.rows(server_dsn, "SELECT current_setting('data_directory')")[0][0]
+    owner = os.stat(data_dir)
+    os.chown(location, owner.st_uid, owner.st_gid)
+    name = "ho_fast_" + uuid.uuid4().hex[:8]
+    ho.run_sql(server_dsn, f"CREATE TABLESPACE {name} LOCATION '{location}'")
+    return name
+
+
+def test_key_index_parameters_kept_and_tablespaces_left_to_the_target(
+    empty_source: str, target_dsn: str
+) -> None:
+    # Keys with index storage parameters (WITH (fillfactor = ...), also on a DEFERRABLE one),
+    # their indexes and the table in another tablespace. pg_get_constraintdef() prints no index
+    # parameters, so the target's keys were built with the defaults (the digest compares key
+    # columns only). Tablespaces are the source's file placement, not reproduced: the target
+    # (which may have none of that name) keeps its default one (already so, now backed).
+    location = Path(tempfile.mkdtemp(prefix="ho_ts_"))
+    space = _tablespace(empty_source, location)
+    try:
+        ho.run_sql(
+            empty_source,
+            f"""
+            CREATE SCHEMA ho;
+            CREATE TABLE ho.placed (id int, code text, v text,
+                CONSTRAINT placed_pkey PRIMARY KEY (id) INCLUDE (v) WITH (fillfactor = 70)
+                    USING INDEX TABLESPACE {space},
+                CONSTRAINT placed_code UNIQUE (code) WITH (fillfactor = 90) USING INDEX TABLESPACE {space}
+                    DEFERRABLE INITIALLY DEFERRED
+            ) TABLESPACE {space};
+            INSERT INTO ho.placed SELECT i, 'c' || i, 'v' FROM generate_series(1, 800) i;
+            ANALYZE;
+            """,
+        )
+        read_catalog(empty_source, ho.config("ho-ts"), target_dsn=target_dsn)
+        ho.copy_and_compare(empty_source, target_dsn)
+        spaces = "SELECT relname, reltablespace FROM pg_class WHERE relnamespace = 'ho'::regnamespace"
+        assert {r[1] for r in ho.rows(target_dsn, spaces)} == {0}  # the target's default tablespace
+        keys = (
+            "SELECT k.conname, pg_get_constraintdef(k.oid), i.reloptions FROM pg_constraint k"
+            " JOIN pg_class i ON i.oid = k.conindid WHERE k.conrelid = 'ho.placed'::regclass ORDER BY 1"
+        )
+        assert ho.rows(target_dsn, keys) == ho.rows(empty_source, keys)
+        assert [r[2] for r in ho.rows(target_dsn, keys)] == [["fillfactor=90"], ["fillfactor=70"]]
+    finally:
+        ho.run_sql(empty_source, "DROP SCHEMA IF EXISTS ho CASCADE")
+        ho.run_sql(empty_source, f"DROP TABLESPACE {space}")
+        shutil.rmtree(location, ignore_errors=True)
