@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -119,6 +119,7 @@ class ColumnSync:
     src: psycopg.Connection
     tgt: psycopg.Connection
     allow_lossy: bool = False
+    started: dict[TableName, dict[str, str]] = field(default_factory=dict)
 
     def reconcile(
         self,
@@ -137,6 +138,8 @@ class ColumnSync:
         """
         src_cols = source_columns(self.src, source)
         tgt_cols = target_columns(self.tgt, target)
+        # The source's column types when this run first looked (the start-up check runs first).
+        started = self.started.setdefault(source, {c.name: c.type_sql for c in src_cols.values()})
         names = {n for n, _ in published}
         done: list[str] = []
         orphans = [c for c in tgt_cols.values() if c.name not in names and c.name not in src_cols]
@@ -166,9 +169,18 @@ class ColumnSync:
                         fast_default_ok=not orphans and not first_sight,
                     )
                 )
-            elif have.type_sql != type_sql and classify(type_sql, have.type_sql) == "widen":
+            elif (
+                have.type_sql != type_sql
+                and classify(type_sql, have.type_sql) == "widen"
+                and (src_col is None or src_col.type_sql != type_sql or started.get(name) == type_sql)
+            ):
                 # The target already holds a wider type than these changes carry: a restarted
-                # stream replays changes from before a widening the target followed at start.
+                # stream replays changes from before a widening the target followed at start
+                # (the source's catalog has the wider type by now), or the target was wider
+                # when the stream started (made so on purpose). A column the source's catalog
+                # has narrowed since the start is different: the source's rewrite may have
+                # changed values the stream never carries (numeric scale, timestamp precision),
+                # so that is a type change like any other (below: exit 65 unless opted in).
                 continue
             elif have.type_sql != type_sql:
                 done.append(

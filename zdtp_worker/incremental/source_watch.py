@@ -14,7 +14,14 @@ Every ``interval`` seconds, on its own short queries (never on the replication c
   partition ``DETACH``ed or ``ATTACH``ed while streaming changes which rows the table holds
   without any row change in the WAL (the target would keep the detached rows, or lack the
   attached ones), so the stream stops with a data error naming it; a ``full+incremental``
-  re-run copies the new shape.
+  re-run copies the new shape;
+- the storage file (``relfilenode``) of each of those partitions: a ``TRUNCATE`` of one partition
+  is not in the logical stream when the publication publishes via the partition root (PostgreSQL
+  skips it), so a partition whose file changed and holds no row older than the change (a
+  rewrite by ``VACUUM FULL`` / ``CLUSTER`` keeps the rows' ``xmin``) becomes a :class:`Suspect`:
+  :mod:`.housekeeping` then compares the partition's keys on both sides once the target has
+  caught up, and stops the stream with a data error if the target keeps rows the source no
+  longer has (see :func:`extra_target_keys`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import psycopg
 from zdtp_worker.contract.errors import DataError
 from zdtp_worker.contract.identifiers import TablePattern, render_qualified
 from zdtp_worker.control import slot_guard
+from zdtp_worker.pg.quoting import ident
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,31 @@ SELECT n.nspname, c.relname,
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'p' AND NOT c.relispartition
 """
+
+
+# Every leaf partition (at any depth) of each partitioned table, with its storage file.
+_LEAF_FILES_SQL = """
+SELECT n.nspname, c.relname, t.relid::regclass::text, l.oid::bigint, l.relfilenode::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid
+WHERE c.relkind = 'p' AND NOT c.relispartition AND t.isleaf
+"""
+# Does the partition hold a row written before its pg_class row last changed (the new file)?
+_OLDER_ROWS_SQL = """
+SELECT EXISTS (SELECT 1 FROM ONLY {leaf} WHERE age(xmin) > (SELECT age(xmin) FROM pg_class WHERE oid = %s))
+"""
+
+
+@dataclass
+class Suspect:
+    """A partition whose file changed with no row older than the change: maybe truncated."""
+
+    root: tuple[str, str]
+    leaf: str  # regclass text
+    oid: int
+    constraint: str  # pg_get_partition_constraintdef: the rows of this partition, on the root
+    wait_lsn: int = 0  # the target must have applied up to here before the next comparison
+    extra: frozenset[tuple[str, ...]] | None = None  # on the target only, at the last comparison
 
 
 @dataclass(frozen=True)
@@ -65,6 +98,9 @@ class SourceWatch:
     last: float = 0.0
     # Streamed partitioned table → its partitions at the first poll (None: not polled yet).
     partitions: dict[tuple[str, str], frozenset[str]] | None = None
+    # Leaf partition (regclass text) → its relfilenode, for the streamed partitioned tables.
+    files: dict[str, int] | None = None
+    suspects: list[Suspect] = field(default_factory=list)  # taken over by Housekeeping
 
     def due(self) -> bool:
         return time.monotonic() - self.last >= self.interval
@@ -80,6 +116,7 @@ class SourceWatch:
                 f" changes since are gone; {slot_guard.RERUN}"
             )
         self._check_partitions(conn)
+        self._check_files(conn)
         return WatchReport(
             retained_bytes=state.retained_bytes,
             safe_wal_bytes=state.safe_wal_size,
@@ -94,6 +131,35 @@ class SourceWatch:
         not seen: the baseline is what the source has when the stream starts."""
         if self.partitions is None:
             self._check_partitions(conn)
+        if self.files is None:
+            self._check_files(conn)
+
+    def _check_files(self, conn: psycopg.Connection) -> None:
+        rows = [r for r in conn.execute(_LEAF_FILES_SQL).fetchall() if (r[0], r[1]) in self.streamed]
+        now = {leaf: filenode for _, _, leaf, _, filenode in rows}
+        if self.files is None:
+            self.files = now
+            return
+        for schema, name, leaf, oid, filenode in rows:
+            before = self.files.get(leaf)
+            if before is None or before == filenode:
+                continue  # a new partition is the partition check's (it stops the stream)
+            older = conn.execute(_OLDER_ROWS_SQL.format(leaf=leaf), (oid,)).fetchone()
+            if older and older[0]:
+                log.info("source partition %s was rewritten (VACUUM FULL, CLUSTER, ...): rows kept", leaf)
+                continue
+            row = conn.execute("SELECT pg_get_partition_constraintdef(%s)", (oid,)).fetchone()
+            log.warning(
+                "source partition %s got a new file holding no row from before (TRUNCATE of the"
+                " partition, which logical replication does not carry?): comparing its keys with"
+                " the target",
+                leaf,
+            )
+            self.suspects.append(
+                Suspect(root=(schema, name), leaf=leaf, oid=oid, constraint=row[0] if row else "")
+            )
+        conn.commit()
+        self.files = now
 
     def _check_partitions(self, conn: psycopg.Connection) -> None:
         now = {
@@ -138,3 +204,25 @@ class SourceWatch:
                     table,
                 )
         return sorted(out)
+
+
+def extra_target_keys(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    suspect: Suspect,
+    *,
+    target_table: str,
+    key: tuple[str, ...],
+) -> frozenset[tuple[str, ...]]:
+    """Keys the target holds in the suspect partition's range that the source partition lacks.
+
+    The target is read first, then the source: a row inserted meanwhile is on the source (not
+    extra); a row deleted on the source and not yet applied is extra for now, so the caller
+    stops only on keys that stay extra across two comparisons with a catch-up between them.
+    """
+    cols = ", ".join(f"{ident(k)}::text" for k in key)
+    where = f" WHERE {suspect.constraint}" if suspect.constraint else ""
+    on_target = {tuple(r) for r in target.execute(f"SELECT {cols} FROM {target_table}{where}").fetchall()}
+    on_source = {tuple(r) for r in source.execute(f"SELECT {cols} FROM ONLY {suspect.leaf}").fetchall()}
+    source.commit()
+    return frozenset(on_target - on_source)

@@ -79,6 +79,9 @@ class Stream:
         self.applier = Applier(on_committed=lambda lsn: None)  # rewired to the loop once it exists
         self.binary_allowed = True  # until binary mode met something it cannot carry (.binary_mode)
         self.watch: SourceWatch | None = None  # the source watch (created at the first start-up)
+        # The source's column types at the first start-up, kept across a restart in text mode
+        # like the watch: a narrowing seen in binary mode rolls back and is seen again after it.
+        self.started_types: dict[TableName, dict[str, str]] = {}
 
     def run(self) -> RunStats:
         try:
@@ -167,7 +170,12 @@ class Stream:
             )
         self.metrics.source_wal_keep_unlimited = slot_guard.warn_unlimited_retention(self.src, slot=self.slot)
         keys = stream_setup.stream_keys(self.src, names, set_replica_identity=fix)
-        sync = ColumnSync(self.src, self.target.conn, allow_lossy=self.opts.allow_lossy_type_changes)
+        sync = ColumnSync(
+            self.src,
+            self.target.conn,
+            allow_lossy=self.opts.allow_lossy_type_changes,
+            started=self.started_types,
+        )
         self._prepare_target(tables, keys, sync)
         stream_setup.ensure_publication(self.src, self.publication, names)
         self.repl = replication.replication_connect(self.source_dsn)
@@ -209,6 +217,8 @@ class Stream:
                 sequences=SequenceKeeper(dict(self.mapping)),
                 source=self.src,
                 heartbeats=self._first_heartbeat(),
+                mapping=dict(self.mapping),
+                keys={s: keys[s] for s in self.mapping},
             ),
         )
         self.applier.on_committed = loop.on_committed
