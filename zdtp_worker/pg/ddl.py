@@ -90,7 +90,10 @@ def _column_sql(col: ColumnShape, identity: SequenceShape | None) -> str:
     elif col.default_sql is not None:
         parts.append(f"DEFAULT {col.default_sql}")
     if col.not_null:
-        parts.append("NOT NULL")
+        # Named as on the source (PostgreSQL 18 catalogs NOT NULL constraints by name; older
+        # targets accept the name and ignore it).
+        named = f"CONSTRAINT {sql_ident(col.not_null_name)} " if col.not_null_name else ""
+        parts.append(f"{named}NOT NULL")
     return " ".join(parts)
 
 

@@ -35,6 +35,7 @@ class ColumnShape:
     collation: str | None = None  # quoted qualified collation when it differs from the type's
     storage: str | None = None  # attstorage when it differs from the type's: p, e, m or x
     compression: str = ""  # attcompression: "" (the server's default), "p" pglz, "l" lz4
+    not_null_name: str | None = None  # the NOT NULL constraint's name (PostgreSQL 18 sources)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,10 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type_sql, a.atttypid A
              FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
              WHERE co.oid = a.attcollation) END AS collation,
        CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
-       a.attcompression::text AS compression
+       a.attcompression::text AS compression,
+       -- PostgreSQL 18 names NOT NULL constraints (15 has none in pg_constraint: NULL)
+       (SELECT k.conname FROM pg_constraint k
+         WHERE k.conrelid = a.attrelid AND k.contype = 'n' AND k.conkey[1] = a.attnum) AS not_null_name
 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
@@ -373,6 +376,7 @@ async def _read(conn: Conn, oid: int) -> TableShape:
                 collation=c["collation"],
                 storage=c["storage"],
                 compression=c["compression"] or "",
+                not_null_name=c["not_null_name"] if c["attnotnull"] else None,
             )
         )
     constraints = tuple(

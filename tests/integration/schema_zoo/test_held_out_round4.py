@@ -456,3 +456,26 @@ def test_key_index_parameters_kept_and_tablespaces_left_to_the_target(
         ho.run_sql(empty_source, "DROP SCHEMA IF EXISTS ho CASCADE")
         ho.run_sql(empty_source, f"DROP TABLESPACE {space}")
         shutil.rmtree(location, ignore_errors=True)
+
+
+def test_named_not_null_constraints_pg18(source_dsn: str, target_dsn: str) -> None:
+    # PostgreSQL 18 catalogs NOT NULL constraints under names (pg_constraint contype 'n'): a
+    # name the source chose (CONSTRAINT a_required NOT NULL) was lost, the target picking its
+    # default (named_a_not_null); the digest compares NOT NULL, not names.
+    ho.run_sql(
+        source_dsn,
+        """
+        CREATE SCHEMA ho;
+        CREATE TABLE ho.named (id int CONSTRAINT id_required NOT NULL PRIMARY KEY,
+                               a text CONSTRAINT a_required NOT NULL, b int NOT NULL, c int);
+        INSERT INTO ho.named SELECT i, 'a', i, NULL FROM generate_series(1, 200) i;
+        ANALYZE;
+        """,
+    )
+    ho.copy_and_compare(source_dsn, target_dsn)
+    names = (
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE contype = 'n' AND conrelid = 'ho.named'::regclass ORDER BY 1"
+    )
+    assert ho.rows(target_dsn, names) == ho.rows(source_dsn, names)
+    assert [r[0] for r in ho.rows(target_dsn, names)] == ["a_required", "id_required", "named_b_not_null"]
