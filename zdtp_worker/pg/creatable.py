@@ -122,6 +122,19 @@ async def check_creatable(conn: Conn, shape: TableShape, *, target: TableName) -
                     f"{where}: its defaults, generated columns or checks call {sig}, which the target lacks; "
                     "create the function on the target first (or create the table there yourself)"
                 )
+        for sig, extension in shape.extension_functions:
+            if await conn.fetchval("SELECT to_regprocedure($1)", sig) is None:
+                ext = sql_ident(extension)
+                elsewhere = await conn.fetchval(_EXTENSION_SCHEMA, extension)
+                fix = (
+                    f"the target has it in schema {elsewhere}: move it (ALTER EXTENSION {ext} SET SCHEMA ...)"
+                    if elsewhere is not None
+                    else f"run CREATE EXTENSION {ext} on the target first"
+                )
+                raise DataError(
+                    f"{where}: its defaults, generated columns, checks or domains call {sig} from extension "
+                    f"{extension}, which the target lacks there; {fix}"
+                )
     finally:
         await conn.execute("SELECT set_config('search_path', $1, false)", old)
 

@@ -134,6 +134,7 @@ class TableShape:
     sequences: tuple[SequenceShape, ...] = ()
     types: tuple[TypeShape, ...] = ()  # dependencies first
     functions: tuple[str, ...] = ()  # user functions its expressions call, as regprocedure text
+    extension_functions: tuple[tuple[str, str], ...] = ()  # (regprocedure, extension) it calls
     partkey_sql: str | None = None
     partitions: tuple[PartitionShape, ...] = ()
     problems: tuple[str, ...] = field(default=())

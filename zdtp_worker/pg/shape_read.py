@@ -98,16 +98,21 @@ LEFT JOIN owned o ON o.seq = s.seqrelid
 WHERE s.seqrelid IN (SELECT seq FROM owned UNION SELECT seq FROM used)
 ORDER BY n.nspname, c.relname
 """
+# Functions (not built in) that the table's defaults, CHECKs, generation and partition-key
+# expressions call, and those its domains' CHECKs and defaults call ($2: the domains' oids), with
+# the extension each belongs to (NULL: a user function).
 _FUNCTIONS = """
-SELECT DISTINCT p.oid::regprocedure::text AS sig
+SELECT DISTINCT p.oid::regprocedure::text AS sig,
+       (SELECT x.extname FROM pg_depend e JOIN pg_extension x ON x.oid = e.refobjid
+         WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e') AS extension
 FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid
 WHERE d.refclassid = 'pg_proc'::regclass AND p.oid >= 16384
-  AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid
-                  AND e.deptype = 'e')
   AND ((d.classid = 'pg_attrdef'::regclass
          AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = $1))
     OR (d.classid = 'pg_constraint'::regclass
-         AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = $1)))
+         AND d.objid IN (SELECT oid FROM pg_constraint WHERE conrelid = $1 OR contypid = ANY($2::oid[])))
+    OR (d.classid = 'pg_class'::regclass AND d.objid = $1)
+    OR (d.classid = 'pg_type'::regclass AND d.objid = ANY($2::oid[])))
 ORDER BY 1
 """
 _PARTITIONS = """
@@ -199,6 +204,7 @@ class _Types:
         self.seen: set[int] = set()
         self.ordered: list[TypeShape] = []
         self.problems: list[str] = []
+        self.domains: list[int] = []
 
     async def visit(self, oid: int, *, where: str) -> None:
         if oid < FIRST_NORMAL_OID or oid in self.seen:
@@ -218,6 +224,7 @@ class _Types:
             labels = tuple(r["enumlabel"] for r in await self.conn.fetch(_ENUM, oid))
             self.ordered.append(TypeShape(t["nspname"], t["typname"], "e", labels=labels))
         elif kind == "d":
+            self.domains.append(oid)
             await self.visit(t["typbasetype"], where=where)
             checks = tuple((r["conname"], r["def"]) for r in await self.conn.fetch(_DOMAIN_CHECKS, oid))
             self.ordered.append(
@@ -410,7 +417,9 @@ async def _read(conn: Conn, oid: int) -> TableShape:
         )
         for r in await conn.fetch(_SEQUENCES, oid)
     )
-    functions = tuple(r["sig"] for r in await conn.fetch(_FUNCTIONS, oid))
+    called = await conn.fetch(_FUNCTIONS, oid, list(types.domains))
+    functions = tuple(r["sig"] for r in called if r["extension"] is None)
+    extension_functions = tuple((r["sig"], r["extension"]) for r in called if r["extension"] is not None)
     partitions = await _partitions(conn, oid, problems) if rel["relkind"] == "p" else ()
     return TableShape(
         schema=rel["nspname"],
@@ -425,6 +434,7 @@ async def _read(conn: Conn, oid: int) -> TableShape:
         sequences=sequences,
         types=tuple(types.ordered),
         functions=functions,
+        extension_functions=extension_functions,
         partkey_sql=rel["partkey"],
         partitions=partitions,
         options=tuple(rel["reloptions"] or ()),

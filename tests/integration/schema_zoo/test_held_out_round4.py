@@ -479,3 +479,42 @@ def test_named_not_null_constraints_pg18(source_dsn: str, target_dsn: str) -> No
     )
     assert ho.rows(target_dsn, names) == ho.rows(source_dsn, names)
     assert [r[0] for r in ho.rows(target_dsn, names)] == ["a_required", "id_required", "named_b_not_null"]
+
+
+FUNCTIONS_SQL = """
+CREATE EXTENSION IF NOT EXISTS fuzzystrmatch;
+CREATE SCHEMA ho;
+CREATE FUNCTION ho.valid_code(text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$SELECT $1 ~ '^[A-Z]'$$;
+CREATE DOMAIN ho.code AS text CHECK (ho.valid_code(VALUE));
+CREATE TABLE ho.coded (id int PRIMARY KEY, c ho.code);
+INSERT INTO ho.coded SELECT i, 'C' || i FROM generate_series(1, 50) i;
+CREATE TABLE ho.sounds (id int PRIMARY KEY, name text, s text DEFAULT public.soundex('default'));
+INSERT INTO ho.sounds SELECT i, 'n' || i, public.soundex('n' || i) FROM generate_series(1, 50) i;
+ANALYZE;
+"""
+
+
+def test_functions_a_domain_or_an_extension_provides_are_named_in_the_refusal(
+    empty_source: str, target_dsn: str
+) -> None:
+    # A domain whose CHECK calls a user function, and a default calling an extension's function
+    # (fuzzystrmatch's soundex): the target lacks both. Before, the rolled-back trial create
+    # failed with "function ... does not exist" and the hint "an operator class or type from an
+    # extension?"; now plan and worker name the function, the extension and the fix.
+    ho.run_sql(empty_source, FUNCTIONS_SQL)
+    with pytest.raises(PlanningError) as refused:
+        read_catalog(empty_source, ho.config("ho-fn"), target_dsn=target_dsn)
+    message = str(refused.value)
+    assert "source table ho.coded: its defaults, generated columns or checks call ho.valid_code(text)" in (
+        message
+    ), message
+    assert "call public.soundex(text) from extension fuzzystrmatch" in message, message
+    assert 'CREATE EXTENSION "fuzzystrmatch"' in message, message
+    for table in ("ho.coded", "ho.sounds"):
+        finished = ho.full_copy(empty_source, target_dsn, include=[table])
+        assert finished and {f.returncode for f in finished} == {65}, [f.describe() for f in finished]
+        error = finished[0].stderr.strip().splitlines()[-1].removeprefix("zdtp-worker: error: ")
+        assert error in message, (error, message)
+    function = FUNCTIONS_SQL.splitlines()[3]  # CREATE FUNCTION ho.valid_code ...
+    ho.run_sql(target_dsn, f"CREATE EXTENSION fuzzystrmatch; CREATE SCHEMA ho; {function}")
+    ho.copy_and_compare(empty_source, target_dsn, name="ho-fn-2")
