@@ -71,7 +71,8 @@ def create_type_sql(t: TypeShape) -> str:
 
 
 def create_sequence_sql(seq: SequenceShape) -> str:
-    return f"CREATE SEQUENCE IF NOT EXISTS {seq.qualified} AS {seq.type_sql} {seq.options_sql()}"
+    unlogged = "UNLOGGED " if seq.unlogged else ""
+    return f"CREATE {unlogged}SEQUENCE IF NOT EXISTS {seq.qualified} AS {seq.type_sql} {seq.options_sql()}"
 
 
 def _column_sql(col: ColumnShape, identity: SequenceShape | None) -> str:

@@ -53,6 +53,7 @@ class SequenceShape:
     cycle: bool
     column: str | None = None  # owning column (identity or OWNED BY); None: only referenced
     identity: bool = False
+    unlogged: bool = False  # PostgreSQL 15+: an unlogged table's serial sequences are unlogged too
 
     @property
     def qualified(self) -> str:

@@ -92,7 +92,8 @@ WITH owned AS (
   WHERE d.classid = 'pg_attrdef'::regclass AND d.refclassid = 'pg_class'::regclass AND ad.adrelid = $1
 )
 SELECT n.nspname, c.relname, format_type(s.seqtypid, NULL) AS type_sql, s.seqstart, s.seqincrement,
-       s.seqmin, s.seqmax, s.seqcache, s.seqcycle, o.attname, coalesce(o.identity, false) AS identity
+       s.seqmin, s.seqmax, s.seqcache, s.seqcycle, o.attname, coalesce(o.identity, false) AS identity,
+       c.relpersistence = 'u' AS unlogged
 FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN owned o ON o.seq = s.seqrelid
 WHERE s.seqrelid IN (SELECT seq FROM owned UNION SELECT seq FROM used)
@@ -414,6 +415,7 @@ async def _read(conn: Conn, oid: int) -> TableShape:
             cycle=r["seqcycle"],
             column=r["attname"],
             identity=r["identity"],
+            unlogged=r["unlogged"],
         )
         for r in await conn.fetch(_SEQUENCES, oid)
     )
