@@ -101,46 +101,61 @@ ANALYZE;
 def test_large_transaction_with_rolled_back_savepoints_and_rewrites(
     empty_source: str, target_dsn: str, tmp_path: Path
 ) -> None:
-    # 015/016/018: a transaction well past the worker's batch size with subtransactions rolled
+    # 015/016/018: a transaction well past the worker's batch size and the walsender's
+    # logical_decoding_work_mem (set to its minimum) with subtransactions rolled
     # back (their rows must not appear), released and nested; tables outside the task written in
     # the same transaction; 006_rewrite: VACUUM FULL, CLUSTER and a rewriting ALTER TYPE while
     # streaming (the widening followed on the target); 010_truncate: TRUNCATE of several tables in
     # one statement, with ONLY.
     ho.run_sql(empty_source, BIG_SQL)
-    _stream(
-        empty_source,
-        target_dsn,
-        tmp_path,
-        """
-        BEGIN;
-        INSERT INTO ho.ev SELECT i, 'big', repeat('x', 50) FROM generate_series(10001, 40000) i;
-        SAVEPOINT a;
-        INSERT INTO ho.ev SELECT i, 'rolled back', 'x' FROM generate_series(40001, 60000) i;
-        UPDATE ho.ev SET kind = 'rolled back' WHERE id <= 500;
-        ROLLBACK TO SAVEPOINT a;
-        SAVEPOINT b;
-        UPDATE ho.ev SET kind = 'kept' WHERE id BETWEEN 10001 AND 20000;
-        SAVEPOINT c;
-        DELETE FROM ho.ev WHERE id BETWEEN 20001 AND 25000;
-        ROLLBACK TO SAVEPOINT c;
-        DELETE FROM ho.ev WHERE id BETWEEN 25001 AND 26000;
-        RELEASE SAVEPOINT b;
-        INSERT INTO other.t SELECT i, 'outside' FROM generate_series(1, 1000) i;
-        UPDATE ho.ev SET payload = 'after' WHERE id % 100 = 0;
-        COMMIT;
-        """,
-        "VACUUM FULL ho.ev",
-        "UPDATE ho.ev SET kind = 'post-vacuum' WHERE id % 7 = 0",
-        "CLUSTER ho.clus USING clus_pkey",
-        "DELETE FROM ho.clus WHERE id % 3 = 0",
-        "ALTER TABLE ho.clus ALTER COLUMN id TYPE bigint",  # a rewriting widening of the key
-        "UPDATE ho.clus SET v = 'after alter' WHERE id % 5 = 0",
-        "TRUNCATE ONLY ho.parent, ho.clus",
-        "INSERT INTO ho.parent VALUES (1, 'back')",
-        "INSERT INTO ho.clus VALUES (1, 'back')",
-        "BEGIN; INSERT INTO ho.ev VALUES (1000001, 'last', 'x'); INSERT INTO other.t VALUES (-1, 'o');"
-        " COMMIT",
-    )
+    # The walsender (a session of this database) spills every transaction past 64 kB to disk,
+    # subtransactions included, and restores them at commit.
+    dbname = ho.rows(empty_source, "SELECT current_database()")[0][0]
+    ho.run_sql(empty_source, f"ALTER DATABASE {dbname} SET logical_decoding_work_mem = '64kB'")
+    stream = ho.Stream(empty_source, target_dsn, tmp_path)
+    try:
+        ho.run_sql(
+            empty_source,
+            """
+            BEGIN;
+            INSERT INTO ho.ev SELECT i, 'big', repeat('x', 50) FROM generate_series(10001, 40000) i;
+            SAVEPOINT a;
+            INSERT INTO ho.ev SELECT i, 'rolled back', 'x' FROM generate_series(40001, 60000) i;
+            UPDATE ho.ev SET kind = 'rolled back' WHERE id <= 500;
+            ROLLBACK TO SAVEPOINT a;
+            SAVEPOINT b;
+            UPDATE ho.ev SET kind = 'kept' WHERE id BETWEEN 10001 AND 20000;
+            SAVEPOINT c;
+            DELETE FROM ho.ev WHERE id BETWEEN 20001 AND 25000;
+            ROLLBACK TO SAVEPOINT c;
+            DELETE FROM ho.ev WHERE id BETWEEN 25001 AND 26000;
+            RELEASE SAVEPOINT b;
+            INSERT INTO other.t SELECT i, 'outside' FROM generate_series(1, 1000) i;
+            UPDATE ho.ev SET payload = 'after' WHERE id % 100 = 0;
+            COMMIT;
+            """,
+            "VACUUM FULL ho.ev",
+            "UPDATE ho.ev SET kind = 'post-vacuum' WHERE id % 7 = 0",
+            "CLUSTER ho.clus USING clus_pkey",
+            "DELETE FROM ho.clus WHERE id % 3 = 0",
+            "ALTER TABLE ho.clus ALTER COLUMN id TYPE bigint",  # a rewriting widening of the key
+            "UPDATE ho.clus SET v = 'after alter' WHERE id % 5 = 0",
+            "TRUNCATE ONLY ho.parent, ho.clus",
+            "INSERT INTO ho.parent VALUES (1, 'back')",
+            "INSERT INTO ho.clus VALUES (1, 'back')",
+            "BEGIN; INSERT INTO ho.ev VALUES (1000001, 'last', 'x'); INSERT INTO other.t VALUES (-1, 'o');"
+            " COMMIT",
+        )
+        stream.wait_same()
+        spilled = ho.rows(
+            empty_source,
+            "SELECT spill_txns FROM pg_stat_replication_slots WHERE slot_name = %s",
+            (stream.names["slot"],),
+        )
+    finally:
+        code = stream.stop()
+    assert code == 0, stream.proc.log_tail()
+    assert spilled and spilled[0][0] > 0, spilled  # the walsender did spill
 
 
 PARTS_SQL = """
