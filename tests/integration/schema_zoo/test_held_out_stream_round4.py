@@ -189,6 +189,10 @@ def test_partition_rewrites_and_moves_stream(empty_source: str, target_dsn: str,
             "UPDATE ho.p SET v = 'after rewrite' WHERE id % 3 = 0",
             "BEGIN; UPDATE ho.p SET id = id + 100000 WHERE id % 17 = 0; DELETE FROM ho.p WHERE id % 19 = 0;"
             " COMMIT",
+            # Rewrites every partition with every row's xmin new, like a TRUNCATE and a reload:
+            # the key comparison, not the xmin shortcut, must tell them apart.
+            "ALTER TABLE ho.p ALTER COLUMN id TYPE bigint",
+            "UPDATE ho.p SET v = 'after widening' WHERE id % 50 = 0",  # the target follows on a change
         )
         stream.wait_same()
         time.sleep(WATCH_SECONDS)  # the watch's next look at the partitions' files
@@ -329,3 +333,20 @@ def test_exclusion_swaps_partition_moves_with_toast_and_truncate_in_a_transactio
         "BEGIN; TRUNCATE ho.q; INSERT INTO ho.q SELECT i, 'after' FROM generate_series(50, 60) i; COMMIT",
         "BEGIN; INSERT INTO ho.q VALUES (1, 'x'); TRUNCATE ho.q; INSERT INTO ho.q VALUES (2, 'y'); COMMIT",
     )
+
+
+def test_truncating_a_sub_partitioned_partition_stops_the_stream(
+    empty_source: str, target_dsn: str, tmp_path: Path
+) -> None:
+    # The same through a partition that is itself partitioned: TRUNCATE ho.m_eu empties its two
+    # leaves, neither of which is in the logical stream.
+    ho.run_sql(empty_source, ho.multi_level_partitions(2000))
+    stream = ho.Stream(empty_source, target_dsn, tmp_path)
+    try:
+        ho.run_sql(empty_source, "TRUNCATE ho.m_eu")
+        code = stream.proc.wait_exit(timeout=ho.STREAM_TIMEOUT)
+    finally:
+        stream.stop()
+    log = stream.proc.log_tail()
+    assert code == 65, log
+    assert "ho.m_eu_" in log and "TRUNCATE" in log, log
