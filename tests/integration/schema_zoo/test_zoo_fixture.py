@@ -26,7 +26,7 @@ def test_zoo_builds_and_equals_itself(zoo_source: str) -> None:
             "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'zoo.toast_blobs'::regclass"
         ).fetchone()
         assert toasted is not None and toasted[0] > 40 * 2048
-        assert digest.read_sequences(conn, ["zoo"])["zoo.order-lines_id_seq"] == 1500
+        assert digest.read_sequences(conn, ["zoo"])["zoo.order-lines_id_seq"] == 1501
     assert digest.compare(zoo_source, zoo_source, schemas=["zoo"]) == []
 
 
@@ -57,7 +57,7 @@ def test_digest_reports_each_kind_of_difference(pg_server: PgServer, zoo_source:
             "zoo.defaults: column 'priority' default: source '7', target None",
             "changed ('4',): f8: source '-0' target '0'",
             "changed ('5',): note: source '' target NULL",
-            "sequence zoo.identity_serial_id_seq: source last_value 701, target 5",
+            "sequence zoo.identity_serial_id_seq: source next value 702, target 6",
         ):
             assert expected in problems, problems
         assert "toast_blobs" not in problems
