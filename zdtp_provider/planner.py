@@ -23,6 +23,7 @@ import psycopg
 
 from zdtp_provider.auto_streams import choose_streams, worker_cpu
 from zdtp_provider.config import SyncTaskConfig
+from zdtp_provider.relation_kinds import not_tables
 from zdtp_worker.contract.identifiers import parse_qualified, render_qualified
 from zdtp_worker.contract.spec import FullOptions, KeyRange, TableSpec, WorkerSpec
 from zdtp_worker.control import replica_identity, source_check
@@ -153,6 +154,12 @@ def read_catalog(dsn: str, config: SyncTaskConfig, *, target_dsn: str | None = N
         by_name = {render_qualified(r[0], r[1]): r for r in rows}
         missing = [t for t in config.tables if t not in by_name]
         if missing:
+            kinds = not_tables(conn, missing)
+            if kinds:
+                raise PlanningError(
+                    f"sync task {config.name!r}: "
+                    + "; ".join(f"{name} {why}" for name, why in sorted(kinds.items()))
+                )
             hints = "".join(_missing_hint(t, list(by_name)) for t in missing)
             raise PlanningError(
                 f"source has no table {', '.join(missing)} (sync task {config.name!r}){hints}"

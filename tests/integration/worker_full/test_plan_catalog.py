@@ -112,3 +112,39 @@ def test_unreproducible_table_that_exists_on_the_target_is_planned(source_dsn: s
         read_catalog(source_dsn, cfg, target_dsn=target_dsn)  # not on the target yet: refused
     execute(target_dsn, ddl)  # created by the user: zdtp copies into it
     assert [e.name for e in read_catalog(source_dsn, cfg, target_dsn=target_dsn)] == ["public.uses_rowtype"]
+
+
+def test_named_relations_that_are_not_tables_say_what_they_are(source_dsn: str) -> None:
+    execute(
+        source_dsn,
+        """
+        CREATE SCHEMA rk;
+        CREATE TABLE rk.base (id int PRIMARY KEY, v text);
+        CREATE VIEW rk.v AS SELECT * FROM rk.base;
+        CREATE MATERIALIZED VIEW rk.mv AS SELECT * FROM rk.base;
+        CREATE SEQUENCE rk.s;
+        CREATE TYPE rk.pair AS (a int, b int);
+        CREATE TABLE rk.parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
+        CREATE TABLE rk.parted_1 PARTITION OF rk.parted FOR VALUES FROM (0) TO (10);
+        """,
+    )
+    with pytest.raises(PlanningError) as err:
+        read_catalog(
+            source_dsn, _config(tables=["rk.v", "rk.mv", "rk.s", "rk.pair", "rk.parted_1", "rk.base"])
+        )
+    message = str(err.value)
+    for expected in (
+        "rk.v is a view: it holds no rows of its own",
+        "rk.mv is a materialized view: zdtp copies tables; create it on the target and REFRESH",
+        "rk.s is a sequence: zdtp carries the sequences a copied table owns",
+        "rk.pair is a composite type, not a table",
+        "rk.parted_1 is a partition of rk.parted: zdtp copies a partitioned table through its parent",
+    ):
+        assert expected in message, message
+    assert "source has no table" not in message
+    with pytest.raises(PlanningError, match=r"source has no table rk\.nope"):
+        read_catalog(source_dsn, _config(tables=["rk.nope", "rk.base"]))
+    assert [e.name for e in read_catalog(source_dsn, _config(tables=["rk.base", "rk.parted"]))] == [
+        "rk.base",
+        "rk.parted",
+    ]
