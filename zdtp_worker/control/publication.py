@@ -46,11 +46,16 @@ SELECT t.schema, t.name, c.oid, c.relkind::text,
        EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = %(pub)s
                AND r.prrelid IN (SELECT relid FROM pg_partition_ancestors(c.oid) WHERE relid <> c.oid))
          AS via_ancestor,
-       {schema_member} AS via_schema
+       {schema_member} AS via_schema,
+       {partial} AS partial
 FROM unnest(%(schemas)s::text[], %(names)s::text[]) AS t(schema, name)
 JOIN pg_namespace n ON n.nspname = t.schema
 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.name AND c.relkind IN ('r', 'p')
 """
+# PG 15+: the entry (its own or an ancestor's) publishes only some rows or columns.
+_PARTIAL = """EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = %(pub)s
+               AND (r.prrelid = c.oid OR r.prrelid IN (SELECT relid FROM pg_partition_ancestors(c.oid)))
+               AND (r.prqual IS NOT NULL OR r.prattrs IS NOT NULL))"""
 _SCHEMA_MEMBER = (
     "EXISTS (SELECT 1 FROM pg_publication_namespace pn WHERE pn.pnpubid = %(pub)s AND pn.pnnspid = n.oid)"
 )
@@ -62,6 +67,8 @@ class Membership:
     partitioned: bool
     direct: bool
     covered: bool  # direct, via an ancestor, its schema, or ALL TABLES
+    # published with a row filter or a column list (and not also whole, through its schema)
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,9 @@ class PublicationState:
 
     def missing(self) -> list[TableName]:
         return [m.table for m in self.members if not m.covered]
+
+    def partial(self) -> list[TableName]:
+        return [m.table for m in self.members if m.partial]
 
     @property
     def needs_via_root(self) -> bool:
@@ -92,7 +102,10 @@ def read_state(conn: psycopg.Connection, name: str, tables: list[TableName]) -> 
     oid, all_tables, via_root = int(row[0]), bool(row[1]), bool(row[2])
     actions = tuple(a for a, on in zip(_ACTIONS, row[3:7], strict=True) if on)
     has_schemas = conn.info.server_version >= 150000
-    sql = _MEMBERS_SQL.format(schema_member=_SCHEMA_MEMBER if has_schemas else "false")
+    sql = _MEMBERS_SQL.format(
+        schema_member=_SCHEMA_MEMBER if has_schemas else "false",
+        partial=_PARTIAL if has_schemas else "false",
+    )
     rows = conn.execute(
         sql, {"pub": oid, "schemas": [t.schema_ for t in tables], "names": [t.name for t in tables]}
     ).fetchall()
@@ -108,6 +121,7 @@ def read_state(conn: psycopg.Connection, name: str, tables: list[TableName]) -> 
                 partitioned=r[3] == "p",
                 direct=bool(r[4]),
                 covered=all_tables or bool(r[4]) or bool(r[5]) or bool(r[6]),
+                partial=bool(r[7]) and not (all_tables or r[6]),
             )
         )
     return PublicationState(
@@ -181,6 +195,13 @@ def check_foreign(conn: psycopg.Connection, name: str, tables: list[TableName]) 
     lacking = [a for a in _ACTIONS if a not in state.actions]
     if lacking:
         fixes.append(f"ALTER PUBLICATION {ident(name)} SET (publish = '{', '.join(_ACTIONS)}')")
+    for table in state.partial():
+        # The full copy takes every row and column; changes the filter drops would never arrive.
+        fixes.append(
+            f"publish all of {table.qualified}: it has a row filter (WHERE) or a column list here, so"
+            f" the stream would miss changes the copy's rows need (ALTER PUBLICATION {ident(name)}"
+            f" SET TABLE ... without them, or leave incremental.publication unset)"
+        )
     if fixes:
         raise ConfigError(
             f"publication {name} is not zdtp's and does not fit this stream (zdtp never alters it);"

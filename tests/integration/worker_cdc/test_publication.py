@@ -92,3 +92,26 @@ def test_someone_elses_publication_is_used_but_never_altered(source_dsn: str) ->
         # FOR ALL TABLES covers everything.
         conn.execute("CREATE PUBLICATION everything FOR ALL TABLES WITH (publish_via_partition_root = true)")
         assert publication.ensure(conn, "everything", TABLES).missing() == []
+
+
+def test_someone_elses_publication_with_a_row_filter_or_column_list_is_refused(source_dsn: str) -> None:
+    # The full copy takes every row and column; a filtered publication would stream only part of
+    # the changes, and the target would drift without an error.
+    with psycopg.connect(source_dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        conn.execute(
+            "CREATE PUBLICATION filtered FOR TABLE plain WHERE (id > 10), orders (id, region)"
+            " WITH (publish_via_partition_root = true)"
+        )
+        with pytest.raises(ConfigError) as err:
+            publication.ensure(conn, "filtered", TABLES)
+        message = str(err.value)
+        assert 'publish all of "public"."plain": it has a row filter (WHERE) or a column list' in message
+        assert 'publish all of "public"."orders"' in message
+        conn.execute("ALTER PUBLICATION filtered SET TABLE plain, orders")
+        state = publication.ensure(conn, "filtered", TABLES)
+        assert state.missing() == [] and state.partial() == []
+        # A filter on the partition root covers its leaves too.
+        conn.execute("ALTER PUBLICATION filtered SET TABLE plain, orders WHERE (id < 5)")
+        with pytest.raises(ConfigError, match=r'publish all of "public"."orders"'):
+            publication.ensure(conn, "filtered", TABLES)
