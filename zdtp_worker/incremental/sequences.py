@@ -57,6 +57,10 @@ def sequences_of(conn: psycopg.Connection, table: TableName) -> list[SequenceLin
     return [SequenceLink(r[0], r[1], int(r[2]) > 0) for r in rows]
 
 
+def _next_value(last: int, called: bool, increment: int) -> int:
+    return last + increment if called else last
+
+
 def _target_sequence(conn: psycopg.Connection, target: TableName, link: SequenceLink) -> str | None:
     row = conn.execute("SELECT pg_get_serial_sequence(%s, %s)", (target.qualified, link.column)).fetchone()
     if row and row[0]:
@@ -89,9 +93,17 @@ class SequenceKeeper:
     def _sync_one(
         self, src: psycopg.Connection, tgt: psycopg.Connection, target: TableName, link: SequenceLink
     ) -> int | None:
-        row = src.execute(f"SELECT last_value, is_called FROM {link.source}").fetchone()
-        if row is None or not row[1]:
-            return None  # never used on the source
+        row = src.execute(
+            f"SELECT last_value, is_called, (SELECT seqincrement FROM pg_sequence"
+            f" WHERE seqrelid = %s::regclass) FROM {link.source}",
+            (link.source,),
+        ).fetchone()
+        if row is None:
+            return None
+        # Compared by the next value each side hands out: a RESTART / setval(.., false) on the
+        # source leaves it "not called" at a value the target must also reach.
+        value, called = int(row[0]), bool(row[1])
+        wanted = _next_value(value, called, int(row[2]))
         tgt_seq = _target_sequence(tgt, target, link)
         if tgt_seq is None:
             assert self.warned is not None
@@ -104,11 +116,14 @@ class SequenceKeeper:
                     link.source,
                 )
             return None
-        value = int(row[0])
-        have = tgt.execute(f"SELECT last_value, is_called FROM {tgt_seq}").fetchone()
-        if have is not None and have[1]:
-            current = int(have[0])
-            if (current >= value) if link.ascending else (current <= value):
+        have = tgt.execute(
+            f"SELECT last_value, is_called, (SELECT seqincrement FROM pg_sequence"
+            f" WHERE seqrelid = %s::regclass) FROM {tgt_seq}",
+            (tgt_seq,),
+        ).fetchone()
+        if have is not None:
+            current = _next_value(int(have[0]), bool(have[1]), int(have[2]))
+            if (current >= wanted) if link.ascending else (current <= wanted):
                 return None
-        tgt.execute("SELECT setval(%s::regclass, %s, true)", (tgt_seq, value))
+        tgt.execute("SELECT setval(%s::regclass, %s, %s)", (tgt_seq, value, called))
         return value

@@ -41,6 +41,30 @@ def test_sequences_move_ahead_never_back(source_dsn: str, target_dsn: str) -> No
         assert nexts == (4, 4, 101)
 
 
+def test_a_sequence_restarted_on_the_source_reaches_the_target(source_dsn: str, target_dsn: str) -> None:
+    # RESTART / setval(.., false) leave the source "not called" at a value past the target's ids.
+    t = TableName(schema="public", name="ids")
+    with (
+        psycopg.connect(source_dsn, autocommit=True) as src,
+        psycopg.connect(target_dsn, autocommit=True) as tgt,
+    ):
+        src.execute(DDL)
+        tgt.execute(DDL)
+        src.execute("INSERT INTO ids DEFAULT VALUES")
+        keeper = SequenceKeeper({t: t})
+        keeper.sync(src, tgt)
+        src.execute("ALTER TABLE ids ALTER COLUMN id RESTART WITH 1000")
+        src.execute("SELECT setval('shared_seq', 500, false)")
+        moved = keeper.sync(src, tgt)
+        assert sorted(moved.values()) == [500, 1000]
+        src.execute("ALTER TABLE ids ALTER COLUMN id RESTART WITH 10")  # behind the target: kept ahead
+        assert keeper.sync(src, tgt) == {}
+        nexts = tgt.execute(
+            "SELECT nextval(pg_get_serial_sequence('ids', 'id')), nextval('shared_seq')"
+        ).fetchone()
+        assert nexts == (1000, 500)
+
+
 def test_watch_reports_slot_and_new_tables(source_dsn: str) -> None:
     with psycopg.connect(source_dsn, autocommit=True) as src:
         src.execute('CREATE TABLE a (id int PRIMARY KEY); CREATE TABLE "New Orders" (id int PRIMARY KEY)')
