@@ -178,6 +178,12 @@ class SyncTaskConfig(_Strict):
         "columns, let zdtp run ALTER TABLE ... REPLICA IDENTITY USING INDEX on the source (otherwise "
         "such a table is refused with that fix; zdtp never changes a replica identity unasked).",
     )
+    allow_lossy_type_changes: bool = Field(
+        False,
+        description="CDC modes: follow a source column type change that may lose values (a narrowing, "
+        "a scale down, timestamptz -> date...) by altering the target column with a cast and copying the "
+        "values from the source again; otherwise the stream stops (exit 65) naming the column.",
+    )
     kubernetes_conn_id: str = Field("kubernetes_default", description="Airflow Kubernetes connection id.")
     deferrable: bool = Field(
         True,

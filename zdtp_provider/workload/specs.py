@@ -85,14 +85,16 @@ def stream_spec(config: SyncTaskConfig, tables: Sequence[str], **incremental: An
     """The incremental WorkerSpec of a sync task streaming ``tables`` (resolved from the catalog).
 
     Everything the stream takes from the sync task is filled in here (include/exclude patterns,
-    so the worker reports matching tables it does not stream; ``set_replica_identity``), so the
+    so the worker reports matching tables it does not stream; ``set_replica_identity``,
+    ``allow_lossy_type_changes``), so the
     ``prepare_stream`` task and ``zdtp render`` cannot disagree. ``incremental`` overrides
     IncrementalOptions fields (slot, publication...); left out, the worker derives the slot and
     publication names from the task name.
     """
     options: dict[str, Any] = {"include": list(config.include), "exclude": list(config.exclude)}
-    if hasattr(config, "set_replica_identity"):
-        options["set_replica_identity"] = config.set_replica_identity
+    for option in ("set_replica_identity", "allow_lossy_type_changes"):
+        if hasattr(config, option):
+            options[option] = getattr(config, option)
     options.update({k: v for k, v in incremental.items() if v is not None})
     return WorkerSpec(
         mode="incremental",
