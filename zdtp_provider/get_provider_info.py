@@ -48,7 +48,11 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "zdtp",
-                "python-modules": ["zdtp_provider.triggers.job", "zdtp_provider.triggers.deployment"],
+                "python-modules": [
+                    "zdtp_provider.triggers.job",
+                    "zdtp_provider.triggers.deployment",
+                    "zdtp_provider.triggers.settle",
+                ],
             }
         ],
     }
