@@ -97,6 +97,8 @@ _task_breaks = st.one_of(
     _top("namespace", st.one_of(_dns_bad, _long_label)),
     _top("workers", st.one_of(st.integers(max_value=0), st.integers(min_value=1001))),
     _top("chunk_rows", st.integers(max_value=0)),
+    _top("lease_seconds", st.floats(max_value=0, allow_nan=False, allow_infinity=False)),
+    _top("allow_lossy_type_changes", st.sampled_from(["maybe", "sometimes", 2])),
     _top("mode", _choice_bad({"full", "incremental", "full+incremental"})),
     _top("fanout", _choice_bad({"tasks", "indexed-job"})),
     _top("verify", _choice_bad({"none", "count", "checksum"})),
