@@ -49,12 +49,16 @@ ORDER BY c.oid
 class SequenceLink:
     source: str  # quoted qualified name on the source
     column: str
-    ascending: bool
+    increment: int
+
+    @property
+    def ascending(self) -> bool:
+        return self.increment > 0
 
 
 def sequences_of(conn: psycopg.Connection, table: TableName) -> list[SequenceLink]:
     rows = conn.execute(_SEQUENCES_SQL, {"rel": table.qualified}).fetchall()
-    return [SequenceLink(r[0], r[1], int(r[2]) > 0) for r in rows]
+    return [SequenceLink(r[0], r[1], int(r[2])) for r in rows]
 
 
 def _next_value(last: int, called: bool, increment: int) -> int:
@@ -93,17 +97,13 @@ class SequenceKeeper:
     def _sync_one(
         self, src: psycopg.Connection, tgt: psycopg.Connection, target: TableName, link: SequenceLink
     ) -> int | None:
-        row = src.execute(
-            f"SELECT last_value, is_called, (SELECT seqincrement FROM pg_sequence"
-            f" WHERE seqrelid = %s::regclass) FROM {link.source}",
-            (link.source,),
-        ).fetchone()
+        row = src.execute(f"SELECT last_value, is_called FROM {link.source}").fetchone()
         if row is None:
             return None
         # Compared by the next value each side hands out: a RESTART / setval(.., false) on the
         # source leaves it "not called" at a value the target must also reach.
         value, called = int(row[0]), bool(row[1])
-        wanted = _next_value(value, called, int(row[2]))
+        wanted = _next_value(value, called, link.increment)
         tgt_seq = _target_sequence(tgt, target, link)
         if tgt_seq is None:
             assert self.warned is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import psycopg
 import pytest
 
@@ -18,51 +20,55 @@ CREATE TABLE ids (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, s serial,
                   o bigint DEFAULT nextval('shared_seq'));
 """
 
+IDS = TableName(schema="public", name="ids")
 
-def test_sequences_move_ahead_never_back(source_dsn: str, target_dsn: str) -> None:
-    t = TableName(schema="public", name="ids")
+
+@pytest.fixture
+def pair(source_dsn: str, target_dsn: str) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    """Source and target connections, each with the DDL above."""
     with (
         psycopg.connect(source_dsn, autocommit=True) as src,
         psycopg.connect(target_dsn, autocommit=True) as tgt,
     ):
         src.execute(DDL)
         tgt.execute(DDL)
-        keeper = SequenceKeeper({t: t})
-        assert keeper.sync(src, tgt) == {}  # never used on the source: nothing to move
-        src.execute("INSERT INTO ids DEFAULT VALUES; INSERT INTO ids DEFAULT VALUES")
-        moved = keeper.sync(src, tgt)
-        assert sorted(moved.values()) == [2, 2, 2] and len(moved) == 3
-        tgt.execute("SELECT setval('shared_seq', 100)")  # ids handed out on the target: keep them
-        src.execute("INSERT INTO ids DEFAULT VALUES")
-        keeper.sync(src, tgt)
-        nexts = tgt.execute(
-            "SELECT nextval(pg_get_serial_sequence('ids', 'id')), nextval('ids_s_seq'), nextval('shared_seq')"
-        ).fetchone()
-        assert nexts == (4, 4, 101)
+        yield src, tgt
 
 
-def test_a_sequence_restarted_on_the_source_reaches_the_target(source_dsn: str, target_dsn: str) -> None:
+def test_sequences_move_ahead_never_back(pair: tuple[psycopg.Connection, psycopg.Connection]) -> None:
+    src, tgt = pair
+    keeper = SequenceKeeper({IDS: IDS})
+    assert keeper.sync(src, tgt) == {}  # never used on the source: nothing to move
+    src.execute("INSERT INTO ids DEFAULT VALUES; INSERT INTO ids DEFAULT VALUES")
+    moved = keeper.sync(src, tgt)
+    assert sorted(moved.values()) == [2, 2, 2] and len(moved) == 3
+    tgt.execute("SELECT setval('shared_seq', 100)")  # ids handed out on the target: keep them
+    src.execute("INSERT INTO ids DEFAULT VALUES")
+    keeper.sync(src, tgt)
+    nexts = tgt.execute(
+        "SELECT nextval(pg_get_serial_sequence('ids', 'id')), nextval('ids_s_seq'), nextval('shared_seq')"
+    ).fetchone()
+    assert nexts == (4, 4, 101)
+
+
+def test_a_sequence_restarted_on_the_source_reaches_the_target(
+    pair: tuple[psycopg.Connection, psycopg.Connection],
+) -> None:
     # RESTART / setval(.., false) leave the source "not called" at a value past the target's ids.
-    t = TableName(schema="public", name="ids")
-    with (
-        psycopg.connect(source_dsn, autocommit=True) as src,
-        psycopg.connect(target_dsn, autocommit=True) as tgt,
-    ):
-        src.execute(DDL)
-        tgt.execute(DDL)
-        src.execute("INSERT INTO ids DEFAULT VALUES")
-        keeper = SequenceKeeper({t: t})
-        keeper.sync(src, tgt)
-        src.execute("ALTER TABLE ids ALTER COLUMN id RESTART WITH 1000")
-        src.execute("SELECT setval('shared_seq', 500, false)")
-        moved = keeper.sync(src, tgt)
-        assert sorted(moved.values()) == [500, 1000]
-        src.execute("ALTER TABLE ids ALTER COLUMN id RESTART WITH 10")  # behind the target: kept ahead
-        assert keeper.sync(src, tgt) == {}
-        nexts = tgt.execute(
-            "SELECT nextval(pg_get_serial_sequence('ids', 'id')), nextval('shared_seq')"
-        ).fetchone()
-        assert nexts == (1000, 500)
+    src, tgt = pair
+    src.execute("INSERT INTO ids DEFAULT VALUES")
+    keeper = SequenceKeeper({IDS: IDS})
+    keeper.sync(src, tgt)
+    src.execute("ALTER TABLE ids ALTER COLUMN id RESTART WITH 1000")
+    src.execute("SELECT setval('shared_seq', 500, false)")
+    moved = keeper.sync(src, tgt)
+    assert sorted(moved.values()) == [500, 1000]
+    src.execute("ALTER TABLE ids ALTER COLUMN id RESTART WITH 10")  # behind the target: kept ahead
+    assert keeper.sync(src, tgt) == {}
+    nexts = tgt.execute(
+        "SELECT nextval(pg_get_serial_sequence('ids', 'id')), nextval('shared_seq')"
+    ).fetchone()
+    assert nexts == (1000, 500)
 
 
 def test_watch_reports_slot_and_new_tables(source_dsn: str) -> None:
